@@ -1,0 +1,190 @@
+/**
+ * The one configuration schema. Config file, environment and flags are merged into one
+ * raw object (see cli.ts), validated here once at start-up, then frozen: nothing reads
+ * process.env or re-validates later.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { isValidHost, parseHostPort } from './desktops/targets.js';
+
+const DESKTOP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+const port = z
+  .number({ error: 'expected a port number from 1 to 65535' })
+  .int('expected a port number from 1 to 65535')
+  .min(1, 'expected a port number from 1 to 65535')
+  .max(65535, 'expected a port number from 1 to 65535');
+
+const host = z
+  .string({ error: 'expected a host name or IP address' })
+  .refine(isValidHost, 'expected a host name or IP address');
+
+const desktopName = z
+  .string({ error: 'expected a desktop name' })
+  .regex(DESKTOP_NAME, 'expected a desktop name: 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+const desktopObject = z.strictObject({
+  name: desktopName,
+  host,
+  port,
+  description: z.string().max(200, 'expected a description of at most 200 characters').optional(),
+});
+
+/** `--desktop NAME=HOST:PORT` and DESKGATE_DESKTOP use this short form. */
+const desktopShorthand = z.string().transform((text, ctx) => {
+  const eq = text.indexOf('=');
+  const target = eq > 0 ? parseHostPort(text.slice(eq + 1)) : undefined;
+  if (!target) {
+    ctx.addIssue({ code: 'custom', message: 'expected NAME=HOST:PORT, e.g. lab1=10.0.0.5:5901' });
+    return z.NEVER;
+  }
+  return { name: text.slice(0, eq), ...target };
+});
+
+const desktop = z.union([desktopShorthand.pipe(desktopObject), desktopObject], {
+  error: 'expected NAME=HOST:PORT or an object with name, host, port and optional description',
+});
+
+const listen = z.string({ error: 'expected HOST:PORT, e.g. 127.0.0.1:6080' }).transform((text, ctx) => {
+  const parsed = parseHostPort(text, { allowPortZero: true });
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: 'expected HOST:PORT, e.g. 127.0.0.1:6080 or [::1]:6080' });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const PORT_RANGE = /^(\d{1,5})(?:-(\d{1,5}))?$/;
+
+/** An operator's allow rule for ad-hoc `?target=host:port`: a CIDR block and a port range. */
+const allowRule = z.strictObject({
+  cidr: z.string().refine(isCidr, 'expected a CIDR block such as 10.0.0.0/24 or fd00::/64'),
+  ports: z
+    .union([z.number().int(), z.string()])
+    .transform((value, ctx) => {
+      const match = PORT_RANGE.exec(String(value));
+      const from = Number(match?.[1]);
+      const to = Number(match?.[2] ?? match?.[1]);
+      if (!match || from < 1 || to > 65535 || from > to) {
+        ctx.addIssue({ code: 'custom', message: 'expected a port or port range such as 5900-5999' });
+        return z.NEVER;
+      }
+      return { from, to };
+    }),
+});
+
+function isCidr(text: string): boolean {
+  const [address = '', bits, ...rest] = text.split('/');
+  const family = isIP(address);
+  const prefix = Number(bits);
+  const max = family === 6 ? 128 : 32;
+  return family !== 0 && rest.length === 0 && /^\d+$/.test(bits ?? '') && prefix >= 0 && prefix <= max;
+}
+
+const milliseconds = (min: number, fallback: number) =>
+  z
+    .number({ error: `expected a number of milliseconds, at least ${min}` })
+    .int(`expected a whole number of milliseconds, at least ${min}`)
+    .min(min, `expected a number of milliseconds, at least ${min}`)
+    .default(fallback);
+
+const bytes = (min: number, max: number, fallback: number) =>
+  z
+    .number({ error: `expected a number of bytes from ${min} to ${max}` })
+    .int(`expected a whole number of bytes from ${min} to ${max}`)
+    .min(min, `expected a number of bytes from ${min} to ${max}`)
+    .max(max, `expected a number of bytes from ${min} to ${max}`)
+    .default(fallback);
+
+export const configSchema = z
+  .strictObject({
+    listen: listen.prefault('127.0.0.1:6080'),
+    desktops: z.array(desktop, { error: 'expected a list of desktops' }).default([]),
+    demo: z.boolean({ error: 'expected true or false' }).optional(),
+    targets: z
+      .strictObject({ allow: z.array(allowRule, { error: 'expected a list of {cidr, ports} rules' }).default([]) })
+      .default({ allow: [] }),
+    session: z
+      .strictObject({
+        connectTimeoutMs: milliseconds(100, 5_000),
+        idleTimeoutMs: milliseconds(1_000, 30 * 60_000),
+        maxMessageBytes: bytes(1024, 64 * 1024 * 1024, 1024 * 1024),
+        highWaterMarkBytes: bytes(16 * 1024, 64 * 1024 * 1024, 1024 * 1024),
+      })
+      .prefault({}),
+    probe: z
+      .strictObject({
+        timeoutMs: milliseconds(100, 1_500),
+        cacheMs: milliseconds(0, 5_000),
+      })
+      .prefault({}),
+    shutdownTimeoutMs: milliseconds(0, 10_000),
+    log: z
+      .strictObject({
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+            error: 'expected one of fatal, error, warn, info, debug, trace, silent',
+          })
+          .default('info'),
+      })
+      .default({ level: 'info' }),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.desktops.forEach((d, i) => {
+      if (seen.has(d.name)) ctx.addIssue({ code: 'custom', path: ['desktops', i, 'name'], message: `desktop name '${d.name}' is used twice`, input: d.name });
+      seen.add(d.name);
+    });
+    if (config.demo && seen.has(DEMO_DESKTOP)) {
+      ctx.addIssue({ code: 'custom', path: ['demo'], message: `the built-in demo desktop needs the name '${DEMO_DESKTOP}', which a configured desktop already uses`, input: true });
+    }
+  })
+  .transform((config) => ({ ...config, demo: config.demo ?? config.desktops.length === 0 }));
+
+export const DEMO_DESKTOP = 'demo';
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type DesktopConfig = Config['desktops'][number];
+export type AllowRule = Config['targets']['allow'][number];
+
+/** Where a key can also be set, so an error names what the user actually typed. */
+const KEY_SOURCES: Record<string, string> = {
+  listen: '--listen, DESKGATE_LISTEN',
+  desktops: '--desktop, DESKGATE_DESKTOP',
+  demo: '--demo, DESKGATE_DEMO',
+  'log.level': '--log-level, DESKGATE_LOG_LEVEL',
+};
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'DG_ERR_CONFIG';
+}
+
+/** Validate once, then deep-freeze: the rest of the program can trust and share it. */
+export function parseConfig(raw: unknown): Config {
+  const result = configSchema.safeParse(raw, { reportInput: true });
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const key = formatPath(issue.path);
+      const source = KEY_SOURCES[key.replace(/\[\d+\]$/, '')];
+      const value = 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input) : 'nothing';
+      return `  ${key}${source ? ` (${source})` : ''}: got ${value}; ${issue.message}`;
+    });
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return deepFreeze(result.data);
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return '(config)';
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`)).join('');
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,67 @@
+/**
+ * Opens the TCP connection to a VNC server: one timeout, Nagle off (RFB input events are
+ * tiny and latency-bound), keep-alive on, and every failure turned into a GatewayError
+ * that names the desktop, the address and what went wrong.
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import { describeSocketError, GatewayError } from '../errors.js';
+
+export interface ConnectTarget {
+  /** A configured desktop, or an ad-hoc `?target=` allowed by the operator's rules. */
+  kind: 'desktop' | 'target';
+  /** What the user asked for: the desktop's name, or the target's `host:port`. */
+  name: string;
+  host: string;
+  port: number;
+}
+
+export type Connect = (target: ConnectTarget, signal?: AbortSignal) => Promise<Socket>;
+
+export function buildConnector(options: { timeoutMs: number }): Connect {
+  const { timeoutMs } = options;
+  return function connect(target, signal) {
+    return new Promise((resolve, reject) => {
+      const socket = netConnect({ host: target.host, port: target.port, noDelay: true, keepAlive: true });
+      const timer = setTimeout(onTimeout, timeoutMs);
+
+      function settle(error?: GatewayError): void {
+        clearTimeout(timer);
+        socket.off('connect', onConnect);
+        socket.off('error', onError);
+        signal?.removeEventListener('abort', onAbort);
+        if (error) {
+          socket.destroy();
+          reject(error);
+        } else {
+          resolve(socket);
+        }
+      }
+      function onConnect(): void {
+        settle();
+      }
+      function onError(err: Error): void {
+        settle(
+          new GatewayError('DG_ERR_CONNECT_FAILED', `${describe(target)} is not reachable (${describeSocketError(err)})`, {
+            cause: err,
+          }),
+        );
+      }
+      function onTimeout(): void {
+        settle(new GatewayError('DG_ERR_CONNECT_TIMEOUT', `${describe(target)} did not answer within ${timeoutMs} ms`));
+      }
+      function onAbort(): void {
+        settle(new GatewayError('DG_ERR_NOT_READY', 'The gateway is shutting down'));
+      }
+
+      socket.once('connect', onConnect);
+      socket.on('error', onError);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  };
+}
+
+/** How close reasons name a target to the user: "Desktop 'lab1'" or "Target 10.0.0.5:5901". */
+export function describe(target: ConnectTarget): string {
+  return target.kind === 'desktop' ? `Desktop '${target.name}'` : `Target ${target.name}`;
+}

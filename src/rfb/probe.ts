@@ -1,0 +1,35 @@
+/**
+ * A cheap liveness probe for the dashboard: connect, read the 12-byte RFB ProtocolVersion
+ * banner ("RFB 003.008\n"), hang up. Never throws; the answer says what was seen.
+ */
+import { connect } from 'node:net';
+import { describeSocketError } from '../errors.js';
+
+export interface ProbeResult {
+  status: 'up' | 'down';
+  detail: string;
+}
+
+const BANNER = /^RFB \d{3}\.\d{3}\n$/;
+
+export function probeRfb(host: string, port: number, timeoutMs: number): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    let received = Buffer.alloc(0);
+    const timer = setTimeout(() => finish({ status: 'down', detail: `no answer within ${timeoutMs} ms` }), timeoutMs);
+
+    function finish(result: ProbeResult): void {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(result);
+    }
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (received.length < 12) return;
+      const banner = received.subarray(0, 12).toString('latin1');
+      finish(BANNER.test(banner) ? { status: 'up', detail: banner.trim() } : { status: 'down', detail: 'not an RFB (VNC) server' });
+    });
+    socket.on('error', (err) => finish({ status: 'down', detail: describeSocketError(err) }));
+    socket.on('end', () => finish({ status: 'down', detail: 'closed without an RFB greeting' }));
+  });
+}

@@ -1,0 +1,174 @@
+/**
+ * The sessions of this gateway: each accepted WebSocket is resolved to a target, connected
+ * and bridged, or closed with the documented code and reason. Logs one line when a
+ * session starts and one when it ends; refusals are logged with the reason.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import type { Config } from '../config.js';
+import type { DesktopDirectory } from '../desktops/directory.js';
+import { CLOSE, GatewayError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Bridge, type BridgeEnd } from '../relay/bridge.js';
+import { describe, type Connect, type ConnectTarget } from '../relay/connector.js';
+
+export interface Session {
+  readonly id: string;
+  readonly remoteAddress: string;
+  readonly startedAt: number;
+  /** Set once the request is resolved. */
+  target: ConnectTarget | undefined;
+  /** Set once the VNC server is connected. */
+  bridge: Bridge | undefined;
+}
+
+interface LiveSession extends Session {
+  readonly ws: WebSocket;
+  readonly connecting: AbortController;
+}
+
+export interface SessionManagerOptions {
+  directory: DesktopDirectory;
+  connect: Connect;
+  session: Config['session'];
+  logger: Logger;
+}
+
+const SHUTDOWN_REASON = 'The gateway is shutting down';
+
+export class SessionManager {
+  readonly #sessions = new Set<LiveSession>();
+  readonly #options: SessionManagerOptions;
+  #shuttingDown = false;
+  #emptied: (() => void) | undefined;
+
+  constructor(options: SessionManagerOptions) {
+    this.#options = options;
+  }
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  [Symbol.iterator](): IterableIterator<Session> {
+    return this.#sessions.values();
+  }
+
+  /** Take over an accepted WebSocket: resolve, connect, bridge — or close with a reason. */
+  async open(ws: WebSocket, request: IncomingMessage, query: URLSearchParams): Promise<void> {
+    const session: LiveSession = {
+      id: randomUUID(),
+      remoteAddress: request.socket.remoteAddress ?? 'unknown',
+      startedAt: Date.now(),
+      target: undefined,
+      bridge: undefined,
+      ws,
+      connecting: new AbortController(),
+    };
+    this.#sessions.add(session);
+    // Hold the browser's bytes until the VNC side exists; RFB clients wait for the server first.
+    ws.pause();
+    ws.on('error', noop);
+    ws.once('close', () => session.connecting.abort());
+    try {
+      session.target = await this.#options.directory.resolve(query, request.socket.localPort ?? 0);
+      const tcp = await this.#options.connect(session.target, session.connecting.signal);
+      if (ws.readyState === ws.OPEN) this.#bridge(session, tcp);
+      else {
+        tcp.destroy();
+        this.#leftEarly(session);
+      }
+    } catch (err) {
+      if (ws.readyState === ws.OPEN || this.#shuttingDown) this.#refused(session, err);
+      else this.#leftEarly(session);
+    }
+  }
+
+  /** The browser went away before the session was bridged. */
+  #leftEarly(session: LiveSession): void {
+    this.#ended(session, { code: CLOSE.GOING_AWAY, reason: 'browser left while connecting', by: 'browser', bytesToUpstream: 0, bytesToBrowser: 0 });
+  }
+
+  #bridge(session: LiveSession, tcp: Socket): void {
+    const target = session.target as ConnectTarget;
+    const { highWaterMarkBytes, idleTimeoutMs } = this.#options.session;
+    session.bridge = new Bridge(session.ws, tcp, { label: describe(target), highWaterMarkBytes, idleTimeoutMs }, (end) =>
+      this.#ended(session, end),
+    );
+    session.ws.resume();
+    this.#options.logger.info(
+      { session: session.id, desktop: target.name, remote: session.remoteAddress, upstream: `${target.host}:${target.port}` },
+      'session start',
+    );
+  }
+
+  #refused(session: LiveSession, err: unknown): void {
+    const error =
+      this.#shuttingDown ? new GatewayError('DG_ERR_NOT_READY', SHUTDOWN_REASON)
+      : err instanceof GatewayError ? err
+      : new GatewayError('DG_ERR_UPSTREAM', 'Unexpected gateway error', { cause: err });
+    const code = this.#shuttingDown ? CLOSE.GOING_AWAY : error.closeCode;
+    this.#options.logger.warn(
+      { session: session.id, desktop: session.target?.name, remote: session.remoteAddress, code, err: error.code, reason: error.message },
+      'session refused',
+    );
+    if (!(err instanceof GatewayError)) this.#options.logger.error({ err }, 'unexpected error while opening a session');
+    const { ws } = session;
+    if (ws.readyState === ws.OPEN) ws.close(code, error.reason);
+    this.#forget(session);
+  }
+
+  #ended(session: LiveSession, end: BridgeEnd): void {
+    this.#options.logger.info(
+      {
+        session: session.id,
+        desktop: session.target?.name,
+        remote: session.remoteAddress,
+        durationMs: Date.now() - session.startedAt,
+        bytesToUpstream: end.bytesToUpstream,
+        bytesToBrowser: end.bytesToBrowser,
+        code: end.code,
+        reason: end.reason,
+        by: end.by,
+      },
+      'session end',
+    );
+    this.#forget(session);
+  }
+
+  #forget(session: LiveSession): void {
+    this.#sessions.delete(session);
+    if (this.#sessions.size === 0) this.#emptied?.();
+  }
+
+  /** Close every session with 1001; resolves when all have ended or after `timeoutMs`. */
+  async closeAll(timeoutMs: number): Promise<void> {
+    this.#shuttingDown = true;
+    for (const session of this.#sessions) {
+      session.connecting.abort();
+      if (session.bridge) session.bridge.close(CLOSE.GOING_AWAY, SHUTDOWN_REASON);
+    }
+    if (this.#sessions.size === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.#emptied = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#emptied = undefined;
+  }
+
+  /** Cut every session now, without closing handshakes. */
+  destroyAll(): void {
+    this.#shuttingDown = true;
+    for (const session of this.#sessions) {
+      session.connecting.abort();
+      session.ws.terminate();
+    }
+  }
+}
+
+function noop(): void {}

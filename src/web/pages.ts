@@ -1,0 +1,171 @@
+/**
+ * The two HTML pages the gateway serves: the dashboard (`GET /`) and the viewer
+ * (`GET /view/:desktop`). Pure functions from data to markup, no I/O.
+ *
+ * The pages must work under `script-src 'self'; style-src 'self'`, so they carry no
+ * inline script, no style attribute and no inline event handler: behaviour lives in
+ * /static/viewer.js and looks in /static/*.css. Every value that reaches the markup
+ * goes through escapeHtml, because desktop names and descriptions come from operators'
+ * config and must never become markup.
+ */
+
+export interface DesktopCard {
+  name: string;
+  description?: string;
+  status: 'up' | 'down' | 'unknown';
+  /** Why the desktop is down (e.g. "connection refused"); shown as text and tooltip. */
+  detail?: string;
+}
+
+const HTML_ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+};
+
+/** Safe in element content and in quoted attribute values alike. */
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
+}
+
+/** The viewer URL of a desktop: names may hold any character, so the path segment is encoded. */
+export function viewerHref(name: string): string {
+  return `/view/${encodeURIComponent(name)}`;
+}
+
+const STATUS_LABELS: Record<DesktopCard['status'], string> = {
+  up: 'online',
+  down: 'offline',
+  unknown: 'unknown',
+};
+
+export function renderDashboard(desktops: readonly DesktopCard[], info: { version: string }): string {
+  const body = `<header class="site-header">
+  <h1>deskgate</h1>
+</header>
+<main id="main">
+  <h2 id="desktops-heading">Desktops</h2>
+  ${desktops.length === 0 ? renderEmptyState() : renderDesktopList(desktops)}
+</main>
+<footer class="site-footer">
+  <p>deskgate <span class="version">${escapeHtml(info.version)}</span></p>
+</footer>`;
+  return renderDocument({ title: 'deskgate', stylesheet: '/static/dashboard.css', body });
+}
+
+function renderEmptyState(): string {
+  return `<p class="empty" id="empty-state">No desktops are configured yet. Add one with <code>--desktop NAME=HOST:PORT</code> or in the config file.</p>`;
+}
+
+function renderDesktopList(desktops: readonly DesktopCard[]): string {
+  const items = desktops.map(renderDesktopCard).join('\n');
+  return `<ul class="desktops" aria-labelledby="desktops-heading">
+${items}
+  </ul>`;
+}
+
+function renderDesktopCard(desktop: DesktopCard): string {
+  const name = escapeHtml(desktop.name);
+  const description = desktop.description ? `\n      <p class="description">${escapeHtml(desktop.description)}</p>` : '';
+  return `    <li class="desktop" data-desktop="${name}" data-status="${desktop.status}">
+      <h3 class="desktop-name"><a href="${escapeHtml(viewerHref(desktop.name))}">${name}</a></h3>${description}
+      ${renderStatus(desktop)}
+    </li>`;
+}
+
+function renderStatus(desktop: DesktopCard): string {
+  const label = STATUS_LABELS[desktop.status];
+  // The detail only explains a failure; for a desktop that is up it would be noise.
+  const detail = desktop.status === 'down' && desktop.detail ? escapeHtml(desktop.detail) : '';
+  const title = detail ? ` title="${detail}"` : '';
+  const small = detail ? ` <small class="status-detail">${detail}</small>` : '';
+  // "Status:" is for screen readers; sighted users read the badge's colour and word.
+  return `<p class="status"><span class="visually-hidden">Status: </span><span class="badge badge-${desktop.status}"${title}>${label}</span>${small}</p>`;
+}
+
+export function renderViewer(desktop: { name: string; description?: string }, options: { viewOnly: boolean }): string {
+  const name = escapeHtml(desktop.name);
+  const description = desktop.description ? `<span class="desktop-description">${escapeHtml(desktop.description)}</span>` : '';
+  const viewOnlyTag = options.viewOnly ? '<span class="tag" id="view-only-tag">View only</span>' : '';
+  const body = `<header class="toolbar">
+  <a class="back" href="/" aria-label="Back to all desktops"><span aria-hidden="true">←</span> Desktops</a>
+  <h1 class="desktop-title"><span class="desktop-name">${name}</span>${description}</h1>
+  ${viewOnlyTag}
+  <p class="connection-state" id="connection-state" role="status">Connecting…</p>
+  <div class="actions">
+    <button type="button" id="ctrl-alt-del" aria-label="Send Ctrl+Alt+Del to the desktop" disabled>Ctrl+Alt+Del</button>
+    <button type="button" id="clipboard-toggle" aria-label="Clipboard" aria-expanded="false" aria-controls="clipboard-panel">Clipboard</button>
+    <button type="button" id="fullscreen" aria-label="Full screen" aria-pressed="false">Full screen</button>
+    <button type="button" id="reconnect" aria-label="Reconnect to the desktop">Reconnect</button>
+  </div>
+</header>
+<section class="clipboard-panel" id="clipboard-panel" aria-label="Clipboard" hidden>
+  <label for="clipboard-text">Clipboard text (the desktop's clipboard appears here)</label>
+  <textarea id="clipboard-text" rows="4" spellcheck="false"></textarea>
+  <button type="button" id="clipboard-send" disabled>Send to desktop</button>
+</section>
+<main class="screen" id="screen" aria-label="Remote screen of ${name}"></main>
+${renderCredentialsForm()}
+<section class="overlay" id="overlay" aria-labelledby="status-message" hidden>
+  <div class="overlay-box">
+    <p class="status-message" id="status-message" role="alert"></p>
+    <p class="status-detail" id="status-detail"></p>
+    <div class="overlay-actions">
+      <button type="button" id="overlay-reconnect">Reconnect</button>
+      <a href="/">Back to all desktops</a>
+    </div>
+  </div>
+</section>
+<noscript><p class="noscript">The viewer needs JavaScript to show the remote desktop.</p></noscript>`;
+  return renderDocument({
+    title: `${desktop.name} — deskgate`,
+    stylesheet: '/static/viewer.css',
+    script: '/static/viewer.js',
+    bodyAttributes: ` data-desktop="${name}" data-view-only="${options.viewOnly ? 'true' : 'false'}"`,
+    body,
+  });
+}
+
+/** Shown only when the VNC server itself asks for a password (the gateway may supply it instead). */
+function renderCredentialsForm(): string {
+  return `<section class="overlay" id="credentials" aria-labelledby="credentials-heading" hidden>
+  <form class="overlay-box" id="credentials-form">
+    <h2 id="credentials-heading">The desktop asks for credentials</h2>
+    <p class="field" id="username-field" hidden><label for="credentials-username">Username</label>
+      <input id="credentials-username" name="username" autocomplete="username"></p>
+    <p class="field"><label for="credentials-password">Password</label>
+      <input id="credentials-password" name="password" type="password" autocomplete="current-password"></p>
+    <div class="overlay-actions"><button type="submit">Log in</button></div>
+  </form>
+</section>`;
+}
+
+interface DocumentParts {
+  /** Plain text; escaped here. */
+  title: string;
+  stylesheet: string;
+  script?: string;
+  /** Already-escaped attributes for <body>, each with a leading space. */
+  bodyAttributes?: string;
+  body: string;
+}
+
+function renderDocument(parts: DocumentParts): string {
+  // A module script is deferred by nature, so loading it in <head> does not block parsing.
+  const script = parts.script ? `\n<script type="module" src="${parts.script}"></script>` : '';
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(parts.title)}</title>
+<link rel="stylesheet" href="${parts.stylesheet}">${script}
+</head>
+<body${parts.bodyAttributes ?? ''}>
+${parts.body}
+</body>
+</html>
+`;
+}

@@ -1,0 +1,30 @@
+/** Small helpers for tests that start real programs and real sockets on loopback. */
+import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+
+/** Fail loudly, with the Debian package to install, when a component is missing. */
+export function requireCommand(command: string, debianPackage: string): void {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+  } catch {
+    throw new Error(`${command} is not installed: apt-get install -y ${debianPackage} (bash .ci/run installs it)`);
+  }
+}
+
+/** A port that was free a moment ago on 127.0.0.1, for programs that cannot bind port 0 themselves. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Poll `check` until it holds, or fail after `timeoutMs` naming what was awaited. */
+export async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * A real TigerVNC server for tests: Xvnc on a display it picks itself (-displayfd) and an
+ * ephemeral loopback port, security type None, root window painted a known colour.
+ * Stopped by its pid. A missing Xvnc is a loud failure, never a skip.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { probeRfb } from '../../src/rfb/probe.js';
+import { freePort, requireCommand, waitFor } from './processes.js';
+
+export interface Xvnc {
+  readonly display: number;
+  readonly port: number;
+  readonly process: ChildProcess;
+  /** Paint the root window, e.g. '#ff0000'. */
+  paint(colour: string): Promise<void>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export async function startXvnc(options: { width?: number; height?: number } = {}): Promise<Xvnc> {
+  requireCommand('Xvnc', 'tigervnc-standalone-server');
+  requireCommand('xsetroot', 'x11-xserver-utils');
+  const port = await freePort();
+  const geometry = `${options.width ?? 320}x${options.height ?? 240}`;
+  const child = spawn(
+    'Xvnc',
+    ['-displayfd', '3', '-rfbport', String(port), '-localhost', '-SecurityTypes', 'None', '-AlwaysShared', '-geometry', geometry, '-depth', '24', '-nolisten', 'tcp'],
+    { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
+  );
+  let log = '';
+  child.stderr?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)));
+  const displayText = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    const fd = child.stdio[3] as NodeJS.ReadableStream;
+    fd.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      if (text.includes('\n')) resolve(text.trim());
+    });
+    child.once('exit', (code) => reject(new Error(`Xvnc exited with ${code} before it was ready:\n${log}`)));
+    child.once('error', reject);
+  });
+  const display = Number(displayText);
+  await waitFor(async () => (await probeRfb('127.0.0.1', port, 500)).status === 'up', `Xvnc :${display} on port ${port}`);
+
+  return {
+    display,
+    port,
+    process: child,
+    async paint(colour) {
+      const painter = spawn('xsetroot', ['-display', `:${display}`, '-solid', colour], { stdio: 'inherit' });
+      const [code] = (await once(painter, 'exit')) as [number | null];
+      if (code !== 0) throw new Error(`xsetroot -solid ${colour} on :${display} exited with ${code}`);
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill(signal);
+      await exited;
+    },
+  };
+}

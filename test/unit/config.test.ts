@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../../src/config.js';
+
+function errorOf(raw: unknown): string {
+  try {
+    parseConfig(raw);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected the configuration to be refused');
+}
+
+describe('configuration', () => {
+  it('defaults to loopback port 6080 and the demo desktop when nothing is configured', () => {
+    const config = parseConfig({});
+    expect(config.listen).toEqual({ host: '127.0.0.1', port: 6080 });
+    expect(config.demo).toBe(true);
+    expect(config.desktops).toEqual([]);
+    expect(config.session.connectTimeoutMs).toBe(5000);
+    expect(config.session.maxMessageBytes).toBe(1024 * 1024);
+  });
+
+  it('turns the demo off by default once desktops are configured, and on again when asked', () => {
+    expect(parseConfig({ desktops: ['lab1=10.0.0.5:5901'] }).demo).toBe(false);
+    expect(parseConfig({ desktops: ['lab1=10.0.0.5:5901'], demo: true }).demo).toBe(true);
+  });
+
+  it('accepts desktops as NAME=HOST:PORT or as objects, IPv6 in brackets', () => {
+    const config = parseConfig({
+      desktops: ['lab1=10.0.0.5:5901', 'v6=[::1]:5902', { name: 'lab3', host: 'vnc.example.org', port: 5900, description: 'Lab 3' }],
+    });
+    expect(config.desktops).toEqual([
+      { name: 'lab1', host: '10.0.0.5', port: 5901 },
+      { name: 'v6', host: '::1', port: 5902 },
+      { name: 'lab3', host: 'vnc.example.org', port: 5900, description: 'Lab 3' },
+    ]);
+  });
+
+  it('freezes the result so nothing can change it after start-up', () => {
+    const config = parseConfig({ desktops: ['lab1=10.0.0.5:5901'] });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.desktops[0])).toBe(true);
+    expect(Object.isFrozen(config.session)).toBe(true);
+  });
+
+  it('names the key, its flag and variable, the value and what is expected', () => {
+    const message = errorOf({ listen: 'localhost' });
+    expect(message).toContain('listen (--listen, DESKGATE_LISTEN)');
+    expect(message).toContain('got "localhost"');
+    expect(message).toContain('expected HOST:PORT');
+  });
+
+  it('names the index of a bad desktop and the value it got', () => {
+    const message = errorOf({ desktops: ['lab1=10.0.0.5:5901', 'lab2=10.0.0.6:99999'] });
+    expect(message).toContain('desktops[1]');
+    expect(message).toContain('lab2=10.0.0.6:99999');
+    expect(message).toContain('expected NAME=HOST:PORT');
+  });
+
+  it('refuses a port out of range in an object desktop', () => {
+    const message = errorOf({ desktops: [{ name: 'lab1', host: '10.0.0.5', port: 70000 }] });
+    expect(message).toContain('desktops[0].port: got 70000; expected a port number from 1 to 65535');
+  });
+
+  it('refuses bad desktop names, duplicates, and a desktop named like the demo while the demo is on', () => {
+    expect(errorOf({ desktops: ['../x=10.0.0.5:5901'] })).toContain('desktops[0].name');
+    expect(errorOf({ desktops: ['a=10.0.0.5:1', 'a=10.0.0.6:2'] })).toContain("desktop name 'a' is used twice");
+    expect(errorOf({ desktops: ['demo=10.0.0.5:1'], demo: true })).toContain("needs the name 'demo'");
+  });
+
+  it('refuses numeric host spellings that resolvers would turn into addresses', () => {
+    for (const host of ['2130706433', '0x7f000001', '0177.0.0.1', '127.1']) {
+      expect(errorOf({ desktops: [`x=${host}:5900`] })).toContain('desktops[0]');
+    }
+  });
+
+  it('refuses unknown keys, naming them', () => {
+    expect(errorOf({ lisen: '127.0.0.1:1' })).toMatch(/lisen/);
+    expect(errorOf({ session: { idleTimeout: 5 } })).toMatch(/idleTimeout/);
+  });
+
+  it('validates allow rules: CIDR and port range', () => {
+    const config = parseConfig({ targets: { allow: [{ cidr: '10.0.0.0/24', ports: '5900-5999' }, { cidr: 'fd00::/64', ports: 5901 }] } });
+    expect(config.targets.allow[0]).toEqual({ cidr: '10.0.0.0/24', ports: { from: 5900, to: 5999 } });
+    expect(config.targets.allow[1]?.ports).toEqual({ from: 5901, to: 5901 });
+    expect(errorOf({ targets: { allow: [{ cidr: '10.0.0.0/33', ports: 1 }] } })).toContain('targets.allow[0].cidr');
+    expect(errorOf({ targets: { allow: [{ cidr: '10.0.0.0/8', ports: '6000-5900' }] } })).toContain('targets.allow[0].ports');
+  });
+
+  it('refuses timeouts and sizes outside their bounds, naming the bound', () => {
+    expect(errorOf({ session: { connectTimeoutMs: 5 } })).toContain('session.connectTimeoutMs: got 5; expected a number of milliseconds, at least 100');
+    expect(errorOf({ session: { maxMessageBytes: 'big' } })).toContain('session.maxMessageBytes: got "big"');
+    expect(errorOf({ log: { level: 'loud' } })).toContain('log.level (--log-level, DESKGATE_LOG_LEVEL): got "loud"');
+  });
+});
