@@ -85,6 +85,7 @@ export class Bridge {
   }
 
   private wsOnMessage(data: RawData, isBinary: boolean): void {
+    if (this.#closing) return;
     if (!isBinary) {
       this.close(CLOSE.UNSUPPORTED_DATA, 'Text messages are not supported: the RFB stream is binary');
       return;
@@ -155,6 +156,7 @@ export class Bridge {
     clearTimeout(this.#idleTimer);
     this.#tcp.destroy();
     const ws = this.#ws;
+    ws.resume(); // a paused WebSocket would never read the browser's half of the closing handshake
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
       ws.close(this.#closing?.code ?? CLOSE.NORMAL, this.#closing?.reason);
     }

@@ -116,6 +116,7 @@ export class SessionManager {
     );
     if (!(err instanceof GatewayError)) this.#options.logger.error({ err }, 'unexpected error while opening a session');
     const { ws } = session;
+    ws.resume(); // paused since open(): it must read the browser's half of the closing handshake
     if (ws.readyState === ws.OPEN) ws.close(code, error.reason);
     this.#forget(session);
   }

@@ -56,7 +56,8 @@ export function renderDashboard(desktops: readonly DesktopCard[], info: { versio
 }
 
 function renderEmptyState(): string {
-  return `<p class="empty" id="empty-state">No desktops are configured yet. Add one with <code>--desktop NAME=HOST:PORT</code> or in the config file.</p>`;
+  // The list holds what this user may open, so "none" may mean "none for you": say both.
+  return `<p class="empty" id="empty-state">There are no desktops you can open. An operator adds them with <code>--desktop NAME=HOST:PORT</code> or in the config file.</p>`;
 }
 
 function renderDesktopList(desktops: readonly DesktopCard[]): string {
@@ -100,12 +101,12 @@ export function renderViewer(desktop: { name: string; description?: string }, op
     <button type="button" id="fullscreen" aria-label="Full screen" aria-pressed="false">Full screen</button>
     <button type="button" id="reconnect" aria-label="Reconnect to the desktop">Reconnect</button>
   </div>
+  <section class="clipboard-panel" id="clipboard-panel" aria-label="Clipboard" hidden>
+    <label for="clipboard-text">Clipboard text (the desktop's clipboard appears here)</label>
+    <textarea id="clipboard-text" rows="4" spellcheck="false"></textarea>
+    <button type="button" id="clipboard-send" disabled>Send to desktop</button>
+  </section>
 </header>
-<section class="clipboard-panel" id="clipboard-panel" aria-label="Clipboard" hidden>
-  <label for="clipboard-text">Clipboard text (the desktop's clipboard appears here)</label>
-  <textarea id="clipboard-text" rows="4" spellcheck="false"></textarea>
-  <button type="button" id="clipboard-send" disabled>Send to desktop</button>
-</section>
 <main class="screen" id="screen" aria-label="Remote screen of ${name}"></main>
 ${renderCredentialsForm()}
 <section class="overlay" id="overlay" aria-labelledby="status-message" hidden>

@@ -1,0 +1,448 @@
+/**
+ * The built-in demo desktop: a small RFB 3.8 server drawing one shared screen. It is the
+ * gateway's default target when no desktop is configured, and a deterministic fixture
+ * (with `clock: false`) for tests and benchmarks. It knows nothing about the gateway.
+ *
+ * Viewers type into a text box and draw with the left button (the right button clears
+ * the drawing). Every change reaches every viewer, each in its own pixel format, only
+ * when it asked for an update and has drained what it was sent before.
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { CELL_HEIGHT, CELL_WIDTH, GLYPH_HEIGHT } from './font.js';
+import { createPixelEncoder, Framebuffer, NATIVE_PIXEL_FORMAT, union, type DirtyTracker, type Point } from './framebuffer.js';
+import {
+  Button,
+  clientMessageLength,
+  encodeCopyRect,
+  encodeRectHeader,
+  encodeServerInit,
+  encodeUpdateHeader,
+  Encoding,
+  Keysym,
+  parseClientMessage,
+  parseProtocolVersion,
+  PROTOCOL_VERSION_LENGTH,
+  RFB_VERSION_3_8,
+  RfbProtocolError,
+  SecurityResult,
+  SecurityType,
+  type ClientMessage,
+  type ProtocolMinor,
+  type Rect,
+} from './protocol.js';
+
+export interface DemoDesktopOptions {
+  host?: string;
+  port?: number;
+  width?: number;
+  height?: number;
+  name?: string;
+  /** Show a clock that changes every second; turn off for a deterministic screen. */
+  clock?: boolean;
+}
+
+export interface DemoDesktop {
+  readonly host: string;
+  /** The bound port, also when 0 asked for an ephemeral one. */
+  readonly port: number;
+  /** What the text box holds: lines typed (or pasted) by viewers, joined by "\n". */
+  readonly text: string;
+  /** Connected viewers, including those still in the handshake. */
+  readonly clientCount: number;
+  /** Disconnect every viewer and stop listening; resolves when all is closed. Idempotent. */
+  close(): Promise<void>;
+}
+
+const COLOUR = {
+  background: 0x2a6f97,
+  header: 0x102a43,
+  title: 0xffffff,
+  subtitle: 0x9fb3c8,
+  clock: 0xffd166,
+  border: 0x829ab1,
+  textBox: 0xf0f4f8,
+  text: 0x102a43,
+  canvas: 0xffffff,
+  pen: 0xd62839,
+} as const;
+
+const MARGIN = 16;
+const HEADER_HEIGHT = 64;
+const TEXT_SCALE = 2;
+const LINE_HEIGHT = CELL_HEIGHT * TEXT_SCALE;
+const TEXT_ROWS = 6;
+const TEXT_PADDING = 8;
+const BORDER = 2;
+const CLOCK_SCALE = 3;
+const PEN_WIDTH = 3;
+const CARET = '_';
+
+/** The screen's content and layout; every change is reported through `onChange`. */
+class DemoScene {
+  readonly framebuffer: Framebuffer;
+  readonly #onChange: () => void;
+  readonly #textArea: Rect;
+  readonly #canvas: Rect;
+  readonly #clock: Rect;
+  readonly #columns: number;
+  #lines = [''];
+
+  constructor(width: number, height: number, onChange: () => void) {
+    this.framebuffer = new Framebuffer(width, height);
+    this.#onChange = onChange;
+    const boxTop = HEADER_HEIGHT + MARGIN;
+    const box = { x: MARGIN, y: boxTop, width: width - 2 * MARGIN, height: TEXT_ROWS * LINE_HEIGHT + 2 * TEXT_PADDING };
+    const inset = TEXT_PADDING;
+    this.#textArea = { x: box.x + inset, y: box.y + inset, width: box.width - 2 * inset, height: TEXT_ROWS * LINE_HEIGHT };
+    this.#columns = Math.max(1, Math.floor(this.#textArea.width / (CELL_WIDTH * TEXT_SCALE)));
+    const canvasTop = box.y + box.height + MARGIN;
+    this.#canvas = { x: MARGIN, y: canvasTop, width: width - 2 * MARGIN, height: height - canvasTop - MARGIN };
+    const clockWidth = 8 * CELL_WIDTH * CLOCK_SCALE;
+    this.#clock = { x: width - MARGIN - clockWidth, y: 10, width: clockWidth, height: GLYPH_HEIGHT * CLOCK_SCALE };
+    this.#drawStatic(box);
+  }
+
+  get text(): string {
+    return this.#lines.join('\n');
+  }
+
+  /** Keys that edit; printable keysyms (Latin-1 equals ASCII there) type themselves. */
+  key(keysym: number): void {
+    if (keysym === Keysym.Return || keysym === Keysym.KeypadEnter) this.type('\n');
+    else if (keysym === Keysym.BackSpace) this.#backspace();
+    else if (keysym >= 0x20 && keysym <= 0x7e) this.type(String.fromCharCode(keysym));
+  }
+
+  /**
+   * Type text: printable ASCII and newlines (nothing else has a glyph worth showing).
+   * Lines are edited first and drawn once, so pasting a long text costs one redraw.
+   */
+  type(text: string): void {
+    let firstChanged = this.#lines.length - 1; // the caret moves, so its row changes
+    let scrolled = 0;
+    for (const char of text) {
+      if (char !== '\n' && !isPrintable(char)) continue;
+      if (char === '\n' || this.#lines[this.#lines.length - 1]!.length >= this.#columns) {
+        this.#lines.push('');
+        if (this.#lines.length > TEXT_ROWS) {
+          this.#lines.shift();
+          scrolled += 1;
+          firstChanged -= 1;
+        }
+      }
+      if (char !== '\n') this.#lines[this.#lines.length - 1] += char;
+    }
+    // Rows that merely moved up are copied, not redrawn, so CopyRect viewers get them cheaply.
+    if (scrolled > 0 && firstChanged > 0) this.#scrollUp(scrolled);
+    this.#renderLines(Math.max(0, firstChanged));
+  }
+
+  /** One stroke of the pen, clipped to the drawing area. */
+  stroke(from: Point, to: Point): void {
+    this.framebuffer.drawLine(from, to, COLOUR.pen, PEN_WIDTH, this.#canvas);
+    this.#onChange();
+  }
+
+  clearCanvas(): void {
+    this.framebuffer.fillRect(this.#canvas, COLOUR.canvas);
+    this.#onChange();
+  }
+
+  showTime(now: Date): void {
+    const time = [now.getHours(), now.getMinutes(), now.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+    this.framebuffer.fillRect(this.#clock, COLOUR.header);
+    this.framebuffer.drawText(this.#clock.x, this.#clock.y, time, COLOUR.clock, CLOCK_SCALE);
+    this.#onChange();
+  }
+
+  #drawStatic(box: Rect): void {
+    const fb = this.framebuffer;
+    fb.fillRect(fb.bounds, COLOUR.background);
+    fb.fillRect({ x: 0, y: 0, width: fb.width, height: HEADER_HEIGHT }, COLOUR.header);
+    fb.drawText(MARGIN, 10, 'deskgate demo desktop', COLOUR.title, 3);
+    fb.drawText(MARGIN, 42, 'draw with the mouse, type on the keyboard', COLOUR.subtitle, 2);
+    fb.fillRect(box, COLOUR.border);
+    fb.fillRect({ x: box.x + BORDER, y: box.y + BORDER, width: box.width - 2 * BORDER, height: box.height - 2 * BORDER }, COLOUR.textBox);
+    fb.fillRect(this.#canvas, COLOUR.canvas);
+    this.#renderLines(0);
+  }
+
+  #scrollUp(rows: number): void {
+    const area = this.#textArea;
+    const shift = rows * LINE_HEIGHT;
+    this.framebuffer.copyRect({ ...area, y: area.y + shift, height: area.height - shift }, area.x, area.y);
+  }
+
+  #backspace(): void {
+    const last = this.#lines.length - 1;
+    if (this.#lines[last]) this.#lines[last] = this.#lines[last]!.slice(0, -1);
+    else if (last > 0) this.#lines.pop();
+    this.#renderLines(Math.max(0, this.#lines.length - 1));
+  }
+
+  /** Redraw text rows from `first` to the bottom of the box, the caret after the last line. */
+  #renderLines(first: number): void {
+    const area = this.#textArea;
+    const last = this.#lines.length - 1;
+    for (let row = first; row < TEXT_ROWS; row++) {
+      const y = area.y + row * LINE_HEIGHT;
+      this.framebuffer.fillRect({ ...area, y, height: LINE_HEIGHT }, COLOUR.textBox);
+      const line = row === last ? `${this.#lines[row]}${CARET}` : (this.#lines[row] ?? '');
+      this.framebuffer.drawText(area.x, y, line, COLOUR.text, TEXT_SCALE);
+    }
+    this.#onChange();
+  }
+}
+
+function isPrintable(char: string): boolean {
+  return char >= ' ' && char <= '~';
+}
+
+type Phase = 'version' | 'security' | 'init' | 'messages';
+
+interface UpdateRequest {
+  rect: Rect;
+  incremental: boolean;
+}
+
+/** One viewer: the RFB handshake, its messages, and its own pixel format and pending request. */
+class DemoConnection {
+  readonly #socket: Socket;
+  readonly #scene: DemoScene;
+  readonly #name: string;
+  readonly #tracker: DirtyTracker;
+  readonly #onClose: () => void;
+  #phase: Phase = 'version';
+  #minor: ProtocolMinor = 8;
+  #inbox: Buffer = Buffer.alloc(0);
+  #encode = createPixelEncoder(NATIVE_PIXEL_FORMAT);
+  #request: UpdateRequest | undefined;
+  #waitingForDrain = false;
+  #pen: Point | undefined;
+  #buttons = 0;
+
+  constructor(socket: Socket, scene: DemoScene, name: string, onClose: () => void) {
+    this.#socket = socket;
+    this.#scene = scene;
+    this.#name = name;
+    this.#onClose = onClose;
+    this.#tracker = scene.framebuffer.track();
+    socket.setNoDelay(true); // input echoes are latency-bound
+    socket.on('data', this.#socketOnData);
+    socket.on('error', socketOnError);
+    socket.once('close', this.#socketOnClose);
+    this.#write(Buffer.from(RFB_VERSION_3_8, 'latin1'));
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  /** Answer the pending update request if there is something to send and room to send it. */
+  serve(): void {
+    if (!this.#request || this.#waitingForDrain || !this.#socket.writable) return;
+    const damage = this.#tracker.take(this.#request.rect, this.#request.incremental);
+    if (!damage) return; // an incremental request waits until something changes
+    this.#request = undefined;
+    const parts: Buffer[] = [];
+    if (damage.copy) parts.push(encodeCopyRect(damage.copy.rect, damage.copy.srcX, damage.copy.srcY));
+    if (damage.raw) parts.push(encodeRectHeader(damage.raw, Encoding.Raw), this.#encode(this.#scene.framebuffer, damage.raw));
+    this.#write(Buffer.concat([encodeUpdateHeader(damage.copy && damage.raw ? 2 : 1), ...parts]));
+  }
+
+  readonly #socketOnData = (chunk: Buffer): void => {
+    this.#inbox = this.#inbox.length ? Buffer.concat([this.#inbox, chunk]) : chunk;
+    try {
+      for (let length = this.#nextLength(); length > 0; length = this.#nextLength()) {
+        const message = this.#inbox.subarray(0, length);
+        this.#inbox = this.#inbox.subarray(length);
+        this.#handle(message);
+      }
+    } catch (err) {
+      // A broken viewer loses its own connection; the desktop and other viewers carry on.
+      this.#socket.destroy(err as Error);
+    }
+  };
+
+  readonly #socketOnClose = (): void => {
+    this.#scene.framebuffer.untrack(this.#tracker);
+    this.#onClose();
+  };
+
+  readonly #socketOnDrain = (): void => {
+    this.#waitingForDrain = false;
+    this.serve();
+  };
+
+  #write(bytes: Buffer): void {
+    if (this.#socket.write(bytes)) return;
+    // The viewer is slow: build nothing more for it until the kernel takes what it has.
+    this.#waitingForDrain = true;
+    this.#socket.once('drain', this.#socketOnDrain);
+  }
+
+  #nextLength(): number {
+    if (this.#phase === 'messages') return clientMessageLength(this.#inbox);
+    const length = this.#phase === 'version' ? PROTOCOL_VERSION_LENGTH : 1;
+    return this.#inbox.length >= length ? length : 0;
+  }
+
+  #handle(bytes: Buffer): void {
+    switch (this.#phase) {
+      case 'version':
+        return this.#onVersion(bytes);
+      case 'security':
+        return this.#onSecurityChoice(bytes);
+      case 'init':
+        return this.#onClientInit();
+      case 'messages':
+        return this.#onMessage(parseClientMessage(bytes));
+    }
+  }
+
+  #onVersion(bytes: Buffer): void {
+    this.#minor = parseProtocolVersion(bytes);
+    if (this.#minor === 3) {
+      // RFB 3.3 has no negotiation: the server names the security type as a u32.
+      this.#write(u32(SecurityType.None));
+      this.#phase = 'init';
+    } else {
+      this.#write(Buffer.from([1, SecurityType.None]));
+      this.#phase = 'security';
+    }
+  }
+
+  #onSecurityChoice(bytes: Buffer): void {
+    if (bytes[0] !== SecurityType.None) {
+      throw new RfbProtocolError('RFB_ERR_SECURITY', `the viewer chose security type ${bytes[0]}; only None (1) was offered`);
+    }
+    // RFB 3.7 sends no SecurityResult after None; 3.8 always does.
+    if (this.#minor === 8) this.#write(u32(SecurityResult.Ok));
+    this.#phase = 'init';
+  }
+
+  /** The shared flag is ignored: every viewer shares the one desktop. */
+  #onClientInit(): void {
+    const { width, height } = this.#scene.framebuffer;
+    this.#write(encodeServerInit(width, height, NATIVE_PIXEL_FORMAT, this.#name));
+    this.#phase = 'messages';
+  }
+
+  #onMessage(message: ClientMessage): void {
+    switch (message.type) {
+      case 'setPixelFormat':
+        this.#encode = createPixelEncoder(message.format); // throws, closing us, for colour maps
+        return;
+      case 'setEncodings':
+        this.#tracker.acceptsCopyRect = message.encodings.includes(Encoding.CopyRect);
+        return;
+      case 'updateRequest':
+        this.#onUpdateRequest(message);
+        return;
+      case 'key':
+        if (message.down) this.#scene.key(message.keysym);
+        return;
+      case 'pointer':
+        this.#onPointer(message.buttons, { x: message.x, y: message.y });
+        return;
+      case 'cutText':
+        this.#scene.type(message.text);
+        return;
+    }
+  }
+
+  /** Requests that arrive while one is pending merge into it, so at most one is held. */
+  #onUpdateRequest({ rect, incremental }: UpdateRequest): void {
+    const pending = this.#request;
+    this.#request = pending ? { rect: union(pending.rect, rect), incremental: pending.incremental && incremental } : { rect, incremental };
+    const bounds = this.#scene.framebuffer.bounds;
+    this.#request.rect = clipTo(this.#request.rect, bounds);
+    this.serve();
+  }
+
+  #onPointer(buttons: number, at: Point): void {
+    if (buttons & Button.Left) {
+      this.#scene.stroke(this.#pen ?? at, at);
+      this.#pen = at;
+    } else {
+      this.#pen = undefined;
+    }
+    if (buttons & Button.Right && !(this.#buttons & Button.Right)) this.#scene.clearCanvas();
+    this.#buttons = buttons;
+  }
+}
+
+/** Errors always end in 'close', where the connection is cleaned up. */
+function socketOnError(): void {}
+
+function u32(value: number): Buffer {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(value, 0);
+  return bytes;
+}
+
+/** The part of `rect` on screen; an empty rectangle at the origin when none is. */
+function clipTo(rect: Rect, bounds: Rect): Rect {
+  const x = Math.min(rect.x, bounds.width);
+  const y = Math.min(rect.y, bounds.height);
+  return { x, y, width: Math.min(rect.width, bounds.width - x), height: Math.min(rect.height, bounds.height - y) };
+}
+
+export async function startDemoDesktop(options: DemoDesktopOptions = {}): Promise<DemoDesktop> {
+  const { host = '127.0.0.1', port = 0, width = 1024, height = 768, name = 'deskgate demo', clock = true } = options;
+  const connections = new Set<DemoConnection>();
+  let flush: NodeJS.Immediate | undefined;
+  let clockTimer: NodeJS.Timeout | undefined;
+
+  // Changes from one batch of input go out as one update, not one per message.
+  const scene = new DemoScene(width, height, function sceneOnChange() {
+    flush ??= setImmediate(flushUpdates);
+  });
+  function flushUpdates(): void {
+    flush = undefined;
+    for (const connection of connections) connection.serve();
+  }
+  function clockOnTick(): void {
+    scene.showTime(new Date());
+    // Aim just past the next whole second so the display never skips one.
+    clockTimer = setTimeout(clockOnTick, 1005 - (Date.now() % 1000)).unref();
+  }
+
+  const server = createServer(function serverOnConnection(socket) {
+    const connection = new DemoConnection(socket, scene, name, () => connections.delete(connection));
+    connections.add(connection);
+  });
+  await listen(server, port, host);
+  if (clock) clockOnTick();
+
+  let closed: Promise<void> | undefined;
+  return {
+    host,
+    port: (server.address() as AddressInfo).port,
+    get text() {
+      return scene.text;
+    },
+    get clientCount() {
+      return connections.size;
+    },
+    close() {
+      closed ??= new Promise((resolve) => {
+        clearTimeout(clockTimer);
+        clearImmediate(flush);
+        server.close(() => resolve());
+        for (const connection of connections) connection.destroy();
+      });
+      return closed;
+    },
+  };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,328 @@
+/**
+ * The viewer page: one noVNC RFB session for the desktop named in <body data-desktop>,
+ * a toolbar around it, and a plain-words message when the session ends.
+ *
+ * The page opens the WebSocket itself and hands it to noVNC, because noVNC keeps the
+ * close code and reason to itself: the gateway explains every refusal in the close
+ * frame (DESIGN.md, "WebSocket close codes"), and this is how the user gets to read it.
+ *
+ * State for tests: <body data-state="connecting|connected|disconnected">, and
+ * data-close-code once the gateway closed with a code; #connection-state holds the state
+ * in words and #status-message the reason the session ended.
+ */
+import RFB from '/novnc/core/rfb.js';
+
+/** Said when the gateway closes without a reason; the gateway normally sends its own words. */
+const CLOSE_MESSAGES = {
+  1000: 'The session ended.',
+  1001: 'The gateway is shutting down.',
+  1003: 'The gateway received data it does not accept.',
+  1005: 'The connection was closed.',
+  1006: 'The connection to the gateway was lost.',
+  1009: 'A message was too big for the gateway.',
+  1011: 'The gateway ran into an internal error.',
+  4400: 'The gateway could not understand the request.',
+  4401: 'You need to log in to open this desktop.',
+  4403: 'You are not allowed to open this desktop.',
+  4404: 'Unknown desktop.',
+  4408: 'The session timed out.',
+  4409: 'The desktop is in use by another session, or this session was taken over.',
+  4429: 'Too many sessions are open. Try again later.',
+  4500: "The desktop's VNC server ended the session unexpectedly.",
+  4502: 'The desktop is not reachable.',
+  4503: 'The gateway is not ready. Try again in a moment.',
+  4504: 'Connecting to the desktop timed out.',
+};
+
+const STATE_LABELS = {
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  disconnected: 'Disconnected',
+};
+
+/** @param {string} id */
+function byId(id) {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`viewer page is missing #${id}`);
+  return element;
+}
+
+const ui = {
+  screen: byId('screen'),
+  state: byId('connection-state'),
+  ctrlAltDel: /** @type {HTMLButtonElement} */ (byId('ctrl-alt-del')),
+  clipboardToggle: /** @type {HTMLButtonElement} */ (byId('clipboard-toggle')),
+  clipboardPanel: byId('clipboard-panel'),
+  clipboardText: /** @type {HTMLTextAreaElement} */ (byId('clipboard-text')),
+  clipboardSend: /** @type {HTMLButtonElement} */ (byId('clipboard-send')),
+  fullscreen: /** @type {HTMLButtonElement} */ (byId('fullscreen')),
+  reconnect: /** @type {HTMLButtonElement} */ (byId('reconnect')),
+  overlay: byId('overlay'),
+  message: byId('status-message'),
+  detail: byId('status-detail'),
+  overlayReconnect: /** @type {HTMLButtonElement} */ (byId('overlay-reconnect')),
+  credentials: byId('credentials'),
+  credentialsForm: /** @type {HTMLFormElement} */ (byId('credentials-form')),
+  usernameField: byId('username-field'),
+  username: /** @type {HTMLInputElement} */ (byId('credentials-username')),
+  password: /** @type {HTMLInputElement} */ (byId('credentials-password')),
+};
+
+const desktop = document.body.dataset.desktop ?? '';
+const viewOnly = document.body.dataset.viewOnly === 'true';
+// Read once: a later issue makes tickets short-lived, and the page URL is where they arrive.
+const ticket = new URLSearchParams(location.search).get('ticket');
+
+/**
+ * One attempt to connect. Reconnecting starts a new Session, and events of an old one are
+ * ignored, because noVNC reports a torn-down session's end a little later.
+ * @typedef {object} Session
+ * @property {WebSocket | undefined} socket
+ * @property {RFB | undefined} rfb
+ * @property {AbortController} listeners removes the listeners this page put on the socket
+ * @property {{ code: number, reason: string } | undefined} close what the gateway's close frame said
+ * @property {{ status: number, reason: string } | undefined} securityFailure
+ * @property {string | undefined} startError set when noVNC could not even start
+ * @property {boolean} ended
+ */
+
+/** @type {Session | undefined} */
+let current;
+
+/** Same host and scheme family as the page, so cookies and the Origin check just work. */
+function websocketUrl() {
+  const url = new URL('/websockify', location.href);
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.searchParams.set('desktop', desktop);
+  if (ticket) url.searchParams.set('ticket', ticket);
+  return url.href;
+}
+
+function connect() {
+  teardown();
+  hide(ui.overlay);
+  hide(ui.credentials);
+  delete document.body.dataset.closeCode;
+  setState('connecting');
+  /** @type {Session} */
+  const session = {
+    socket: undefined,
+    rfb: undefined,
+    listeners: new AbortController(),
+    close: undefined,
+    securityFailure: undefined,
+    startError: undefined,
+    ended: false,
+  };
+  current = session;
+  try {
+    session.socket = new WebSocket(websocketUrl(), ['binary']);
+    // Added before noVNC adds its own, so the close frame is known when noVNC reports the end.
+    session.socket.addEventListener('close', (event) => onSocketClose(session, event), { signal: session.listeners.signal });
+    session.rfb = createRfb(session, session.socket);
+  } catch (err) {
+    session.startError = `The viewer could not start: ${err instanceof Error ? err.message : String(err)}`;
+    session.listeners.abort();
+    session.socket?.close();
+    end(session);
+  }
+}
+
+/**
+ * @param {Session} session
+ * @param {WebSocket} socket
+ */
+function createRfb(session, socket) {
+  const rfb = new RFB(ui.screen, socket, { shared: true });
+  rfb.scaleViewport = true;
+  rfb.viewOnly = viewOnly;
+  rfb.focusOnClick = !viewOnly;
+  rfb.addEventListener('connect', whileCurrent(session, () => onConnect(session)));
+  rfb.addEventListener('disconnect', whileCurrent(session, () => end(session)));
+  rfb.addEventListener('securityfailure', whileCurrent(session, (event) => {
+    session.securityFailure = { status: event.detail.status, reason: event.detail.reason ?? '' };
+  }));
+  rfb.addEventListener('credentialsrequired', whileCurrent(session, (event) => askCredentials(event.detail.types)));
+  rfb.addEventListener('clipboard', whileCurrent(session, (event) => {
+    ui.clipboardText.value = event.detail.text;
+  }));
+  return rfb;
+}
+
+/**
+ * noVNC's event target cannot drop listeners by signal, and a torn-down RFB still reports
+ * its end a little later: its handlers run only while their session is the current one.
+ * @param {Session} session
+ * @param {(event: CustomEvent) => void} handler
+ */
+function whileCurrent(session, handler) {
+  return (/** @type {CustomEvent} */ event) => {
+    if (session === current) handler(event);
+  };
+}
+
+/**
+ * @param {Session} session
+ * @param {CloseEvent} event
+ */
+function onSocketClose(session, event) {
+  // A close that follows noVNC giving up on its own is usually our side's echo (1005,
+  // 1006): only the gateway's own code or words are worth replacing the message for.
+  const fromGateway = event.reason !== '' || event.code >= 4000;
+  if (session.ended && !fromGateway) return;
+  session.close = { code: event.code, reason: event.reason };
+  if (session.ended) showEndMessage(session);
+}
+
+/** @param {Session} session */
+function onConnect(session) {
+  setState('connected');
+  hide(ui.credentials);
+  if (!viewOnly) session.rfb?.focus({ preventScroll: true });
+}
+
+/** @param {Session} session */
+function end(session) {
+  session.ended = true;
+  setState('disconnected');
+  hide(ui.credentials);
+  showEndMessage(session);
+  show(ui.overlay);
+  ui.overlayReconnect.focus();
+}
+
+/** @param {Session} session */
+function showEndMessage(session) {
+  const { message, detail } = describeEnd(session);
+  ui.message.textContent = message;
+  ui.detail.textContent = detail;
+  if (session.close?.code) document.body.dataset.closeCode = String(session.close.code);
+}
+
+/**
+ * The gateway's words first: it knows why (e.g. "Desktop 'lab3' is not reachable
+ * (connection refused)"). Then the VNC server's, then a sentence per close code.
+ * @param {Session} session
+ * @returns {{ message: string, detail: string }}
+ */
+function describeEnd({ close, securityFailure, startError }) {
+  if (startError) return { message: startError, detail: '' };
+  const codeDetail = close?.code ? `Close code ${close.code}` : '';
+  if (close?.reason) return { message: close.reason, detail: codeDetail };
+  if (securityFailure) {
+    return {
+      message: securityFailure.reason || 'The desktop refused the login.',
+      detail: `Security failure (status ${securityFailure.status})`,
+    };
+  }
+  if (close) return { message: messageForCode(close.code), detail: codeDetail };
+  return { message: 'The connection to the desktop failed.', detail: '' };
+}
+
+/** @param {number} code */
+function messageForCode(code) {
+  const known = /** @type {Record<number, string>} */ (CLOSE_MESSAGES)[code];
+  if (known) return known;
+  return code >= 4000 ? 'The gateway closed the session.' : 'The connection closed unexpectedly.';
+}
+
+/** Ends the current session for good, quietly: its late events must not touch the page. */
+function teardown() {
+  const session = current;
+  current = undefined;
+  if (!session) return;
+  session.listeners.abort();
+  if (session.rfb && !session.ended) session.rfb.disconnect();
+  else if (session.socket && session.socket.readyState < WebSocket.CLOSING) session.socket.close();
+}
+
+/** @param {'connecting' | 'connected' | 'disconnected'} state */
+function setState(state) {
+  document.body.dataset.state = state;
+  ui.state.textContent = STATE_LABELS[state];
+  const canSend = state === 'connected' && !viewOnly;
+  ui.ctrlAltDel.disabled = !canSend;
+  ui.clipboardSend.disabled = !canSend;
+}
+
+/** @param {string[]} types what noVNC asks for, e.g. ['username', 'password'] */
+function askCredentials(types) {
+  ui.usernameField.hidden = !types.includes('username');
+  show(ui.credentials);
+  (ui.usernameField.hidden ? ui.password : ui.username).focus();
+}
+
+/** @param {SubmitEvent} event */
+function sendCredentials(event) {
+  event.preventDefault();
+  current?.rfb?.sendCredentials({ username: ui.username.value, password: ui.password.value });
+  ui.password.value = '';
+  hide(ui.credentials);
+}
+
+function toggleClipboard() {
+  const open = ui.clipboardPanel.hidden;
+  ui.clipboardPanel.hidden = !open;
+  ui.clipboardToggle.setAttribute('aria-expanded', String(open));
+  if (open) ui.clipboardText.focus();
+}
+
+/** @param {KeyboardEvent} event */
+function closeClipboardOnEscape(event) {
+  if (event.key !== 'Escape') return;
+  toggleClipboard();
+  ui.clipboardToggle.focus();
+}
+
+function sendClipboard() {
+  const rfb = current?.rfb;
+  if (!rfb) return;
+  rfb.clipboardPasteFrom(ui.clipboardText.value);
+  // The usual next step is pasting on the desktop, so give it the keyboard.
+  rfb.focus({ preventScroll: true });
+}
+
+function sendCtrlAltDel() {
+  current?.rfb?.sendCtrlAltDel();
+  current?.rfb?.focus({ preventScroll: true });
+}
+
+function toggleFullscreen() {
+  const request = document.fullscreenElement ? document.exitFullscreen() : document.documentElement.requestFullscreen();
+  // Refused when not triggered by the user or blocked by a policy: nothing to undo.
+  request.catch(() => {});
+}
+
+function onFullscreenChange() {
+  ui.fullscreen.setAttribute('aria-pressed', String(document.fullscreenElement !== null));
+}
+
+/** @param {HTMLElement} element */
+function show(element) {
+  element.hidden = false;
+}
+
+/** @param {HTMLElement} element */
+function hide(element) {
+  element.hidden = true;
+}
+
+function start() {
+  ui.ctrlAltDel.hidden = viewOnly;
+  ui.clipboardSend.hidden = viewOnly;
+  ui.fullscreen.hidden = !document.fullscreenEnabled;
+  ui.ctrlAltDel.addEventListener('click', sendCtrlAltDel);
+  ui.clipboardToggle.addEventListener('click', toggleClipboard);
+  ui.clipboardPanel.addEventListener('keydown', closeClipboardOnEscape);
+  ui.clipboardSend.addEventListener('click', sendClipboard);
+  ui.fullscreen.addEventListener('click', toggleFullscreen);
+  document.addEventListener('fullscreenchange', onFullscreenChange);
+  ui.reconnect.addEventListener('click', connect);
+  ui.overlayReconnect.addEventListener('click', connect);
+  ui.credentialsForm.addEventListener('submit', sendCredentials);
+  // A debug hook for people and tests; nothing on the page depends on it.
+  Object.defineProperty(window, 'deskgateViewer', { value: { get rfb() { return current?.rfb; } } });
+  connect();
+}
+
+start();

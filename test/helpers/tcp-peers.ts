@@ -1,0 +1,97 @@
+/**
+ * Plain TCP peers on loopback standing in for VNC servers: a canary that counts the
+ * connections it accepts, an echo server, a flood source and a slow sink.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+
+export interface Peer {
+  server: Server;
+  port: number;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  sockets: Set<Socket>;
+  close(): Promise<void>;
+}
+
+export async function startPeer(onConnection: (socket: Socket) => void = () => {}): Promise<Peer> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server = createServer((socket) => {
+    accepted += 1;
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    onConnection(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    server,
+    port: (server.address() as { port: number }).port,
+    get accepted() {
+      return accepted;
+    },
+    sockets,
+    close() {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A deterministic byte stream: a pseudo-random block of prime length, repeated. */
+export const PATTERN = (() => {
+  const block = Buffer.alloc(65_521);
+  let x = 0x2545f491;
+  for (let i = 0; i < block.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    block[i] = x & 0xff;
+  }
+  return block;
+})();
+
+/** Bytes [offset, offset + length) of the endless pattern stream, written into `target`. */
+export function fillPattern(target: Buffer, offset: number): void {
+  let written = 0;
+  while (written < target.length) {
+    const at = (offset + written) % PATTERN.length;
+    written += PATTERN.copy(target, written, at, Math.min(PATTERN.length, at + target.length - written));
+  }
+}
+
+/** Checks a stream chunk by chunk against the pattern; `mismatchAt` is the first bad offset. */
+export class PatternChecker {
+  received = 0;
+  mismatchAt = -1;
+  readonly #expected = Buffer.alloc(256 * 1024);
+
+  check(chunk: Buffer): void {
+    for (let done = 0; done < chunk.length; ) {
+      const part = chunk.subarray(done, done + this.#expected.length);
+      const expected = this.#expected.subarray(0, part.length);
+      fillPattern(expected, this.received);
+      if (this.mismatchAt < 0 && !part.equals(expected)) this.mismatchAt = this.received;
+      this.received += part.length;
+      done += part.length;
+    }
+  }
+}
+
+/** Write `total` pattern bytes to the socket, honouring its back-pressure, then end it. */
+export function floodPattern(socket: Socket, total: number, chunkSize = 64 * 1024): void {
+  let sent = 0;
+  const write = (): void => {
+    while (sent < total) {
+      const chunk = Buffer.allocUnsafe(Math.min(chunkSize, total - sent));
+      fillPattern(chunk, sent);
+      sent += chunk.length;
+      if (!socket.write(chunk)) {
+        socket.once('drain', write);
+        return;
+      }
+    }
+    socket.end();
+  };
+  write();
+}

@@ -1,0 +1,26 @@
+/** A `ws` client for tests: the close code and reason as a promise, the subprotocol noVNC asks for. */
+import { WebSocket } from 'ws';
+
+export interface Closed {
+  code: number;
+  reason: string;
+}
+
+export interface TestClient {
+  ws: WebSocket;
+  /** Resolves when the WebSocket is open; rejects if it never opens. */
+  opened: Promise<void>;
+  closed: Promise<Closed>;
+}
+
+export function connectWs(url: string, options: { protocols?: string[] } = {}): TestClient {
+  const ws = new WebSocket(url, options.protocols ?? ['binary']);
+  const opened = new Promise<void>((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with HTTP ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+  opened.catch(() => {}); // callers that only care how it closed need not await it
+  const closed = new Promise<Closed>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  return { ws, opened, closed };
+}

@@ -1,0 +1,109 @@
+/**
+ * Back-pressure both ways: whatever the peers do, the gateway holds at most about one
+ * high-water mark per direction for a session, and every byte arrives intact and in order.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { floodPattern, PatternChecker, startPeer, fillPattern, type Peer } from '../helpers/tcp-peers.js';
+import { startGateway, type RunningGateway } from '../helpers/gateway.js';
+import { connectWs } from '../helpers/ws-client.js';
+
+const MiB = 1024 * 1024;
+const HIGH_WATER_MARK = MiB;
+
+describe('back-pressure', () => {
+  let source: Peer;
+  let sink: Peer;
+  let sinkChecker: PatternChecker;
+  let gw: RunningGateway;
+  const FLOOD_BYTES = 512 * MiB;
+  const UPLOAD_BYTES = 64 * MiB;
+
+  beforeAll(async () => {
+    source = await startPeer((socket) => floodPattern(socket, FLOOD_BYTES));
+    sinkChecker = new PatternChecker();
+    // A VNC server that reads in short bursts: 2 ms reading, 8 ms not.
+    sink = await startPeer((socket) => {
+      socket.on('data', (chunk: Buffer) => sinkChecker.check(chunk));
+      const timer = setInterval(() => {
+        socket.resume();
+        setTimeout(() => socket.pause(), 2);
+      }, 10);
+      socket.on('close', () => clearInterval(timer));
+    });
+    gw = await startGateway({
+      desktops: [`flood=127.0.0.1:${source.port}`, `sink=127.0.0.1:${sink.port}`],
+      session: { highWaterMarkBytes: HIGH_WATER_MARK },
+    });
+  });
+  afterAll(async () => {
+    await gw?.gateway.destroy();
+    await source?.close();
+    await sink?.close();
+  });
+
+  /** The most bytes the gateway held for any session, sampled every millisecond. */
+  function watchBuffered(): { stop(): number } {
+    let max = 0;
+    const timer = setInterval(() => {
+      for (const session of gw.gateway.sessions) max = Math.max(max, session.bridge?.bufferedBytes ?? 0);
+    }, 1);
+    return {
+      stop() {
+        clearInterval(timer);
+        return max;
+      },
+    };
+  }
+
+  it('VNC -> slow browser: 512 MiB arrive intact while the gateway buffers a bounded amount', async () => {
+    const checker = new PatternChecker();
+    const watch = watchBuffered();
+    const client = connectWs(gw.wsUrl('flood'));
+    client.ws.on('message', (data: Buffer) => checker.check(data));
+    await client.opened;
+    // Read in short bursts so the browser side is always the bottleneck.
+    const reader = setInterval(() => {
+      client.ws.resume();
+      setTimeout(() => client.ws.pause(), 3);
+    }, 6);
+    const closed = await client.closed;
+    clearInterval(reader);
+    const maxBuffered = watch.stop();
+
+    expect(checker.mismatchAt).toBe(-1);
+    expect(checker.received).toBe(FLOOD_BYTES);
+    expect(closed.code).toBe(4500); // the source ended the stream: the VNC side closed the session
+    expect(maxBuffered).toBeGreaterThan(HIGH_WATER_MARK / 2); // the slow reader did hold the gateway back
+    expect(maxBuffered).toBeLessThan(HIGH_WATER_MARK + 2 * MiB);
+  }, 120_000);
+
+  it('browser -> slow VNC server: 64 MiB arrive intact while the gateway buffers a bounded amount', async () => {
+    const watch = watchBuffered();
+    const client = connectWs(gw.wsUrl('sink'));
+    await client.opened;
+    let sent = 0;
+    // Send as fast as the client's own socket takes it, 64 KiB per message.
+    await new Promise<void>((resolve, reject) => {
+      const sendMore = (): void => {
+        while (sent < UPLOAD_BYTES && client.ws.bufferedAmount < 4 * MiB) {
+          const chunk = Buffer.allocUnsafe(64 * 1024);
+          fillPattern(chunk, sent);
+          sent += chunk.length;
+          client.ws.send(chunk, (err) => (err ? reject(err) : sent >= UPLOAD_BYTES ? resolve() : undefined));
+        }
+        if (sent < UPLOAD_BYTES) setTimeout(sendMore, 1);
+      };
+      sendMore();
+    });
+    const deadline = Date.now() + 60_000;
+    while (sinkChecker.received < UPLOAD_BYTES && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const maxBuffered = watch.stop();
+    client.ws.close();
+    await client.closed;
+
+    expect(sinkChecker.mismatchAt).toBe(-1);
+    expect(sinkChecker.received).toBe(UPLOAD_BYTES);
+    expect(maxBuffered).toBeGreaterThan(16 * 1024); // past the TCP write high-water mark: the sink held the gateway back
+    expect(maxBuffered).toBeLessThan(2 * MiB);
+  }, 120_000);
+});

@@ -1,0 +1,189 @@
+/**
+ * Every way a session can be refused or end, with its documented close code and reason,
+ * and the gateway still serving afterwards. Targets are plain TCP peers on loopback; the
+ * canary counts accepted connections to prove that refused targets are never connected.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createConnection, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type RunningGateway } from '../helpers/gateway.js';
+import { freePort, requireCommand } from '../helpers/processes.js';
+import { startPeer, type Peer } from '../helpers/tcp-peers.js';
+import { connectWs } from '../helpers/ws-client.js';
+
+/** A listener whose accept queue is full: SYNs to it go unanswered, so connects time out. */
+async function startBlackhole(): Promise<{ port: number; child: ChildProcess; fillers: Socket[] }> {
+  requireCommand('python3', 'python3');
+  const child = spawn('python3', ['-c', [
+    'import socket, sys, time',
+    's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
+    'print(s.getsockname()[1], flush=True)',
+    'time.sleep(300)',
+  ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve) => child.stdout?.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+  // Fill the queue: these complete the handshake and are never accepted.
+  const fillers: Socket[] = [];
+  for (let i = 0; i < 3; i++) {
+    const s = createConnection({ host: '127.0.0.1', port });
+    s.on('error', () => {});
+    fillers.push(s);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  return { port, child, fillers };
+}
+
+describe('close codes', () => {
+  let echo: Peer;
+  let canary: Peer;
+  let downPort: number;
+  let blackhole: Awaited<ReturnType<typeof startBlackhole>>;
+  let gw: RunningGateway;
+
+  beforeAll(async () => {
+    echo = await startPeer((socket) => socket.pipe(socket));
+    canary = await startPeer();
+    downPort = await freePort();
+    blackhole = await startBlackhole();
+    gw = await startGateway({
+      desktops: [
+        `echo=127.0.0.1:${echo.port}`,
+        `down=127.0.0.1:${downPort}`,
+        `hole=127.0.0.1:${blackhole.port}`,
+      ],
+      session: { connectTimeoutMs: 300, idleTimeoutMs: 1000, maxMessageBytes: 4096 },
+    });
+  });
+  afterAll(async () => {
+    await gw?.gateway.destroy();
+    await echo?.close();
+    await canary?.close();
+    blackhole?.fillers.forEach((s) => s.destroy());
+    blackhole?.child.kill();
+  });
+
+  /**
+   * How a refused session closes. The bound guards the closing handshake: a gateway that
+   * stops reading the browser would only drop the socket after ws's 30 s fallback.
+   */
+  async function closeOf(query: string) {
+    const client = connectWs(gw.wsUrl(query));
+    const stuck = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('closing handshake did not complete')), 10_000).unref());
+    return Promise.race([client.closed, stuck]);
+  }
+
+  /** A session that works: bytes go to the echo server and come back. */
+  async function expectEchoWorks(): Promise<void> {
+    const client = connectWs(gw.wsUrl('echo'));
+    await client.opened;
+    const reply = new Promise<Buffer>((resolve) => client.ws.once('message', resolve));
+    client.ws.send(Buffer.from('ping'));
+    expect((await reply).toString()).toBe('ping');
+    client.ws.close(1000);
+    expect((await client.closed).code).toBe(1000);
+  }
+
+  it('negotiates the binary subprotocol noVNC asks for, and accepts a client that asks for none', async () => {
+    const withProtocol = connectWs(gw.wsUrl('echo'));
+    await withProtocol.opened;
+    expect(withProtocol.ws.protocol).toBe('binary');
+    withProtocol.ws.close();
+    const without = connectWs(gw.wsUrl('echo'), { protocols: [] });
+    await without.opened;
+    expect(without.ws.protocol).toBe('');
+    without.ws.close();
+    await Promise.all([withProtocol.closed, without.closed]);
+  });
+
+  it('unknown desktop -> 4404', async () => {
+    expect(await closeOf('nosuch')).toEqual({ code: 4404, reason: "There is no desktop named 'nosuch'" });
+  });
+
+  it('malformed requests -> 4400', async () => {
+    expect((await closeOf('?desktop=../etc')).code).toBe(4400);
+    expect((await closeOf('?desktop=a&desktop=b')).code).toBe(4400);
+    expect((await closeOf('?')).code).toBe(4400);
+    expect((await closeOf('?target=127.0.0.1')).code).toBe(4400);
+    expect((await closeOf('?target=2130706433:5900')).code).toBe(4400);
+  });
+
+  it('ad-hoc target without allow rules -> 4403, and no TCP connection is made', async () => {
+    const closed = await closeOf(`?target=127.0.0.1:${canary.port}`);
+    expect(closed).toEqual({ code: 4403, reason: 'Ad-hoc targets are not enabled on this gateway' });
+    expect(canary.accepted).toBe(0);
+  });
+
+  it('VNC server down -> 4502 with the reason in words', async () => {
+    expect(await closeOf('down')).toEqual({ code: 4502, reason: "Desktop 'down' is not reachable (connection refused)" });
+  });
+
+  it('VNC server not answering -> 4504 after the connect timeout', async () => {
+    expect(await closeOf('hole')).toEqual({ code: 4504, reason: "Desktop 'hole' did not answer within 300 ms" });
+  });
+
+  it('text frame -> 1003', async () => {
+    const client = connectWs(gw.wsUrl('echo'));
+    await client.opened;
+    client.ws.send('hello');
+    expect((await client.closed).code).toBe(1003);
+  });
+
+  it('message over the size limit -> 1009', async () => {
+    const client = connectWs(gw.wsUrl('echo'));
+    await client.opened;
+    client.ws.send(Buffer.alloc(8192));
+    expect((await client.closed).code).toBe(1009);
+  });
+
+  it('no traffic for the idle timeout -> 4408', async () => {
+    const client = connectWs(gw.wsUrl('echo'));
+    await client.opened;
+    const started = Date.now();
+    const closed = await client.closed;
+    expect(closed).toEqual({ code: 4408, reason: 'Session closed after 1 s without activity' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  });
+
+  it('keeps serving sessions after every refusal above', async () => {
+    await expectEchoWorks();
+    expect(gw.gateway.sessions.size).toBe(0);
+  });
+
+  it('refuses upgrades on other paths with HTTP 404 and no WebSocket', async () => {
+    const client = connectWs(`ws://127.0.0.1:${gw.port}/other?desktop=echo`);
+    await expect(client.opened).rejects.toThrow('upgrade refused with HTTP 404');
+  });
+});
+
+describe('with allow rules', () => {
+  let canary: Peer;
+  let allowed: Peer;
+  let gw: RunningGateway;
+
+  beforeAll(async () => {
+    canary = await startPeer();
+    allowed = await startPeer((socket) => socket.pipe(socket));
+    gw = await startGateway({ targets: { allow: [{ cidr: '127.0.0.0/8', ports: String(allowed.port) }] } });
+  });
+  afterAll(async () => {
+    await gw?.gateway.destroy();
+    await canary?.close();
+    await allowed?.close();
+  });
+
+  it('connects to an allowed target and refuses one outside the rules without connecting', async () => {
+    const ok = connectWs(gw.wsUrl(`?target=127.0.0.1:${allowed.port}`));
+    await ok.opened;
+    const reply = new Promise<Buffer>((resolve) => ok.ws.once('message', resolve));
+    ok.ws.send(Buffer.from('hi'));
+    expect((await reply).toString()).toBe('hi');
+    ok.ws.close();
+
+    const refused = await connectWs(gw.wsUrl(`?target=127.0.0.1:${canary.port}`)).closed;
+    expect(refused).toEqual({ code: 4403, reason: `Target 127.0.0.1:${canary.port} is not allowed by this gateway's rules` });
+    const own = await connectWs(gw.wsUrl(`?target=127.0.0.1:${gw.port}`)).closed;
+    expect(own.code).toBe(4403);
+    const metadata = await connectWs(gw.wsUrl('?target=169.254.169.254:80')).closed;
+    expect(metadata.code).toBe(4403);
+    expect(canary.accepted).toBe(0);
+  });
+});
