@@ -187,8 +187,9 @@ class DemoScene {
     for (let row = first; row < TEXT_ROWS; row++) {
       const y = area.y + row * LINE_HEIGHT;
       this.framebuffer.fillRect({ ...area, y, height: LINE_HEIGHT }, COLOUR.textBox);
-      const line = row === last ? `${this.#lines[row]}${CARET}` : (this.#lines[row] ?? '');
-      this.framebuffer.drawText(area.x, y, line, COLOUR.text, TEXT_SCALE);
+      const line = this.#lines[row] ?? '';
+      const caret = row === last && line.length < this.#columns ? CARET : ''; // a full line wraps before the caret shows
+      this.framebuffer.drawText(area.x, y, line + caret, COLOUR.text, TEXT_SCALE);
     }
     this.#onChange();
   }

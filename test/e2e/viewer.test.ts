@@ -1,0 +1,130 @@
+/**
+ * The viewer as a person uses it: headless Chromium opens pages served by the gateway,
+ * noVNC connects through the WebSocket, and we look at the pixels on its canvas.
+ * Also takes the README's screenshot (docs/viewer.png).
+ */
+import { fileURLToPath } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from '../helpers/browser.js';
+import { startGateway, type RunningGateway } from '../helpers/gateway.js';
+import { freePort, waitFor } from '../helpers/processes.js';
+import { startXvnc, type Xvnc } from '../helpers/xvnc.js';
+
+const SCREENSHOT = fileURLToPath(new URL('../../docs/viewer.png', import.meta.url));
+const PEN = [0xd6, 0x28, 0x39];
+const WHITE = [0xff, 0xff, 0xff];
+
+/** The RGB of a framebuffer pixel as noVNC drew it on its canvas. */
+function canvasPixel(page: Page, x: number, y: number): Promise<number[]> {
+  return page.evaluate(([px, py]) => {
+    const canvas = document.querySelector<HTMLCanvasElement>('#screen canvas');
+    const data = canvas?.getContext('2d')?.getImageData(px ?? 0, py ?? 0, 1, 1).data;
+    return data ? [data[0] ?? -1, data[1] ?? -1, data[2] ?? -1] : [];
+  }, [x, y]);
+}
+
+/** A digest of a framebuffer region, to tell whether it changed. */
+function regionDigest(page: Page, x: number, y: number, width: number, height: number): Promise<number> {
+  return page.evaluate(([rx, ry, rw, rh]) => {
+    const canvas = document.querySelector<HTMLCanvasElement>('#screen canvas');
+    const data = canvas?.getContext('2d')?.getImageData(rx ?? 0, ry ?? 0, rw ?? 1, rh ?? 1).data ?? [];
+    let hash = 0;
+    for (let i = 0; i < data.length; i++) hash = (Math.imul(hash, 31) + (data[i] ?? 0)) | 0;
+    return hash;
+  }, [x, y, width, height]);
+}
+
+/** Page coordinates of a framebuffer point, through the viewer's scaling. */
+async function toPage(page: Page, x: number, y: number): Promise<{ x: number; y: number }> {
+  return page.evaluate(([fx, fy]) => {
+    const canvas = document.querySelector<HTMLCanvasElement>('#screen canvas') as HTMLCanvasElement;
+    const box = canvas.getBoundingClientRect();
+    return { x: box.left + ((fx ?? 0) * box.width) / canvas.width, y: box.top + ((fy ?? 0) * box.height) / canvas.height };
+  }, [x, y]);
+}
+
+async function waitForPixel(page: Page, x: number, y: number, rgb: number[]): Promise<void> {
+  await waitFor(async () => JSON.stringify(await canvasPixel(page, x, y)) === JSON.stringify(rgb), `pixel (${x},${y}) = ${rgb}`);
+}
+
+describe('viewer in Chromium', () => {
+  let browser: Browser;
+  let xvnc: Xvnc;
+  let gw: RunningGateway;
+
+  beforeAll(async () => {
+    [browser, xvnc] = await Promise.all([launchChromium(), startXvnc({ width: 320, height: 240 })]);
+    await xvnc.paint('#3070c0');
+    gw = await startGateway({
+      demo: true,
+      desktops: [
+        { name: 'lab', host: '127.0.0.1', port: xvnc.port, description: 'TigerVNC in the test suite' },
+        { name: 'down', host: '127.0.0.1', port: await freePort(), description: 'A VNC server that is not running' },
+      ],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await gw?.gateway.destroy();
+    await xvnc?.stop();
+  });
+
+  async function openViewer(desktop: string): Promise<Page> {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    await page.goto(`${gw.httpUrl}/view/${desktop}`);
+    return page;
+  }
+
+  it('shows a TigerVNC desktop: the colour its root window was painted', async () => {
+    const page = await openViewer('lab');
+    await page.waitForSelector('body[data-state="connected"]');
+    await waitForPixel(page, 160, 120, [0x30, 0x70, 0xc0]);
+    expect(await page.textContent('#connection-state')).toBe('Connected');
+    await page.close();
+  });
+
+  it('lets a person draw and type on the demo desktop', async () => {
+    const page = await openViewer('demo');
+    await page.waitForSelector('body[data-state="connected"]');
+    await waitForPixel(page, 512, 500, WHITE); // the drawing area, untouched
+
+    const from = await toPage(page, 200, 500);
+    const to = await toPage(page, 820, 500);
+    await page.mouse.move(from.x, from.y);
+    await page.mouse.down();
+    await page.mouse.move(to.x, to.y, { steps: 25 });
+    await page.mouse.up();
+    await waitForPixel(page, 512, 500, PEN);
+
+    const textBox = [24, 88, 976, 108] as const;
+    const before = await regionDigest(page, ...textBox);
+    await page.keyboard.type('Hello from deskgate');
+    await waitFor(() => gw.gateway.demo?.text.includes('Hello from deskgate') === true, 'the typed text on the demo desktop');
+    await waitFor(async () => (await regionDigest(page, ...textBox)) !== before, 'the text box to be redrawn');
+
+    await page.screenshot({ path: SCREENSHOT });
+    await page.close();
+  });
+
+  it('says in words why a desktop cannot be reached', async () => {
+    const page = await openViewer('down');
+    await page.waitForSelector('body[data-state="disconnected"]');
+    expect(await page.textContent('#status-message')).toBe("Desktop 'down' is not reachable (connection refused)");
+    expect(await page.getAttribute('body', 'data-close-code')).toBe('4502');
+    expect(await page.isVisible('#overlay-reconnect')).toBe(true);
+    await page.close();
+  });
+
+  it('lists the desktops on the dashboard with their status', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${gw.httpUrl}/`);
+    expect(await page.getAttribute('li.desktop[data-desktop="lab"]', 'data-status')).toBe('up');
+    expect(await page.getAttribute('li.desktop[data-desktop="down"]', 'data-status')).toBe('down');
+    expect(await page.getAttribute('li.desktop[data-desktop="demo"]', 'data-status')).toBe('up');
+    await page.click('li.desktop[data-desktop="lab"] a');
+    await page.waitForSelector('body[data-state="connected"]');
+    expect(page.url()).toBe(`${gw.httpUrl}/view/lab`);
+    await page.close();
+  });
+});
