@@ -87,7 +87,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     server.close();
     server.closeIdleConnections();
     await sessions.closeAll(graceMs);
-    sessions.destroyAll();
+    await sessions.destroyAll();
     server.closeAllConnections();
     await demo?.close();
     logger.info('gateway stopped');
@@ -118,7 +118,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       return closed;
     },
     destroy() {
-      sessions.destroyAll();
+      void sessions.destroyAll();
       closed ??= shutDown(0);
       return closed;
     },

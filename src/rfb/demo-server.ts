@@ -92,8 +92,8 @@ class DemoScene {
     this.#onChange = onChange;
     const boxTop = HEADER_HEIGHT + MARGIN;
     const box = { x: MARGIN, y: boxTop, width: width - 2 * MARGIN, height: TEXT_ROWS * LINE_HEIGHT + 2 * TEXT_PADDING };
-    const inset = TEXT_PADDING;
-    this.#textArea = { x: box.x + inset, y: box.y + inset, width: box.width - 2 * inset, height: TEXT_ROWS * LINE_HEIGHT };
+    const inner = { x: box.x + TEXT_PADDING, y: box.y + TEXT_PADDING, width: box.width - 2 * TEXT_PADDING };
+    this.#textArea = { ...inner, height: TEXT_ROWS * LINE_HEIGHT };
     this.#columns = Math.max(1, Math.floor(this.#textArea.width / (CELL_WIDTH * TEXT_SCALE)));
     const canvasTop = box.y + box.height + MARGIN;
     this.#canvas = { x: MARGIN, y: canvasTop, width: width - 2 * MARGIN, height: height - canvasTop - MARGIN };
@@ -175,20 +175,23 @@ class DemoScene {
 
   #backspace(): void {
     const last = this.#lines.length - 1;
-    if (this.#lines[last]) this.#lines[last] = this.#lines[last]!.slice(0, -1);
-    else if (last > 0) this.#lines.pop();
-    this.#renderLines(Math.max(0, this.#lines.length - 1));
+    if (this.#lines[last]) {
+      this.#lines[last] = this.#lines[last]!.slice(0, -1);
+      this.#renderLines(last);
+    } else if (last > 0) {
+      this.#lines.pop();
+      this.#renderLines(last - 1, last);
+    }
   }
 
-  /** Redraw text rows from `first` to the bottom of the box, the caret after the last line. */
-  #renderLines(first: number): void {
+  /** Redraw text rows `first` to `last`, with the caret after the last line's text. */
+  #renderLines(first: number, last = this.#lines.length - 1): void {
     const area = this.#textArea;
-    const last = this.#lines.length - 1;
-    for (let row = first; row < TEXT_ROWS; row++) {
+    for (let row = first; row <= last; row++) {
       const y = area.y + row * LINE_HEIGHT;
-      this.framebuffer.fillRect({ ...area, y, height: LINE_HEIGHT }, COLOUR.textBox);
       const line = this.#lines[row] ?? '';
-      const caret = row === last && line.length < this.#columns ? CARET : ''; // a full line wraps before the caret shows
+      const caret = row === this.#lines.length - 1 && line.length < this.#columns ? CARET : ''; // a full line wraps first
+      this.framebuffer.fillRect({ ...area, y, height: LINE_HEIGHT }, COLOUR.textBox);
       this.framebuffer.drawText(area.x, y, line + caret, COLOUR.text, TEXT_SCALE);
     }
     this.#onChange();
@@ -353,11 +356,12 @@ class DemoConnection {
   }
 
   /** Requests that arrive while one is pending merge into it, so at most one is held. */
-  #onUpdateRequest({ rect, incremental }: UpdateRequest): void {
+  #onUpdateRequest(request: UpdateRequest): void {
+    const rect = clipTo(request.rect, this.#scene.framebuffer.bounds);
     const pending = this.#request;
-    this.#request = pending ? { rect: union(pending.rect, rect), incremental: pending.incremental && incremental } : { rect, incremental };
-    const bounds = this.#scene.framebuffer.bounds;
-    this.#request.rect = clipTo(this.#request.rect, bounds);
+    this.#request = pending
+      ? { rect: union(pending.rect, rect), incremental: pending.incremental && request.incremental }
+      : { rect, incremental: request.incremental };
     this.serve();
   }
 
@@ -389,8 +393,13 @@ function clipTo(rect: Rect, bounds: Rect): Rect {
   return { x, y, width: Math.min(rect.width, bounds.width - x), height: Math.min(rect.height, bounds.height - y) };
 }
 
+/** Big enough for the text box to fit, small enough to allocate. */
+const SIZE_LIMITS = { width: [320, 8192], height: [240, 8192] } as const;
+
 export async function startDemoDesktop(options: DemoDesktopOptions = {}): Promise<DemoDesktop> {
   const { host = '127.0.0.1', port = 0, width = 1024, height = 768, name = 'deskgate demo', clock = true } = options;
+  checkSize('width', width);
+  checkSize('height', height);
   const connections = new Set<DemoConnection>();
   let flush: NodeJS.Immediate | undefined;
   let clockTimer: NodeJS.Timeout | undefined;
@@ -414,6 +423,7 @@ export async function startDemoDesktop(options: DemoDesktopOptions = {}): Promis
     connections.add(connection);
   });
   await listen(server, port, host);
+  server.on('error', serverOnError);
   if (clock) clockOnTick();
 
   let closed: Promise<void> | undefined;
@@ -437,6 +447,16 @@ export async function startDemoDesktop(options: DemoDesktopOptions = {}): Promis
     },
   };
 }
+
+function checkSize(option: keyof typeof SIZE_LIMITS, value: number): void {
+  const [min, max] = SIZE_LIMITS[option];
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`demo desktop ${option} must be a whole number of pixels from ${min} to ${max}, got ${value}`);
+  }
+}
+
+/** Accept errors (say, out of file descriptors) cost one connection; the listener goes on. */
+function serverOnError(): void {}
 
 function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -23,14 +23,14 @@ export class Framebuffer {
   readonly width: number;
   readonly height: number;
   readonly pixels: Uint32Array;
-  readonly bounds: Rect;
+  readonly bounds: Readonly<Rect>;
   readonly #trackers = new Set<DirtyTracker>();
 
   constructor(width: number, height: number) {
     this.width = width;
     this.height = height;
     this.pixels = new Uint32Array(width * height);
-    this.bounds = { x: 0, y: 0, width, height };
+    this.bounds = Object.freeze({ x: 0, y: 0, width, height });
   }
 
   pixel(x: number, y: number): number {
@@ -61,6 +61,8 @@ export class Framebuffer {
 
   /** A line `thickness` pixels wide from `from` to `to`, drawn only inside `clip`. */
   drawLine(from: Point, to: Point, colour: number, thickness: number, clip: Rect = this.bounds): void {
+    const visible = intersect(clip, this.bounds);
+    if (!visible) return;
     const dx = Math.abs(to.x - from.x);
     const dy = -Math.abs(to.y - from.y);
     const stepX = from.x < to.x ? 1 : -1;
@@ -69,7 +71,7 @@ export class Framebuffer {
     let { x, y } = from;
     let error = dx + dy;
     for (;;) {
-      this.#plot({ x: x - offset, y: y - offset, width: thickness, height: thickness }, colour, clip);
+      this.#plot({ x: x - offset, y: y - offset, width: thickness, height: thickness }, colour, visible);
       if (x === to.x && y === to.y) break;
       const doubled = 2 * error; // both tests must see the error from before this step
       if (doubled >= dy) {
@@ -82,7 +84,7 @@ export class Framebuffer {
       }
     }
     const box = { x: Math.min(from.x, to.x) - offset, y: Math.min(from.y, to.y) - offset, width: dx + thickness, height: -dy + thickness };
-    const drawn = intersect(box, intersect(clip, this.bounds));
+    const drawn = intersect(box, visible);
     if (drawn) this.#damage(drawn);
   }
 
@@ -113,9 +115,9 @@ export class Framebuffer {
     this.#trackers.delete(tracker);
   }
 
-  /** Fill the part of `rect` inside `clip` without recording damage; returns that part. */
+  /** Fill the part of `rect` inside `clip` (itself inside the bounds) without recording damage. */
   #plot(rect: Rect, colour: number, clip: Rect): Rect | undefined {
-    const area = intersect(this.bounds, intersect(rect, clip));
+    const area = intersect(rect, clip);
     if (!area) return undefined;
     for (let y = area.y; y < area.y + area.height; y++) {
       const start = y * this.width + area.x;
@@ -142,10 +144,6 @@ export class DirtyTracker {
 
   constructor(initial: Rect) {
     this.#dirty = initial;
-  }
-
-  get pending(): boolean {
-    return this.#dirty !== undefined || this.#copy !== undefined;
   }
 
   markDirty(rect: Rect): void {
@@ -183,7 +181,7 @@ function copyFits(copy: NonNullable<Damage['copy']>, request: Rect): boolean {
   return contains(request, copy.rect) && contains(request, { ...copy.rect, x: copy.srcX, y: copy.srcY });
 }
 
-export function intersect(a: Rect, b: Rect | undefined): Rect | undefined {
+function intersect(a: Rect, b: Rect | undefined): Rect | undefined {
   if (!b) return undefined;
   const x = Math.max(a.x, b.x);
   const y = Math.max(a.y, b.y);
@@ -198,7 +196,7 @@ export function union(a: Rect, b: Rect): Rect {
   return { x, y, width: Math.max(a.x + a.width, b.x + b.width) - x, height: Math.max(a.y + a.height, b.y + b.height) - y };
 }
 
-export function contains(outer: Rect, inner: Rect): boolean {
+function contains(outer: Rect, inner: Rect): boolean {
   return (
     inner.x >= outer.x &&
     inner.y >= outer.y &&

@@ -42,7 +42,7 @@ export class SessionManager {
   readonly #sessions = new Set<LiveSession>();
   readonly #options: SessionManagerOptions;
   #shuttingDown = false;
-  #emptied: (() => void) | undefined;
+  readonly #emptyWaiters = new Set<() => void>();
 
   constructor(options: SessionManagerOptions) {
     this.#options = options;
@@ -141,7 +141,7 @@ export class SessionManager {
 
   #forget(session: LiveSession): void {
     this.#sessions.delete(session);
-    if (this.#sessions.size === 0) this.#emptied?.();
+    if (this.#sessions.size === 0) for (const done of this.#emptyWaiters) done();
   }
 
   /** Close every session with 1001; resolves when all have ended or after `timeoutMs`. */
@@ -151,24 +151,31 @@ export class SessionManager {
       session.connecting.abort();
       if (session.bridge) session.bridge.close(CLOSE.GOING_AWAY, SHUTDOWN_REASON);
     }
-    if (this.#sessions.size === 0) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      this.#emptied = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.#emptied = undefined;
+    await this.#whenEmpty(timeoutMs);
   }
 
-  /** Cut every session now, without closing handshakes. */
-  destroyAll(): void {
+  /** Cut every session now, without closing handshakes; resolves when all have ended. */
+  async destroyAll(): Promise<void> {
     this.#shuttingDown = true;
     for (const session of this.#sessions) {
       session.connecting.abort();
       session.ws.terminate();
     }
+    await this.#whenEmpty();
+  }
+
+  /** Resolves once no session is left, or after `timeoutMs` when given. */
+  #whenEmpty(timeoutMs?: number): Promise<void> {
+    if (this.#sessions.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#emptyWaiters.delete(done);
+        resolve();
+      };
+      const timer = timeoutMs === undefined ? undefined : setTimeout(done, timeoutMs);
+      this.#emptyWaiters.add(done);
+    });
   }
 }
 

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * The viewer as a person uses it: headless Chromium opens pages served by the gateway,
  * noVNC connects through the WebSocket, and we look at the pixels on its canvas.

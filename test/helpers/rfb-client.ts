@@ -130,6 +130,15 @@ export class RfbClient {
     this.#bytes.end(error);
   }
 
+  /** Raw access, for tests that speak the protocol byte by byte. */
+  read(length: number): Promise<Buffer> {
+    return this.#bytes.read(length);
+  }
+
+  send(bytes: Buffer): void {
+    this.#send(bytes);
+  }
+
   /** Bytes received but not read yet. */
   get buffered(): number {
     return this.#bytes.length;

@@ -187,3 +187,27 @@ describe('with allow rules', () => {
     expect(canary.accepted).toBe(0);
   });
 });
+
+describe('shutdown deadline', () => {
+  it('cuts a session that does not finish the closing handshake once shutdownTimeoutMs has passed', async () => {
+    const echo = await startPeer((socket) => socket.pipe(socket));
+    const gw = await startGateway({ desktops: [`echo=127.0.0.1:${echo.port}`], shutdownTimeoutMs: 300 });
+    try {
+      const client = connectWs(gw.wsUrl('echo'));
+      await client.opened;
+      const reply = new Promise((resolve) => client.ws.once('message', resolve));
+      client.ws.send(Buffer.from('ping'));
+      await reply; // bridged
+      client.ws.pause(); // a browser that no longer reads: it never answers the close frame
+      const started = Date.now();
+      await gw.gateway.close();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      expect(gw.gateway.sessions.size).toBe(0);
+      client.ws.resume();
+      expect((await client.closed).code).toBe(1001);
+    } finally {
+      await gw.gateway.destroy();
+      await echo.close();
+    }
+  });
+});
