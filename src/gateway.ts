@@ -70,16 +70,15 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   });
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const [path, search = ''] = (req.url ?? '').split('?', 2);
+    const url = req.url ?? '';
     if (state === 'closing') return refuseUpgrade(socket, 503, 'The gateway is shutting down');
-    if (decodePath(path ?? '') !== WEBSOCKET_PATH) return refuseUpgrade(socket, 404, 'Not found');
-    const query = new URLSearchParams(search);
+    if (decodePath(url) !== WEBSOCKET_PATH) return refuseUpgrade(socket, 404, 'Not found');
+    const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
     wss.handleUpgrade(req, socket, head, (ws) => void sessions.open(ws, req, query));
   }
 
   const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, handleRequest);
   server.on('upgrade', handleUpgrade);
-  server.on('clientError', (err, socket) => socket.destroy(err));
 
   let closed: Promise<void> | undefined;
   async function shutDown(graceMs: number): Promise<void> {

@@ -25,6 +25,7 @@ import {
   type ProtocolMinor,
   type Rect,
 } from '../../src/rfb/protocol.js';
+import { NATIVE_PIXEL_FORMAT } from '../../src/rfb/framebuffer.js';
 
 interface PendingRead {
   length: number;
@@ -300,18 +301,7 @@ function toRgb(value: number, format: PixelFormat): number {
 }
 
 /** The pixel format noVNC asks for: 32 bits, little-endian, red in the lowest byte. */
-export const NOVNC_PIXEL_FORMAT: PixelFormat = Object.freeze({
-  bitsPerPixel: 32,
-  depth: 24,
-  bigEndian: false,
-  trueColour: true,
-  redMax: 255,
-  greenMax: 255,
-  blueMax: 255,
-  redShift: 0,
-  greenShift: 8,
-  blueShift: 16,
-});
+export const NOVNC_PIXEL_FORMAT: PixelFormat = Object.freeze({ ...NATIVE_PIXEL_FORMAT, redShift: 0, blueShift: 16 });
 
 export interface RfbTcpConnection {
   rfb: RfbClient;
