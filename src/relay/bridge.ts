@@ -12,6 +12,14 @@
 import type { Socket } from 'node:net';
 import type { RawData, WebSocket } from 'ws';
 import { CLOSE, describeSocketError, truncateReason } from '../errors.js';
+import { recycleReadBuffer, takeReadBuffer } from './read-buffers.js';
+
+/**
+ * Reads smaller than this are copied out so their pooled buffer is reused at once; larger
+ * ones are sent from the pooled buffer itself. A session then holds at most 4x its
+ * buffered bytes in read buffers.
+ */
+const COPY_BELOW = 16 * 1024;
 
 export interface BridgeOptions {
   /** How close reasons name the VNC server to the user, e.g. "Desktop 'lab1'". */
@@ -33,48 +41,57 @@ export interface BridgeEnd {
 export class Bridge {
   bytesToUpstream = 0;
   bytesToBrowser = 0;
+  /** Pass to `net.connect()`: the VNC side is read into pooled buffers (read-buffers.ts). */
+  readonly upstreamRead: { buffer: () => Buffer; callback: (bytes: number, buffer: Buffer) => boolean };
   readonly #ws: WebSocket;
-  readonly #tcp: Socket;
+  #tcp: Socket | undefined;
   readonly #options: BridgeOptions;
   readonly #onEnd: (end: BridgeEnd) => void;
-  readonly #idleTimer: NodeJS.Timeout;
+  #idleTimer: NodeJS.Timeout | undefined;
   #bytesAtLastIdleCheck = 0;
   #upstreamPaused = false;
+  /** Pooled buffers being sent, oldest first: ws completes sends in order. */
+  readonly #sending: Buffer[] = [];
   #closing: { code: number; reason: string; by: BridgeEnd['by'] } | undefined;
   #ended = false;
 
-  constructor(ws: WebSocket, tcp: Socket, options: BridgeOptions, onEnd: (end: BridgeEnd) => void) {
+  constructor(ws: WebSocket, options: BridgeOptions, onEnd: (end: BridgeEnd) => void) {
     this.#ws = ws;
-    this.#tcp = tcp;
     this.#options = options;
     this.#onEnd = onEnd;
 
     this.wsOnMessage = this.wsOnMessage.bind(this);
     this.wsOnClose = this.wsOnClose.bind(this);
     this.wsOnSent = this.wsOnSent.bind(this);
-    this.tcpOnData = this.tcpOnData.bind(this);
+    this.wsOnSentPooled = this.wsOnSentPooled.bind(this);
+    this.tcpOnRead = this.tcpOnRead.bind(this);
     this.tcpOnDrain = this.tcpOnDrain.bind(this);
     this.tcpOnEnd = this.tcpOnEnd.bind(this);
     this.tcpOnError = this.tcpOnError.bind(this);
     this.tcpOnClose = this.tcpOnClose.bind(this);
+    this.upstreamRead = { buffer: takeReadBuffer, callback: this.tcpOnRead };
+  }
 
+  /** Start relaying once the VNC server is connected (with `upstreamRead` as its reader). */
+  start(tcp: Socket): void {
+    this.#tcp = tcp;
+    const ws = this.#ws;
     ws.on('message', this.wsOnMessage);
     ws.on('close', this.wsOnClose);
     ws.on('error', noop); // the 'close' that follows every error ends the session
-    tcp.on('data', this.tcpOnData);
     tcp.on('drain', this.tcpOnDrain);
     tcp.on('end', this.tcpOnEnd);
     tcp.on('error', this.tcpOnError);
     tcp.on('close', this.tcpOnClose);
-
     // One timer per session, checked against the byte counters instead of being reset on
     // every chunk: the hot path only increments counters.
-    this.#idleTimer = setTimeout(this.idleCheck.bind(this), options.idleTimeoutMs);
+    this.#idleTimer = setTimeout(this.idleCheck.bind(this), this.#options.idleTimeoutMs);
+    ws.resume();
   }
 
   /** Bytes this session holds in the gateway right now, both directions. */
   get bufferedBytes(): number {
-    return this.#ws.bufferedAmount + this.#tcp.writableLength;
+    return this.#ws.bufferedAmount + (this.#tcp?.writableLength ?? 0);
   }
 
   /** Close the session from the gateway's side. Idempotent; the first reason wins. */
@@ -92,26 +109,44 @@ export class Bridge {
     }
     const chunk = data as Buffer; // binaryType is 'nodebuffer'
     this.bytesToUpstream += chunk.length;
-    if (!this.#tcp.write(chunk)) this.#ws.pause();
+    if (!this.#tcp?.write(chunk)) this.#ws.pause();
   }
 
   private tcpOnDrain(): void {
     this.#ws.resume();
   }
 
-  private tcpOnData(chunk: Buffer): void {
-    this.bytesToBrowser += chunk.length;
-    this.#ws.send(chunk, this.wsOnSent);
+  private tcpOnRead(bytes: number, buffer: Buffer): boolean {
+    if (this.#closing) {
+      recycleReadBuffer(buffer);
+      return false;
+    }
+    this.bytesToBrowser += bytes;
+    if (bytes < COPY_BELOW) {
+      const copy = Buffer.from(buffer.subarray(0, bytes));
+      recycleReadBuffer(buffer);
+      this.#ws.send(copy, this.wsOnSent);
+    } else {
+      this.#sending.push(buffer);
+      this.#ws.send(buffer.subarray(0, bytes), this.wsOnSentPooled);
+    }
     if (this.#ws.bufferedAmount > this.#options.highWaterMarkBytes) {
       this.#upstreamPaused = true;
-      this.#tcp.pause();
+      this.#tcp?.pause();
     }
+    return true;
+  }
+
+  private wsOnSentPooled(): void {
+    const buffer = this.#sending.shift();
+    if (buffer) recycleReadBuffer(buffer);
+    this.wsOnSent();
   }
 
   private wsOnSent(): void {
     if (this.#upstreamPaused && this.#ws.bufferedAmount <= this.#options.highWaterMarkBytes / 2) {
       this.#upstreamPaused = false;
-      this.#tcp.resume();
+      this.#tcp?.resume();
     }
   }
 
@@ -143,7 +178,7 @@ export class Bridge {
     const total = this.bytesToUpstream + this.bytesToBrowser;
     if (total !== this.#bytesAtLastIdleCheck) {
       this.#bytesAtLastIdleCheck = total;
-      this.#idleTimer.refresh();
+      this.#idleTimer?.refresh();
       return;
     }
     const minutes = Math.round(this.#options.idleTimeoutMs / 60_000);
@@ -154,7 +189,7 @@ export class Bridge {
   /** Close both sides; the session ends when the WebSocket reports 'close'. */
   #shutdown(): void {
     clearTimeout(this.#idleTimer);
-    this.#tcp.destroy();
+    this.#tcp?.destroy();
     const ws = this.#ws;
     ws.resume(); // a paused WebSocket would never read the browser's half of the closing handshake
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
@@ -166,13 +201,11 @@ export class Bridge {
     if (this.#ended) return;
     this.#ended = true;
     const ws = this.#ws;
-    const tcp = this.#tcp;
     ws.off('message', this.wsOnMessage);
     ws.off('close', this.wsOnClose);
-    tcp.off('data', this.tcpOnData);
-    tcp.off('drain', this.tcpOnDrain);
-    tcp.off('end', this.tcpOnEnd);
-    tcp.off('close', this.tcpOnClose);
+    this.#tcp?.off('drain', this.tcpOnDrain);
+    this.#tcp?.off('end', this.tcpOnEnd);
+    this.#tcp?.off('close', this.tcpOnClose);
     // The error listeners stay: a late error on a destroyed socket must not crash the process.
     const closing = this.#closing ?? { code: CLOSE.NORMAL, reason: '', by: 'gateway' as const };
     this.#onEnd({ ...closing, bytesToUpstream: this.bytesToUpstream, bytesToBrowser: this.bytesToBrowser });

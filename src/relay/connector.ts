@@ -3,7 +3,7 @@
  * tiny and latency-bound), keep-alive on, and every failure turned into a GatewayError
  * that names the desktop, the address and what went wrong.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import { describeSocketError, GatewayError } from '../errors.js';
 
 export interface ConnectTarget {
@@ -15,13 +15,20 @@ export interface ConnectTarget {
   port: number;
 }
 
-export type Connect = (target: ConnectTarget, signal?: AbortSignal) => Promise<Socket>;
+export interface ConnectOptions {
+  /** Gives up with DG_ERR_NOT_READY: the gateway is shutting down or the browser left. */
+  signal?: AbortSignal;
+  /** Read into caller-supplied buffers instead of 'data' events (see net.connect). */
+  onread?: NetConnectOpts['onread'];
+}
+
+export type Connect = (target: ConnectTarget, options?: ConnectOptions) => Promise<Socket>;
 
 export function buildConnector(options: { timeoutMs: number }): Connect {
   const { timeoutMs } = options;
-  return function connect(target, signal) {
+  return function connect(target, { signal, onread } = {}) {
     return new Promise((resolve, reject) => {
-      const socket = netConnect({ host: target.host, port: target.port, noDelay: true, keepAlive: true });
+      const socket = netConnect({ host: target.host, port: target.port, noDelay: true, keepAlive: true, onread });
       const timer = setTimeout(onTimeout, timeoutMs);
 
       function settle(error?: GatewayError): void {

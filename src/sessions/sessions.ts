@@ -73,9 +73,12 @@ export class SessionManager {
     ws.on('error', noop);
     ws.once('close', () => session.connecting.abort());
     try {
-      session.target = await this.#options.directory.resolve(query, request.socket.localPort ?? 0);
-      const tcp = await this.#options.connect(session.target, session.connecting.signal);
-      if (ws.readyState === ws.OPEN) this.#bridge(session, tcp);
+      const target = await this.#options.directory.resolve(query, request.socket.localPort ?? 0);
+      session.target = target;
+      const { highWaterMarkBytes, idleTimeoutMs } = this.#options.session;
+      const bridge = new Bridge(ws, { label: describe(target), highWaterMarkBytes, idleTimeoutMs }, (end) => this.#ended(session, end));
+      const tcp = await this.#options.connect(target, { signal: session.connecting.signal, onread: bridge.upstreamRead });
+      if (ws.readyState === ws.OPEN) this.#start(session, bridge, tcp);
       else {
         tcp.destroy();
         this.#leftEarly(session);
@@ -91,13 +94,10 @@ export class SessionManager {
     this.#ended(session, { code: CLOSE.GOING_AWAY, reason: 'browser left while connecting', by: 'browser', bytesToUpstream: 0, bytesToBrowser: 0 });
   }
 
-  #bridge(session: LiveSession, tcp: Socket): void {
+  #start(session: LiveSession, bridge: Bridge, tcp: Socket): void {
     const target = session.target as ConnectTarget;
-    const { highWaterMarkBytes, idleTimeoutMs } = this.#options.session;
-    session.bridge = new Bridge(session.ws, tcp, { label: describe(target), highWaterMarkBytes, idleTimeoutMs }, (end) =>
-      this.#ended(session, end),
-    );
-    session.ws.resume();
+    session.bridge = bridge;
+    bridge.start(tcp);
     this.#options.logger.info(
       { session: session.id, desktop: target.name, remote: session.remoteAddress, upstream: `${target.host}:${target.port}` },
       'session start',
