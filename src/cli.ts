@@ -6,7 +6,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { parse as parseYaml } from 'yaml';
 import { ConfigError, parseConfig, type Config } from './config.js';
 import { createGateway } from './gateway.js';
 import { VERSION } from './version.js';
@@ -74,6 +73,7 @@ async function readConfigFile(file: string): Promise<Record<string, unknown>> {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
   }
+  const { parse: parseYaml } = await import('yaml'); // loaded only when a file is given: start-up time
   try {
     const data: unknown = parseYaml(text) ?? {};
     if (typeof data !== 'object' || Array.isArray(data)) throw new Error('expected a mapping of keys to values at the top level');

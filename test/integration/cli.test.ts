@@ -5,6 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, waitFor } from '../helpers/processes.js';
@@ -69,6 +72,27 @@ describe('deskgate command', () => {
     const cli = run(['--config', '/nonexistent/deskgate.yaml']);
     expect(await cli.exited).toBe(2);
     expect(cli.output().stderr).toContain('cannot read config file /nonexistent/deskgate.yaml');
+  });
+
+  it('reads desktops from a YAML config file, and adds those given by flag', async () => {
+    const port = await freePort();
+    const file = join(mkdtempSync(join(tmpdir(), 'deskgate-')), 'deskgate.yaml');
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndesktops:\n  - name: lab1\n    host: 127.0.0.1\n    port: 5901\n    description: Lab one\n`);
+    run(['--config', file, '--desktop', 'lab2=127.0.0.1:5902']);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true, 'healthz');
+    const dashboard = await (await fetch(`http://127.0.0.1:${port}/`)).text();
+    expect(dashboard).toContain('data-desktop="lab1"');
+    expect(dashboard).toContain('Lab one');
+    expect(dashboard).toContain('data-desktop="lab2"');
+    expect(dashboard).not.toContain('data-desktop="demo"');
+  });
+
+  it('names the line of a config file that is not valid YAML', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'deskgate-')), 'broken.yaml');
+    writeFileSync(file, 'desktops:\n  - name: lab1\n   host: [oops\n');
+    const cli = run(['--config', file]);
+    expect(await cli.exited).toBe(2);
+    expect(cli.output().stderr).toMatch(new RegExp(`config file ${file} is not valid YAML: .*line \\d+`));
   });
 
   it('starts healthy, then on SIGTERM closes sessions with 1001 and exits 0', async () => {
