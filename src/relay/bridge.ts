@@ -12,14 +12,13 @@
 import type { Socket } from 'node:net';
 import type { RawData, WebSocket } from 'ws';
 import { CLOSE, describeSocketError, truncateReason } from '../errors.js';
-import { recycleReadBuffer, takeReadBuffer } from './read-buffers.js';
+import { recycleReadBuffer, SHARED_READ_BUFFER, takeReadBuffer } from './read-buffers.js';
 
 /**
- * Reads smaller than this are copied out so their pooled buffer is reused at once; larger
- * ones are sent from the pooled buffer itself. A session then holds at most 4x its
- * buffered bytes in read buffers.
+ * Reads of at least this size are copied into a recycled 64 KiB buffer, smaller ones into
+ * one of their own size: a session holds at most 4x its buffered bytes in read buffers.
  */
-const COPY_BELOW = 16 * 1024;
+const POOLED_FROM = 16 * 1024;
 
 export interface BridgeOptions {
   /** How close reasons name the VNC server to the user, e.g. "Desktop 'lab1'". */
@@ -41,8 +40,8 @@ export interface BridgeEnd {
 export class Bridge {
   bytesToUpstream = 0;
   bytesToBrowser = 0;
-  /** Pass to `net.connect()`: the VNC side is read into pooled buffers (read-buffers.ts). */
-  readonly upstreamRead: { buffer: () => Buffer; callback: (bytes: number, buffer: Buffer) => boolean };
+  /** Pass to `net.connect()`: how the VNC side is read (see read-buffers.ts). */
+  readonly upstreamRead: { buffer: Buffer; callback: (bytes: number, buffer: Buffer) => boolean };
   readonly #ws: WebSocket;
   #tcp: Socket | undefined;
   readonly #options: BridgeOptions;
@@ -69,7 +68,7 @@ export class Bridge {
     this.tcpOnEnd = this.tcpOnEnd.bind(this);
     this.tcpOnError = this.tcpOnError.bind(this);
     this.tcpOnClose = this.tcpOnClose.bind(this);
-    this.upstreamRead = { buffer: takeReadBuffer, callback: this.tcpOnRead };
+    this.upstreamRead = { buffer: SHARED_READ_BUFFER, callback: this.tcpOnRead };
   }
 
   /** Start relaying once the VNC server is connected (with `upstreamRead` as its reader). */
@@ -116,19 +115,16 @@ export class Bridge {
     this.#ws.resume();
   }
 
-  private tcpOnRead(bytes: number, buffer: Buffer): boolean {
-    if (this.#closing) {
-      recycleReadBuffer(buffer);
-      return false;
-    }
+  private tcpOnRead(bytes: number, shared: Buffer): boolean {
+    if (this.#closing) return false;
     this.bytesToBrowser += bytes;
-    if (bytes < COPY_BELOW) {
-      const copy = Buffer.from(buffer.subarray(0, bytes));
-      recycleReadBuffer(buffer);
-      this.#ws.send(copy, this.wsOnSent);
+    if (bytes < POOLED_FROM) {
+      this.#ws.send(Buffer.from(shared.subarray(0, bytes)), this.wsOnSent);
     } else {
-      this.#sending.push(buffer);
-      this.#ws.send(buffer.subarray(0, bytes), this.wsOnSentPooled);
+      const pooled = takeReadBuffer();
+      shared.copy(pooled, 0, 0, bytes);
+      this.#sending.push(pooled);
+      this.#ws.send(pooled.subarray(0, bytes), this.wsOnSentPooled);
     }
     if (this.#ws.bufferedAmount > this.#options.highWaterMarkBytes) {
       this.#upstreamPaused = true;
