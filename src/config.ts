@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { isOrigin, normalizeOrigin } from './auth/origin.js';
 import { isValidHost, parseHostPort } from './desktops/targets.js';
 
 const DESKTOP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -118,6 +119,14 @@ export const configSchema = z
         cacheMs: milliseconds(0, 5_000),
       })
       .prefault({}),
+    allowedOrigins: z
+      .array(
+        z.string().refine(isOrigin, 'expected an origin such as https://console.example.com'),
+        { error: 'expected a list of origins' },
+      )
+      .default([])
+      .transform((origins) => origins.map((o) => normalizeOrigin(o) as string)),
+    requireOrigin: z.boolean({ error: 'expected true or false' }).default(false),
     shutdownTimeoutMs: milliseconds(0, 10_000),
     log: z
       .strictObject({

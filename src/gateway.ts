@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import { refuseOrigin } from './auth/origin.js';
 import { DEMO_DESKTOP, type Config } from './config.js';
 import { DesktopDirectory } from './desktops/directory.js';
 import { DesktopStatus } from './desktops/status.js';
@@ -73,6 +74,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     const url = req.url ?? '';
     if (state === 'closing') return refuseUpgrade(socket, 503, 'The gateway is shutting down');
     if (decodePath(url) !== WEBSOCKET_PATH) return refuseUpgrade(socket, 404, 'Not found');
+    const badOrigin = refuseOrigin(req, config);
+    if (badOrigin) {
+      logger.warn({ remote: req.socket.remoteAddress, origin: req.headers.origin, status: 403, reason: badOrigin }, 'upgrade refused');
+      return refuseUpgrade(socket, 403, badOrigin);
+    }
     const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
     wss.handleUpgrade(req, socket, head, (ws) => void sessions.open(ws, req, query));
   }
@@ -124,7 +130,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   };
 }
 
-const STATUS_TEXT: Record<number, string> = { 404: 'Not Found', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = { 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' };
 
 /** Answer an upgrade we will not take with a plain HTTP response; no WebSocket is made. */
 function refuseUpgrade(socket: Duplex, status: number, message: string): void {

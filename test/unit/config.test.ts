@@ -93,4 +93,10 @@ describe('configuration', () => {
     expect(errorOf({ session: { maxMessageBytes: 'big' } })).toContain('session.maxMessageBytes: got "big"');
     expect(errorOf({ log: { level: 'loud' } })).toContain('log.level (--log-level, DESKGATE_LOG_LEVEL): got "loud"');
   });
+  it('normalises allowed origins and refuses anything that is not just an origin', () => {
+    expect(parseConfig({ allowedOrigins: ['https://Console.Example.com:443/'] }).allowedOrigins).toEqual(['https://console.example.com']);
+    expect(errorOf({ allowedOrigins: ['https://console.example.com/path'] })).toContain('allowedOrigins[0]: got "https://console.example.com/path"; expected an origin');
+    expect(errorOf({ allowedOrigins: ['console.example.com'] })).toContain('allowedOrigins[0]');
+    expect(errorOf({ requireOrigin: 'yes' })).toContain('requireOrigin: got "yes"; expected true or false');
+  });
 });

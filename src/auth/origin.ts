@@ -1,0 +1,45 @@
+/**
+ * The Origin check on WebSocket upgrades. Browsers send `Origin` with every WebSocket
+ * request, so a page on another site cannot open sessions with the user's network
+ * position (cross-site WebSocket hijacking). Non-browser clients send none; they pass
+ * unless the operator requires an Origin.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+
+export interface OriginPolicy {
+  /** Origins besides the gateway's own, e.g. `https://console.example.com`. */
+  allowedOrigins: readonly string[];
+  requireOrigin: boolean;
+}
+
+/** Why the request's Origin is refused, or undefined when it may proceed. */
+export function refuseOrigin(req: IncomingMessage, policy: OriginPolicy): string | undefined {
+  const origin = req.headers.origin;
+  if (origin === undefined) return policy.requireOrigin ? 'An Origin header is required' : undefined;
+  const normalized = normalizeOrigin(origin);
+  if (normalized !== undefined && (normalized === ownOrigin(req) || policy.allowedOrigins.includes(normalized))) return undefined;
+  return `Origin ${origin.slice(0, 100)} is not allowed`;
+}
+
+/** `scheme://host[:port]` in canonical form (lower case, default port dropped), or undefined. */
+export function normalizeOrigin(text: string): string | undefined {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin !== 'null' ? url.origin : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether an operator's text names an origin only: no path, query, fragment or credentials. */
+export function isOrigin(text: string): boolean {
+  if (normalizeOrigin(text) === undefined) return false;
+  const url = new URL(text);
+  return url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
+}
+
+function ownOrigin(req: IncomingMessage): string | undefined {
+  const scheme = (req.socket as Partial<TLSSocket>).encrypted ? 'https' : 'http';
+  return req.headers.host ? normalizeOrigin(`${scheme}://${req.headers.host}`) : undefined;
+}
