@@ -97,6 +97,14 @@ const bytes = (min: number, max: number, fallback: number) =>
     .max(max, `expected a number of bytes from ${min} to ${max}`)
     .default(fallback);
 
+const count = (min: number, max: number, fallback: number) =>
+  z
+    .number({ error: `expected a whole number from ${min} to ${max}` })
+    .int(`expected a whole number from ${min} to ${max}`)
+    .min(min, `expected a whole number from ${min} to ${max}`)
+    .max(max, `expected a whole number from ${min} to ${max}`)
+    .default(fallback);
+
 export const configSchema = z
   .strictObject({
     listen: listen.prefault('127.0.0.1:6080'),
@@ -109,8 +117,15 @@ export const configSchema = z
       .strictObject({
         connectTimeoutMs: milliseconds(100, 5_000),
         idleTimeoutMs: milliseconds(1_000, 30 * 60_000),
+        maxDurationMs: milliseconds(1_000, 12 * 60 * 60_000),
         maxMessageBytes: bytes(1024, 64 * 1024 * 1024, 1024 * 1024),
         highWaterMarkBytes: bytes(16 * 1024, 64 * 1024 * 1024, 1024 * 1024),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        maxSessions: count(1, 1_000_000, 10_000),
+        maxSessionsPerAddress: count(1, 1_000_000, 100),
       })
       .prefault({}),
     probe: z

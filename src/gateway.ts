@@ -51,6 +51,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     directory,
     connect: buildConnector({ timeoutMs: config.session.connectTimeoutMs }),
     session: config.session,
+    limits: config.limits,
     logger,
   });
   let state: 'idle' | 'listening' | 'closing' = 'idle';
@@ -75,12 +76,17 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     if (state === 'closing') return refuseUpgrade(socket, 503, 'The gateway is shutting down');
     if (decodePath(url) !== WEBSOCKET_PATH) return refuseUpgrade(socket, 404, 'Not found');
     const badOrigin = refuseOrigin(req, config);
-    if (badOrigin) {
-      logger.warn({ remote: req.socket.remoteAddress, origin: req.headers.origin, status: 403, reason: badOrigin }, 'upgrade refused');
-      return refuseUpgrade(socket, 403, badOrigin);
-    }
+    if (badOrigin) return refuse(req, socket, 403, badOrigin);
+    const overLimit = sessions.refuseOverLimit(req.socket.remoteAddress ?? 'unknown');
+    if (overLimit) return refuse(req, socket, 429, overLimit);
     const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
     wss.handleUpgrade(req, socket, head, (ws) => void sessions.open(ws, req, query));
+  }
+
+  /** Refuse an upgrade with an HTTP status, logged like every refusal. */
+  function refuse(req: IncomingMessage, socket: Duplex, status: number, reason: string): void {
+    logger.warn({ remote: req.socket.remoteAddress, origin: req.headers.origin, url: req.url, status, reason }, 'upgrade refused');
+    refuseUpgrade(socket, status, reason);
   }
 
   const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, handleRequest);
@@ -130,7 +136,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   };
 }
 
-const STATUS_TEXT: Record<number, string> = { 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = { 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
 
 /** Answer an upgrade we will not take with a plain HTTP response; no WebSocket is made. */
 function refuseUpgrade(socket: Duplex, status: number, message: string): void {

@@ -25,6 +25,7 @@ export interface BridgeOptions {
   label: string;
   highWaterMarkBytes: number;
   idleTimeoutMs: number;
+  maxDurationMs: number;
 }
 
 export interface BridgeEnd {
@@ -47,6 +48,7 @@ export class Bridge {
   readonly #options: BridgeOptions;
   readonly #onEnd: (end: BridgeEnd) => void;
   #idleTimer: NodeJS.Timeout | undefined;
+  #durationTimer: NodeJS.Timeout | undefined;
   #bytesAtLastIdleCheck = 0;
   #upstreamPaused = false;
   /** Pooled buffers being sent, oldest first: ws completes sends in order. */
@@ -85,6 +87,10 @@ export class Bridge {
     // One timer per session, checked against the byte counters instead of being reset on
     // every chunk: the hot path only increments counters.
     this.#idleTimer = setTimeout(this.idleCheck.bind(this), this.#options.idleTimeoutMs);
+    this.#durationTimer = setTimeout(
+      () => this.close(4408, `Session reached its maximum duration of ${formatDuration(this.#options.maxDurationMs)}`),
+      this.#options.maxDurationMs,
+    );
     ws.resume();
   }
 
@@ -177,14 +183,13 @@ export class Bridge {
       this.#idleTimer?.refresh();
       return;
     }
-    const minutes = Math.round(this.#options.idleTimeoutMs / 60_000);
-    const span = minutes >= 1 ? `${minutes} minute${minutes === 1 ? '' : 's'}` : `${this.#options.idleTimeoutMs / 1000} s`;
-    this.close(4408, `Session closed after ${span} without activity`);
+    this.close(4408, `Session closed after ${formatDuration(this.#options.idleTimeoutMs)} without activity`);
   }
 
   /** Close both sides; the session ends when the WebSocket reports 'close'. */
   #shutdown(): void {
     clearTimeout(this.#idleTimer);
+    clearTimeout(this.#durationTimer);
     this.#tcp?.destroy();
     const ws = this.#ws;
     ws.resume(); // a paused WebSocket would never read the browser's half of the closing handshake
@@ -209,3 +214,11 @@ export class Bridge {
 }
 
 function noop(): void {}
+
+/** "90 s", "1 minute", "12 hours": for close reasons people read. */
+export function formatDuration(ms: number): string {
+  const plural = (n: number, unit: string): string => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return plural(ms / 3_600_000, 'hour');
+  if (ms >= 60_000 && ms % 60_000 === 0) return plural(ms / 60_000, 'minute');
+  return `${Math.round(ms / 100) / 10} s`;
+}

@@ -33,6 +33,7 @@ export interface SessionManagerOptions {
   directory: DesktopDirectory;
   connect: Connect;
   session: Config['session'];
+  limits: Config['limits'];
   logger: Logger;
 }
 
@@ -40,6 +41,7 @@ const SHUTDOWN_REASON = 'The gateway is shutting down';
 
 export class SessionManager {
   readonly #sessions = new Set<LiveSession>();
+  readonly #perAddress = new Map<string, number>();
   readonly #options: SessionManagerOptions;
   #shuttingDown = false;
   readonly #emptyWaiters = new Set<() => void>();
@@ -56,6 +58,16 @@ export class SessionManager {
     return this.#sessions.values();
   }
 
+  /** Why a new session from this address would exceed a limit, or undefined if it may open. */
+  refuseOverLimit(remoteAddress: string): string | undefined {
+    const { maxSessions, maxSessionsPerAddress } = this.#options.limits;
+    if (this.#sessions.size >= maxSessions) return `The gateway is at its limit of ${maxSessions} sessions`;
+    if ((this.#perAddress.get(remoteAddress) ?? 0) >= maxSessionsPerAddress) {
+      return `Too many sessions from ${remoteAddress} (limit ${maxSessionsPerAddress})`;
+    }
+    return undefined;
+  }
+
   /** Take over an accepted WebSocket: resolve, connect, bridge — or close with a reason. */
   async open(ws: WebSocket, request: IncomingMessage, query: URLSearchParams): Promise<void> {
     const session: LiveSession = {
@@ -68,6 +80,7 @@ export class SessionManager {
       connecting: new AbortController(),
     };
     this.#sessions.add(session);
+    this.#perAddress.set(session.remoteAddress, (this.#perAddress.get(session.remoteAddress) ?? 0) + 1);
     // Hold the browser's bytes until the VNC side exists; RFB clients wait for the server first.
     ws.pause();
     ws.on('error', noop);
@@ -75,8 +88,9 @@ export class SessionManager {
     try {
       const target = await this.#options.directory.resolve(query, request.socket.localPort ?? 0);
       session.target = target;
-      const { highWaterMarkBytes, idleTimeoutMs } = this.#options.session;
-      const bridge = new Bridge(ws, { label: describe(target), highWaterMarkBytes, idleTimeoutMs }, (end) => this.#ended(session, end));
+      const { highWaterMarkBytes, idleTimeoutMs, maxDurationMs } = this.#options.session;
+      const options = { label: describe(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs };
+      const bridge = new Bridge(ws, options, (end) => this.#ended(session, end));
       const tcp = await this.#options.connect(target, { signal: session.connecting.signal, onread: bridge.upstreamRead });
       if (ws.readyState === ws.OPEN) this.#start(session, bridge, tcp);
       else {
@@ -140,7 +154,10 @@ export class SessionManager {
   }
 
   #forget(session: LiveSession): void {
-    this.#sessions.delete(session);
+    if (!this.#sessions.delete(session)) return;
+    const left = (this.#perAddress.get(session.remoteAddress) ?? 1) - 1;
+    if (left === 0) this.#perAddress.delete(session.remoteAddress);
+    else this.#perAddress.set(session.remoteAddress, left);
     if (this.#sessions.size === 0) for (const done of this.#emptyWaiters) done();
   }
 

@@ -14,8 +14,8 @@ export interface TestClient {
   closed: Promise<Closed>;
 }
 
-export function connectWs(url: string, options: { protocols?: string[] } = {}): TestClient {
-  const ws = new WebSocket(url, options.protocols ?? ['binary']);
+export function connectWs(url: string, options: { protocols?: string[]; localAddress?: string } = {}): TestClient {
+  const ws = new WebSocket(url, options.protocols ?? ['binary'], { localAddress: options.localAddress });
   const opened = new Promise<void>((resolve, reject) => {
     ws.once('open', resolve);
     ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with HTTP ${res.statusCode}`)));
