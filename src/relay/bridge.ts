@@ -11,7 +11,7 @@
  */
 import type { Socket } from 'node:net';
 import type { RawData, WebSocket } from 'ws';
-import { CLOSE, describeSocketError, truncateReason } from '../errors.js';
+import { CLOSE, describeSocketError, ERRORS, truncateReason } from '../errors.js';
 import { recycleReadBuffer, SHARED_READ_BUFFER, takeReadBuffer } from './read-buffers.js';
 
 /**
@@ -88,7 +88,7 @@ export class Bridge {
     // every chunk: the hot path only increments counters.
     this.#idleTimer = setTimeout(this.idleCheck.bind(this), this.#options.idleTimeoutMs);
     this.#durationTimer = setTimeout(
-      () => this.close(4408, `Session reached its maximum duration of ${formatDuration(this.#options.maxDurationMs)}`),
+      () => this.close(ERRORS.DG_ERR_SESSION_EXPIRED.closeCode, `Session reached its maximum duration of ${formatDuration(this.#options.maxDurationMs)}`),
       this.#options.maxDurationMs,
     );
     ws.resume();
@@ -166,7 +166,7 @@ export class Bridge {
 
   #upstreamClosed(what: string): void {
     if (this.#closing) return;
-    this.#closing = { code: 4500, reason: truncateReason(`${this.#options.label} ${what}`), by: 'upstream' };
+    this.#closing = { code: ERRORS.DG_ERR_UPSTREAM.closeCode, reason: truncateReason(`${this.#options.label} ${what}`), by: 'upstream' };
     this.#shutdown();
   }
 
@@ -183,7 +183,7 @@ export class Bridge {
       this.#idleTimer?.refresh();
       return;
     }
-    this.close(4408, `Session closed after ${formatDuration(this.#options.idleTimeoutMs)} without activity`);
+    this.close(ERRORS.DG_ERR_IDLE_TIMEOUT.closeCode, `Session closed after ${formatDuration(this.#options.idleTimeoutMs)} without activity`);
   }
 
   /** Close both sides; the session ends when the WebSocket reports 'close'. */

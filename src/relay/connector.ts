@@ -20,15 +20,18 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Read into caller-supplied buffers instead of 'data' events (see net.connect). */
   onread?: NetConnectOpts['onread'];
+  /** Bytes written to the VNC server that may queue before `write()` asks the caller to wait. */
+  writableHighWaterMark?: number;
 }
 
 export type Connect = (target: ConnectTarget, options?: ConnectOptions) => Promise<Socket>;
 
 export function buildConnector(options: { timeoutMs: number }): Connect {
   const { timeoutMs } = options;
-  return function connect(target, { signal, onread } = {}) {
+  return function connect(target, { signal, onread, writableHighWaterMark } = {}) {
     return new Promise((resolve, reject) => {
-      const socket = netConnect({ host: target.host, port: target.port, noDelay: true, keepAlive: true, onread });
+      const options = { host: target.host, port: target.port, noDelay: true, keepAlive: true, onread, writableHighWaterMark };
+      const socket = netConnect(options);
       const timer = setTimeout(onTimeout, timeoutMs);
 
       function settle(error?: GatewayError): void {

@@ -91,7 +91,13 @@ export class SessionManager {
       const { highWaterMarkBytes, idleTimeoutMs, maxDurationMs } = this.#options.session;
       const options = { label: describe(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs };
       const bridge = new Bridge(ws, options, (end) => this.#ended(session, end));
-      const tcp = await this.#options.connect(target, { signal: session.connecting.signal, onread: bridge.upstreamRead });
+      const tcp = await this.#options.connect(target, {
+        signal: session.connecting.signal,
+        onread: bridge.upstreamRead,
+        // Node's default of 16 KiB is less than one 64 KiB noVNC message: the WebSocket would
+        // be paused and resumed after every message.
+        writableHighWaterMark: highWaterMarkBytes,
+      });
       if (ws.readyState === ws.OPEN) this.#start(session, bridge, tcp);
       else {
         tcp.destroy();
