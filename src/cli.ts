@@ -7,7 +7,6 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig, type Config } from './config.js';
-import { createGateway } from './gateway.js';
 import { VERSION } from './version.js';
 
 const HELP = `deskgate ${VERSION} — one port, many desktops: VNC in the browser
@@ -117,6 +116,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     return 2;
   }
 
+  // Loaded only now, so --help, --version and config errors answer without it.
+  const { createGateway } = await import('./gateway.js');
   const gateway = await createGateway(config);
   try {
     await gateway.listen();
