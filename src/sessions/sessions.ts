@@ -84,7 +84,10 @@ export class SessionManager {
     // Hold the browser's bytes until the VNC side exists; RFB clients wait for the server first.
     ws.pause();
     ws.on('error', noop);
-    ws.once('close', () => session.connecting.abort());
+    // Aborting builds an error object: only worth it while the connect is still pending.
+    ws.once('close', () => {
+      if (!session.bridge) session.connecting.abort();
+    });
     try {
       const target = await this.#options.directory.resolve(query, request.socket.localPort ?? 0);
       session.target = target;
@@ -171,8 +174,8 @@ export class SessionManager {
   async closeAll(timeoutMs: number): Promise<void> {
     this.#shuttingDown = true;
     for (const session of this.#sessions) {
-      session.connecting.abort();
       if (session.bridge) session.bridge.close(CLOSE.GOING_AWAY, SHUTDOWN_REASON);
+      else session.connecting.abort();
     }
     await this.#whenEmpty(timeoutMs);
   }
