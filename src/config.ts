@@ -6,9 +6,9 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isOrigin, normalizeOrigin } from './auth/origin.js';
+import { DESKTOP_NAME } from './desktops/directory.js';
 import { isValidHost, parseHostPort } from './desktops/targets.js';
 
-const DESKTOP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 const port = z
   .number({ error: 'expected a port number from 1 to 65535' })

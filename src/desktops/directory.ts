@@ -18,7 +18,8 @@ export interface Desktop {
   description?: string | undefined;
 }
 
-const DESKTOP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** How desktops may be named: they appear in URLs and close reasons. */
+export const DESKTOP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export class DesktopDirectory {
   readonly #desktops = new Map<string, Desktop>();

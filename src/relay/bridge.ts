@@ -79,7 +79,6 @@ export class Bridge {
     const ws = this.#ws;
     ws.on('message', this.wsOnMessage);
     ws.on('close', this.wsOnClose);
-    ws.on('error', noop); // the 'close' that follows every error ends the session
     tcp.on('drain', this.tcpOnDrain);
     tcp.on('end', this.tcpOnEnd);
     tcp.on('error', this.tcpOnError);
@@ -207,13 +206,13 @@ export class Bridge {
     this.#tcp?.off('drain', this.tcpOnDrain);
     this.#tcp?.off('end', this.tcpOnEnd);
     this.#tcp?.off('close', this.tcpOnClose);
-    // The error listeners stay: a late error on a destroyed socket must not crash the process.
+    // The TCP error listener stays: a late error on a destroyed socket must not crash the
+    // process. (The WebSocket's is the session's, added before connecting.)
     const closing = this.#closing ?? { code: CLOSE.NORMAL, reason: '', by: 'gateway' as const };
     this.#onEnd({ ...closing, bytesToUpstream: this.bytesToUpstream, bytesToBrowser: this.bytesToBrowser });
   }
 }
 
-function noop(): void {}
 
 /** "90 s", "1 minute", "12 hours": for close reasons people read. */
 export function formatDuration(ms: number): string {

@@ -9,7 +9,7 @@
  * one at a time) and each read is copied out into a recycled buffer: idle sessions hold
  * no read memory, busy ones only what they are sending.
  */
-export const READ_BUFFER_SIZE = 64 * 1024;
+const READ_BUFFER_SIZE = 64 * 1024;
 
 /** What every upstream socket reads into; valid only during its onread callback. */
 export const SHARED_READ_BUFFER = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);

@@ -83,7 +83,7 @@ export class SessionManager {
     this.#perAddress.set(session.remoteAddress, (this.#perAddress.get(session.remoteAddress) ?? 0) + 1);
     // Hold the browser's bytes until the VNC side exists; RFB clients wait for the server first.
     ws.pause();
-    ws.on('error', noop);
+    ws.on('error', noop); // for the whole session: the 'close' that follows every error ends it
     // Aborting builds an error object: only worth it while the connect is still pending.
     ws.once('close', () => {
       if (!session.bridge) session.connecting.abort();
