@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isOrigin, normalizeOrigin } from './auth/origin.js';
+import { PRINCIPAL_NAME } from './auth/identity.js';
 import { DESKTOP_NAME } from './desktops/directory.js';
 import { isValidHost, parseHostPort } from './desktops/targets.js';
 
@@ -24,11 +25,26 @@ const desktopName = z
   .string({ error: 'expected a desktop name' })
   .regex(DESKTOP_NAME, 'expected a desktop name: 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
 
+const principalName = z
+  .string({ error: 'expected a user or group name' })
+  .regex(PRINCIPAL_NAME, 'expected a user or group name: 1-128 characters, no spaces, commas or control characters');
+
+/** Who a desktop rule names: users and groups. */
+const principals = z
+  .strictObject({
+    users: z.array(principalName, { error: 'expected a list of user names' }).default([]),
+    groups: z.array(principalName, { error: 'expected a list of group names' }).default([]),
+  });
+
 const desktopObject = z.strictObject({
   name: desktopName,
   host,
   port,
   description: z.string().max(200, 'expected a description of at most 200 characters').optional(),
+  /** Who may open this desktop; unset: every authenticated user. */
+  allow: principals.optional(),
+  /** Who may only watch it. */
+  viewOnly: principals.optional(),
 });
 
 /** `--desktop NAME=HOST:PORT` and DESKGATE_DESKTOP use this short form. */
@@ -105,6 +121,19 @@ const count = (min: number, max: number, fallback: number) =>
     .max(max, `expected a whole number from ${min} to ${max}`)
     .default(fallback);
 
+const origins = z
+  .array(z.string().refine(isOrigin, 'expected an origin such as https://console.example.com'), { error: 'expected a list of origins' })
+  .default([])
+  .transform((list) => list.map((o) => normalizeOrigin(o) as string));
+
+const secret = z
+  .string({ error: 'expected a secret of at least 32 characters' })
+  .min(32, 'expected a secret of at least 32 characters (openssl rand -base64 32 makes one)');
+
+const headerName = z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'expected an HTTP header name').transform((h) => h.toLowerCase());
+
+const API_KEY_HASH = /^sha256:[0-9a-f]{64}$/;
+
 export const configSchema = z
   .strictObject({
     listen: listen.prefault('127.0.0.1:6080'),
@@ -126,6 +155,57 @@ export const configSchema = z
       .strictObject({
         maxSessions: count(1, 1_000_000, 10_000),
         maxSessionsPerAddress: count(1, 1_000_000, 100),
+        maxSessionsPerUser: count(1, 1_000_000, 20),
+      })
+      .prefault({}),
+    auth: z
+      .strictObject({
+        mode: z.enum(['none', 'password', 'header'], { error: 'expected none, password or header' }).default('none'),
+        /** Lets mode `none` listen beyond loopback: for an isolated lab only. */
+        insecureNoAuth: z.boolean({ error: 'expected true or false' }).default(false),
+        usersFile: z.string({ error: 'expected the path of a users file (YAML)' }).min(1).optional(),
+        /** Signs login cookies; random per process when unset (logins then end with a restart). */
+        secret: secret.optional(),
+        sessionTtlMs: milliseconds(60_000, 8 * 60 * 60_000),
+        userHeader: headerName.default('x-forwarded-user'),
+        groupsHeader: headerName.default('x-forwarded-groups'),
+        maxFailedLogins: count(1, 1000, 5),
+        failedLoginWindowMs: milliseconds(1_000, 5 * 60_000),
+        failedLoginBlockMs: milliseconds(1_000, 5 * 60_000),
+      })
+      .prefault({}),
+    tickets: z
+      .strictObject({
+        /** HS256: the gateway signs and verifies with this shared secret. */
+        secret: secret.optional(),
+        /** EdDSA or ES256: verify tickets a host application signs with its private key. */
+        publicKeyFile: z.string().min(1).optional(),
+        /** With publicKeyFile: lets the gateway sign tickets itself (POST /api/tickets, `deskgate ticket`). */
+        privateKeyFile: z.string().min(1).optional(),
+        apiKeys: z
+          .array(z.string().regex(API_KEY_HASH, 'expected sha256:<64 hex digits> (deskgate api-key prints one)'), {
+            error: 'expected a list of API key hashes',
+          })
+          .default([]),
+        defaultTtlSeconds: count(1, 86_400, 60),
+        maxTtlSeconds: count(1, 86_400, 300),
+      })
+      .prefault({}),
+    tls: z
+      .strictObject({
+        cert: z.string({ error: 'expected the path of a PEM certificate chain' }).min(1),
+        key: z.string({ error: 'expected the path of a PEM private key' }).min(1),
+      })
+      .optional(),
+    /** Proxies whose X-Forwarded-* headers (and identity headers in auth mode header) are believed. */
+    trustProxy: z.array(z.string().refine(isCidr, 'expected a CIDR block such as 10.0.0.0/24 or ::1/128'), { error: 'expected a list of CIDR blocks' }).default([]),
+    /** The URL users reach the gateway at, for links the CLI prints; defaults to the listen address. */
+    publicUrl: z.string().refine(isOrigin, 'expected an origin such as https://desktops.example.com').optional(),
+    http: z
+      .strictObject({
+        headersTimeoutMs: milliseconds(1_000, 10_000),
+        requestTimeoutMs: milliseconds(1_000, 30_000),
+        maxHeaderBytes: bytes(1024, 1024 * 1024, 16 * 1024),
       })
       .prefault({}),
     probe: z
@@ -134,14 +214,10 @@ export const configSchema = z
         cacheMs: milliseconds(0, 5_000),
       })
       .prefault({}),
-    allowedOrigins: z
-      .array(
-        z.string().refine(isOrigin, 'expected an origin such as https://console.example.com'),
-        { error: 'expected a list of origins' },
-      )
-      .default([])
-      .transform((origins) => origins.map((o) => normalizeOrigin(o) as string)),
+    allowedOrigins: origins,
     requireOrigin: z.boolean({ error: 'expected true or false' }).default(false),
+    /** Pages that may embed the viewer in a frame, besides the gateway's own. */
+    frameAncestors: origins,
     shutdownTimeoutMs: milliseconds(0, 10_000),
     log: z
       .strictObject({
@@ -162,6 +238,24 @@ export const configSchema = z
     if (config.demo && seen.has(DEMO_DESKTOP)) {
       ctx.addIssue({ code: 'custom', path: ['demo'], message: `the built-in demo desktop needs the name '${DEMO_DESKTOP}', which a configured desktop already uses`, input: true });
     }
+    const { auth, tickets } = config;
+    const issue = (path: PropertyKey[], message: string, input: unknown): void => ctx.addIssue({ code: 'custom', path, message, input });
+    if (auth.mode === 'none' && !auth.insecureNoAuth && !isLoopbackHost(config.listen.host)) {
+      issue(['auth', 'mode'], `listening on ${config.listen.host} without authentication would open every desktop to anyone who can reach it; ` +
+        'set auth.mode to password or header (see the README, section Security), or auth.insecureNoAuth (--insecure-no-auth) for an isolated lab', 'none');
+    }
+    if (auth.mode === 'password' && !auth.usersFile) issue(['auth', 'usersFile'], 'auth.mode password needs a users file', undefined);
+    if (auth.mode === 'header' && config.trustProxy.length === 0) {
+      issue(['trustProxy'], 'auth.mode header needs the addresses of the proxies that set the identity headers', []);
+    }
+    if (tickets.secret && tickets.publicKeyFile) issue(['tickets'], 'set either tickets.secret or tickets.publicKeyFile, not both', 'both');
+    if (tickets.privateKeyFile && !tickets.publicKeyFile) issue(['tickets', 'privateKeyFile'], 'tickets.privateKeyFile needs tickets.publicKeyFile', tickets.privateKeyFile);
+    if (tickets.apiKeys.length > 0 && !tickets.secret && !tickets.privateKeyFile) {
+      issue(['tickets', 'apiKeys'], 'issuing tickets needs tickets.secret, or tickets.publicKeyFile with tickets.privateKeyFile', '[...]');
+    }
+    if (tickets.defaultTtlSeconds > tickets.maxTtlSeconds) {
+      issue(['tickets', 'defaultTtlSeconds'], `expected at most tickets.maxTtlSeconds (${tickets.maxTtlSeconds})`, tickets.defaultTtlSeconds);
+    }
   })
   .transform((config) => ({ ...config, demo: config.demo ?? config.desktops.length === 0 }));
 
@@ -178,7 +272,21 @@ const KEY_SOURCES: Record<string, string> = {
   desktops: '--desktop, DESKGATE_DESKTOP',
   demo: '--demo, DESKGATE_DEMO',
   'log.level': '--log-level, DESKGATE_LOG_LEVEL',
+  'auth.mode': '--auth, DESKGATE_AUTH',
+  'auth.insecureNoAuth': '--insecure-no-auth, DESKGATE_INSECURE_NO_AUTH',
+  'auth.usersFile': '--users, DESKGATE_USERS',
+  'auth.secret': 'DESKGATE_AUTH_SECRET',
+  'tickets.secret': 'DESKGATE_TICKET_SECRET',
+  'tls.cert': '--tls-cert, DESKGATE_TLS_CERT',
+  'tls.key': '--tls-key, DESKGATE_TLS_KEY',
 };
+
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|::1)$/i;
+
+/** Whether a listen host only takes connections from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK_HOST.test(host);
+}
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -192,7 +300,10 @@ export function parseConfig(raw: unknown): Config {
     const lines = result.error.issues.map((issue) => {
       const key = formatPath(issue.path);
       const source = KEY_SOURCES[key.replace(/\[\d+\]$/, '')];
-      const value = 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input) : 'nothing';
+      const value =
+        /secret/i.test(key) ? '(not shown)'
+        : 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input)
+        : 'nothing';
       return `  ${key}${source ? ` (${source})` : ''}: got ${value}; ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);

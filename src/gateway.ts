@@ -3,11 +3,19 @@
  * lifecycle (listen, close, destroy). `handleRequest` and `handleUpgrade` are public so
  * the gateway can be mounted inside an existing Node.js HTTP server.
  */
+import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { createSecureContext } from 'node:tls';
 import { WebSocketServer } from 'ws';
+import { Auth } from './auth/auth.js';
+import { accessTo } from './auth/identity.js';
 import { refuseOrigin } from './auth/origin.js';
+import type { RequestOrigin } from './auth/proxy.js';
+import type { Ticket } from './auth/tickets.js';
+import { GatewayError } from './errors.js';
 import { DEMO_DESKTOP, type Config } from './config.js';
 import { DesktopDirectory } from './desktops/directory.js';
 import { DesktopStatus } from './desktops/status.js';
@@ -15,7 +23,7 @@ import { TargetPolicy } from './desktops/targets.js';
 import { createLogger, type Logger } from './log.js';
 import { buildConnector } from './relay/connector.js';
 import { startDemoDesktop, type DemoDesktop } from './rfb/demo-server.js';
-import { SessionManager, type Session } from './sessions/sessions.js';
+import { SessionManager, type Grant, type Session } from './sessions/sessions.js';
 import { createRequestHandler, decodePath } from './web/routes.js';
 
 export interface GatewayOptions {
@@ -33,6 +41,8 @@ export interface Gateway {
   handleRequest(req: IncomingMessage, res: ServerResponse): void;
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   listen(): Promise<AddressInfo>;
+  /** Re-read the users file and the TLS certificate and key (SIGHUP); sessions stay up. On error nothing changes. */
+  reload(): Promise<void>;
   /** Stop accepting, close sessions with 1001, wait up to `shutdownTimeoutMs`, then cut the rest. */
   close(): Promise<void>;
   /** Cut everything now. */
@@ -43,6 +53,8 @@ const WEBSOCKET_PATH = '/websockify';
 
 export async function createGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
   const logger = options.logger ?? createLogger(config.log.level);
+  const auth = await Auth.create(config);
+  const tlsFiles = config.tls && (await readTlsFiles(config.tls));
   const directory = new DesktopDirectory(config.desktops, new TargetPolicy(config.targets.allow));
   const demo = config.demo ? await startDemoDesktop({ host: '127.0.0.1', port: 0 }) : undefined;
   if (demo) directory.add({ name: DEMO_DESKTOP, host: demo.host, port: demo.port, description: 'Built-in demo desktop' });
@@ -57,8 +69,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   let state: 'idle' | 'listening' | 'closing' = 'idle';
 
   const handleRequest = createRequestHandler({
+    config,
     directory,
     status: new DesktopStatus(config.probe),
+    auth,
+    logger,
     ready: () => state === 'listening',
   });
 
@@ -71,26 +86,92 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
   });
 
+  /**
+   * Everything is decided here, before the WebSocket exists: a refused upgrade gets an HTTP
+   * status and never causes a TCP connection to a VNC server.
+   */
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', ignoreSocketError); // the HTTP server no longer listens for errors on an upgrading socket
+    const from = auth.proxy.describe(req);
     const url = req.url ?? '';
     if (state === 'closing') return refuseUpgrade(socket, 503, 'The gateway is shutting down');
     if (decodePath(url) !== WEBSOCKET_PATH) return refuseUpgrade(socket, 404, 'Not found');
-    const badOrigin = refuseOrigin(req, config);
-    if (badOrigin) return refuse(req, socket, 403, badOrigin);
-    const overLimit = sessions.refuseOverLimit(req.socket.remoteAddress ?? 'unknown');
-    if (overLimit) return refuse(req, socket, 429, overLimit);
+    const badOrigin = refuseOrigin(req, config, from);
+    if (badOrigin) return refuse(socket, { from, req, status: 403, reason: badOrigin });
     const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
-    wss.handleUpgrade(req, socket, head, (ws) => void sessions.open(ws, req, query));
+    authorize(req, from, query).then(
+      (decision) => {
+        if ('refusal' in decision) {
+          const { refusal, user } = decision;
+          return refuse(socket, { from, req, status: refusal.status, reason: refusal.message, user });
+        }
+        if (socket.destroyed) return;
+        wss.handleUpgrade(req, socket, head, (ws) => void sessions.open(ws, req, query, decision.grant));
+        socket.off('error', ignoreSocketError); // ws has its own listeners from here on
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'unexpected error while authorizing an upgrade');
+        refuse(socket, { from, req, status: 500, reason: 'Unexpected gateway error' });
+      },
+    );
+  }
+
+  /** Who is asking, whether they may open what they ask for, and within which limits. */
+  async function authorize(req: IncomingMessage, from: RequestOrigin, query: URLSearchParams): Promise<Decision> {
+    const desktops = query.getAll('desktop');
+    const name = desktops.length === 1 && !query.has('target') ? desktops[0] : undefined;
+    const token = query.get('ticket');
+    let user: string | undefined;
+    try {
+      let grant: Grant;
+      let ticket: Ticket | undefined;
+      if (token !== null) {
+        if (!auth.tickets) throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'Tickets are not enabled on this gateway');
+        if (name === undefined || query.getAll('ticket').length !== 1) {
+          throw new GatewayError('DG_ERR_BAD_REQUEST', 'A ticket opens one desktop: ?desktop=NAME&ticket=TICKET');
+        }
+        ticket = await auth.tickets.check(token, name);
+        user = ticket.user;
+        grant = { address: from.address, identity: { user, groups: [], via: 'ticket' }, viewOnly: ticket.viewOnly };
+      } else {
+        const identity = await auth.identify(req, from);
+        if (!identity) throw new GatewayError('DG_ERR_UNAUTHENTICATED', auth.mode === 'password' ? 'Log in first' : 'Authentication required');
+        user = identity.user;
+        const desktop = name === undefined ? undefined : directory.get(name);
+        const access = desktop ? accessTo(desktop, identity) : 'full'; // unknown desktops close with 4404 once open
+        if (access === 'none') throw new GatewayError('DG_ERR_FORBIDDEN', `${user} may not open desktop '${name}'`);
+        grant = { address: from.address, identity, viewOnly: access === 'view' };
+      }
+      const overLimit = sessions.refuseOverLimit(grant.address, user);
+      if (overLimit) throw new GatewayError('DG_ERR_TOO_MANY_SESSIONS', overLimit);
+      // Used up last, so a refusal above does not waste the ticket.
+      if (ticket && token !== null) await auth.tickets?.redeem(token, ticket.desktop);
+      return { grant };
+    } catch (err) {
+      if (err instanceof GatewayError) return { refusal: err, user };
+      throw err;
+    }
   }
 
   /** Refuse an upgrade with an HTTP status, logged like every refusal. */
-  function refuse(req: IncomingMessage, socket: Duplex, status: number, reason: string): void {
-    logger.warn({ remote: req.socket.remoteAddress, origin: req.headers.origin, url: req.url, status, reason }, 'upgrade refused');
-    refuseUpgrade(socket, status, reason);
+  function refuse(socket: Duplex, r: { from: RequestOrigin; req: IncomingMessage; status: number; reason: string; user?: string | undefined }): void {
+    logger.warn(
+      { remote: r.from.address, user: r.user, origin: r.req.headers.origin, url: redactTicket(r.req.url), status: r.status, reason: r.reason },
+      'upgrade refused',
+    );
+    refuseUpgrade(socket, r.status, r.reason);
   }
 
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, handleRequest);
+  const httpOptions = {
+    headersTimeout: config.http.headersTimeoutMs,
+    requestTimeout: config.http.requestTimeoutMs,
+    maxHeaderSize: config.http.maxHeaderBytes,
+    // Node checks the two timeouts above every 30 s by default: a slow-loris client would get up to 30 s more.
+    connectionsCheckingInterval: Math.min(1_000, config.http.headersTimeoutMs),
+  };
+  const server: Server = tlsFiles ? createHttpsServer({ ...httpOptions, ...tlsFiles }, handleRequest) : createServer(httpOptions, handleRequest);
   server.on('upgrade', handleUpgrade);
+  if (tlsFiles) server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'TLS handshake failed'));
 
   let closed: Promise<void> | undefined;
   async function shutDown(graceMs: number): Promise<void> {
@@ -124,6 +205,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       logger.info({ address: address.address, port: address.port, desktops: directory.list().map((d) => d.name) }, 'gateway listening');
       return address;
     },
+    async reload() {
+      await auth.reload();
+      if (config.tls) (server as HttpsServer).setSecureContext(await readTlsFiles(config.tls));
+      logger.info({ tls: Boolean(config.tls), mode: auth.mode }, 'reloaded users file and certificate');
+    },
     close() {
       closed ??= shutDown(config.shutdownTimeoutMs);
       return closed;
@@ -136,12 +222,41 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   };
 }
 
-const STATUS_TEXT: Record<number, string> = { 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+type Decision = { grant: Grant } | { refusal: GatewayError; user: string | undefined };
+
+function ignoreSocketError(): void {}
+
+/** Tickets are credentials until used: they stay out of logs. */
+function redactTicket(url: string | undefined): string | undefined {
+  return url?.replace(/([?&]ticket=)[^&]*/g, '$1…');
+}
+
+async function readTlsFiles(tls: NonNullable<Config['tls']>): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = async (file: string, key: string): Promise<Buffer> => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new Error(`cannot read ${key} ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const files = { cert: await read(tls.cert, 'tls.cert'), key: await read(tls.key, 'tls.key') };
+  createSecureContext(files); // a bad or mismatched pair fails here, with OpenSSL's reason
+  return files;
+}
 
 /** Answer an upgrade we will not take with a plain HTTP response; no WebSocket is made. */
 function refuseUpgrade(socket: Duplex, status: number, message: string): void {
   const body = `${message}\n`;
-  socket.on('error', () => {});
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,

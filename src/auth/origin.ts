@@ -5,7 +5,7 @@
  * unless the operator requires an Origin.
  */
 import type { IncomingMessage } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import type { RequestOrigin } from './proxy.js';
 
 export interface OriginPolicy {
   /** Origins besides the gateway's own, e.g. `https://console.example.com`. */
@@ -14,12 +14,18 @@ export interface OriginPolicy {
 }
 
 /** Why the request's Origin is refused, or undefined when it may proceed. */
-export function refuseOrigin(req: IncomingMessage, policy: OriginPolicy): string | undefined {
+export function refuseOrigin(req: IncomingMessage, policy: OriginPolicy, from: RequestOrigin): string | undefined {
   const origin = req.headers.origin;
   if (origin === undefined) return policy.requireOrigin ? 'An Origin header is required' : undefined;
   const normalized = normalizeOrigin(origin);
-  if (normalized !== undefined && (normalized === ownOrigin(req) || policy.allowedOrigins.includes(normalized))) return undefined;
+  if (normalized !== undefined && (normalized === ownOrigin(from) || policy.allowedOrigins.includes(normalized))) return undefined;
   return `Origin ${origin.slice(0, 100)} is not allowed`;
+}
+
+/** Form posts (login, logout) come from the gateway's own pages only. */
+export function isForeignPost(req: IncomingMessage, from: RequestOrigin): boolean {
+  const origin = req.headers.origin;
+  return origin !== undefined && normalizeOrigin(origin) !== ownOrigin(from);
 }
 
 /** `scheme://host[:port]` in canonical form (lower case, default port dropped), or undefined. */
@@ -39,7 +45,6 @@ export function isOrigin(text: string): boolean {
   return url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
 }
 
-function ownOrigin(req: IncomingMessage): string | undefined {
-  const scheme = (req.socket as Partial<TLSSocket>).encrypted ? 'https' : 'http';
-  return req.headers.host ? normalizeOrigin(`${scheme}://${req.headers.host}`) : undefined;
+function ownOrigin(from: RequestOrigin): string | undefined {
+  return from.host ? normalizeOrigin(`${from.secure ? 'https' : 'http'}://${from.host}`) : undefined;
 }

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
+import type { Identity } from '../auth/identity.js';
 import type { Config } from '../config.js';
 import type { DesktopDirectory } from '../desktops/directory.js';
 import { CLOSE, GatewayError } from '../errors.js';
@@ -14,9 +15,19 @@ import type { Logger } from '../log.js';
 import { Bridge, type BridgeEnd } from '../relay/bridge.js';
 import { describe, type Connect, type ConnectTarget } from '../relay/connector.js';
 
+/** What the upgrade decided: who opens the session, from where, and whether they may only watch. */
+export interface Grant {
+  /** The client's address (behind a trusted proxy: the forwarded one). */
+  readonly address: string;
+  readonly identity: Identity;
+  readonly viewOnly: boolean;
+}
+
 export interface Session {
   readonly id: string;
   readonly remoteAddress: string;
+  readonly user: string;
+  readonly viewOnly: boolean;
   readonly startedAt: number;
   /** Set once the request is resolved. */
   target: ConnectTarget | undefined;
@@ -41,7 +52,8 @@ const SHUTDOWN_REASON = 'The gateway is shutting down';
 
 export class SessionManager {
   readonly #sessions = new Set<LiveSession>();
-  readonly #perAddress = new Map<string, number>();
+  readonly #perAddress = new Counter();
+  readonly #perUser = new Counter();
   readonly #options: SessionManagerOptions;
   #shuttingDown = false;
   readonly #emptyWaiters = new Set<() => void>();
@@ -58,21 +70,22 @@ export class SessionManager {
     return this.#sessions.values();
   }
 
-  /** Why a new session from this address would exceed a limit, or undefined if it may open. */
-  refuseOverLimit(remoteAddress: string): string | undefined {
-    const { maxSessions, maxSessionsPerAddress } = this.#options.limits;
+  /** Why a new session from this address and user would exceed a limit, or undefined if it may open. */
+  refuseOverLimit(address: string, user: string): string | undefined {
+    const { maxSessions, maxSessionsPerAddress, maxSessionsPerUser } = this.#options.limits;
     if (this.#sessions.size >= maxSessions) return `The gateway is at its limit of ${maxSessions} sessions`;
-    if ((this.#perAddress.get(remoteAddress) ?? 0) >= maxSessionsPerAddress) {
-      return `Too many sessions from ${remoteAddress} (limit ${maxSessionsPerAddress})`;
-    }
+    if (this.#perAddress.get(address) >= maxSessionsPerAddress) return `Too many sessions from ${address} (limit ${maxSessionsPerAddress})`;
+    if (this.#perUser.get(user) >= maxSessionsPerUser) return `Too many sessions for ${user} (limit ${maxSessionsPerUser})`;
     return undefined;
   }
 
   /** Take over an accepted WebSocket: resolve, connect, bridge — or close with a reason. */
-  async open(ws: WebSocket, request: IncomingMessage, query: URLSearchParams): Promise<void> {
+  async open(ws: WebSocket, request: IncomingMessage, query: URLSearchParams, grant: Grant): Promise<void> {
     const session: LiveSession = {
       id: randomUUID(),
-      remoteAddress: request.socket.remoteAddress ?? 'unknown',
+      remoteAddress: grant.address,
+      user: grant.identity.user,
+      viewOnly: grant.viewOnly,
       startedAt: Date.now(),
       target: undefined,
       bridge: undefined,
@@ -80,7 +93,8 @@ export class SessionManager {
       connecting: new AbortController(),
     };
     this.#sessions.add(session);
-    this.#perAddress.set(session.remoteAddress, (this.#perAddress.get(session.remoteAddress) ?? 0) + 1);
+    this.#perAddress.add(session.remoteAddress);
+    this.#perUser.add(session.user);
     // Hold the browser's bytes until the VNC side exists; RFB clients wait for the server first.
     ws.pause();
     ws.on('error', noop); // for the whole session: the 'close' that follows every error ends it
@@ -122,7 +136,7 @@ export class SessionManager {
     session.bridge = bridge;
     bridge.start(tcp);
     this.#options.logger.info(
-      { session: session.id, desktop: target.name, remote: session.remoteAddress, upstream: `${target.host}:${target.port}` },
+      { session: session.id, desktop: target.name, remote: session.remoteAddress, user: session.user, viewOnly: session.viewOnly, upstream: `${target.host}:${target.port}` },
       'session start',
     );
   }
@@ -134,7 +148,7 @@ export class SessionManager {
       : new GatewayError('DG_ERR_UPSTREAM', 'Unexpected gateway error', { cause: err });
     const code = this.#shuttingDown ? CLOSE.GOING_AWAY : error.closeCode;
     this.#options.logger.warn(
-      { session: session.id, desktop: session.target?.name, remote: session.remoteAddress, code, err: error.code, reason: error.message },
+      { session: session.id, desktop: session.target?.name, remote: session.remoteAddress, user: session.user, code, err: error.code, reason: error.message },
       'session refused',
     );
     if (!(err instanceof GatewayError)) this.#options.logger.error({ err }, 'unexpected error while opening a session');
@@ -150,6 +164,7 @@ export class SessionManager {
         session: session.id,
         desktop: session.target?.name,
         remote: session.remoteAddress,
+        user: session.user,
         durationMs: Date.now() - session.startedAt,
         bytesToUpstream: end.bytesToUpstream,
         bytesToBrowser: end.bytesToBrowser,
@@ -164,9 +179,8 @@ export class SessionManager {
 
   #forget(session: LiveSession): void {
     if (!this.#sessions.delete(session)) return;
-    const left = (this.#perAddress.get(session.remoteAddress) ?? 1) - 1;
-    if (left === 0) this.#perAddress.delete(session.remoteAddress);
-    else this.#perAddress.set(session.remoteAddress, left);
+    this.#perAddress.remove(session.remoteAddress);
+    this.#perUser.remove(session.user);
     if (this.#sessions.size === 0) for (const done of this.#emptyWaiters) done();
   }
 
@@ -206,3 +220,22 @@ export class SessionManager {
 }
 
 function noop(): void {}
+
+/** Sessions per key (address, user); keys with none are dropped, so the map stays as small as the live set. */
+class Counter {
+  readonly #counts = new Map<string, number>();
+
+  get(key: string): number {
+    return this.#counts.get(key) ?? 0;
+  }
+
+  add(key: string): void {
+    this.#counts.set(key, this.get(key) + 1);
+  }
+
+  remove(key: string): void {
+    const left = this.get(key) - 1;
+    if (left <= 0) this.#counts.delete(key);
+    else this.#counts.set(key, left);
+  }
+}

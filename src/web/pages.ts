@@ -41,9 +41,15 @@ const STATUS_LABELS: Record<DesktopCard['status'], string> = {
   unknown: 'unknown',
 };
 
-export function renderDashboard(desktops: readonly DesktopCard[], info: { version: string }): string {
+export interface PageInfo {
+  version: string;
+  /** The logged-in user, when there is a login to end (password mode). */
+  user?: string | undefined;
+}
+
+export function renderDashboard(desktops: readonly DesktopCard[], info: PageInfo): string {
   const body = `<header class="site-header">
-  <h1>deskgate</h1>
+  <h1>deskgate</h1>${info.user ? renderLogout(info.user) : ''}
 </header>
 <main id="main">
   <h2 id="desktops-heading">Desktops</h2>
@@ -127,6 +133,52 @@ ${renderCredentialsForm()}
     bodyAttributes: ` data-desktop="${name}" data-view-only="${options.viewOnly ? 'true' : 'false'}"`,
     body,
   });
+}
+
+function renderLogout(user: string): string {
+  return `
+  <form class="logout" method="post" action="/logout">
+    <span class="user">${escapeHtml(user)}</span> <button type="submit">Log out</button>
+  </form>`;
+}
+
+/** Where to go after logging in: a path on this gateway only, never another site. */
+export function safeNext(next: string | null | undefined): string {
+  return next && /^\/(?![/\\])/.test(next) ? next : '/';
+}
+
+export function renderLogin(options: { next: string; error?: string | undefined; user?: string | undefined }): string {
+  const error = options.error ? `\n    <p class="form-error" id="login-error" role="alert">${escapeHtml(options.error)}</p>` : '';
+  const body = `<header class="site-header">
+  <h1>deskgate</h1>
+</header>
+<main id="main" class="narrow">
+  <form class="card login" method="post" action="/login">
+    <h2>Log in</h2>${error}
+    <input type="hidden" name="next" value="${escapeHtml(safeNext(options.next))}">
+    <p class="field"><label for="login-user">User name</label>
+      <input id="login-user" name="user" autocomplete="username" required value="${escapeHtml(options.user ?? '')}"></p>
+    <p class="field"><label for="login-password">Password</label>
+      <input id="login-password" name="password" type="password" autocomplete="current-password" required></p>
+    <p><button type="submit">Log in</button></p>
+  </form>
+</main>`;
+  return renderDocument({ title: 'Log in — deskgate', stylesheet: '/static/dashboard.css', body });
+}
+
+/** A page that says why something cannot be done, and where to go instead. */
+export function renderNotice(title: string, message: string): string {
+  const body = `<header class="site-header">
+  <h1>deskgate</h1>
+</header>
+<main id="main" class="narrow">
+  <section class="card notice">
+    <h2>${escapeHtml(title)}</h2>
+    <p id="notice-message">${escapeHtml(message)}</p>
+    <p><a href="/">All desktops</a></p>
+  </section>
+</main>`;
+  return renderDocument({ title: `${title} — deskgate`, stylesheet: '/static/dashboard.css', body });
 }
 
 /** Shown only when the VNC server itself asks for a password (the gateway may supply it instead). */

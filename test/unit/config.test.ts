@@ -100,7 +100,7 @@ describe('configuration', () => {
     expect(errorOf({ requireOrigin: 'yes' })).toContain('requireOrigin: got "yes"; expected true or false');
   });
   it('bounds the session limits', () => {
-    expect(parseConfig({}).limits).toEqual({ maxSessions: 10_000, maxSessionsPerAddress: 100 });
+    expect(parseConfig({}).limits).toEqual({ maxSessions: 10_000, maxSessionsPerAddress: 100, maxSessionsPerUser: 20 });
     expect(errorOf({ limits: { maxSessions: 0 } })).toContain('limits.maxSessions: got 0; expected a whole number from 1 to 1000000');
     expect(errorOf({ session: { maxDurationMs: 10 } })).toContain('session.maxDurationMs');
   });

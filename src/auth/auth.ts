@@ -1,0 +1,121 @@
+/**
+ * Authentication, one object per gateway: it decides who a request comes from (login
+ * cookie, trusted proxy headers, or nobody in mode `none`), runs logins with throttling,
+ * checks API keys, and holds the ticket authority.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Config } from '../config.js';
+import { ANONYMOUS, PRINCIPAL_NAME, type Identity } from './identity.js';
+import { LoginCookies, type Login } from './login-cookie.js';
+import { MemoryOneTimeStore } from './one-time.js';
+import { ProxyTrust, type RequestOrigin } from './proxy.js';
+import { LoginThrottle } from './throttle.js';
+import { TicketAuthority } from './tickets.js';
+import { UserDirectory } from './users.js';
+
+export type LoginResult = { ok: true; setCookie: string } | { ok: false; retryAfter: number };
+
+export class Auth {
+  readonly mode: Config['auth']['mode'];
+  readonly proxy: ProxyTrust;
+  readonly tickets: TicketAuthority | undefined;
+  readonly #config: Config['auth'];
+  readonly #users: UserDirectory | undefined;
+  readonly #cookies: LoginCookies;
+  readonly #throttle: LoginThrottle;
+  readonly #apiKeys: Buffer[];
+
+  private constructor(config: Config, users: UserDirectory | undefined) {
+    const used = new MemoryOneTimeStore();
+    this.mode = config.auth.mode;
+    this.#config = config.auth;
+    this.#users = users;
+    this.proxy = new ProxyTrust(config.trustProxy);
+    this.tickets = TicketAuthority.from(config.tickets, used);
+    this.#cookies = new LoginCookies(config.auth.secret, config.auth.sessionTtlMs, used);
+    this.#throttle = new LoginThrottle({
+      maxFailures: config.auth.maxFailedLogins,
+      windowMs: config.auth.failedLoginWindowMs,
+      blockMs: config.auth.failedLoginBlockMs,
+    });
+    this.#apiKeys = config.tickets.apiKeys.map((hash) => Buffer.from(hash.slice('sha256:'.length), 'hex'));
+  }
+
+  /** Reads the users file (mode `password`) and the ticket keys; throws with the reason if one is bad. */
+  static async create(config: Config): Promise<Auth> {
+    const users = config.auth.mode === 'password' ? await UserDirectory.load(config.auth.usersFile as string) : undefined;
+    return new Auth(config, users);
+  }
+
+  /** Re-read the users file (SIGHUP); on error the current users stay. */
+  async reload(): Promise<void> {
+    await this.#users?.reload();
+  }
+
+  /** Who the request comes from, or undefined if it is not authenticated. */
+  async identify(req: IncomingMessage, origin: RequestOrigin): Promise<Identity | undefined> {
+    switch (this.mode) {
+      case 'none':
+        return ANONYMOUS;
+      case 'header':
+        return origin.viaTrustedProxy ? this.#fromHeaders(req) : undefined;
+      case 'password': {
+        const login = await this.#cookies.read(req);
+        const user = login && this.#users?.get(login.user);
+        return user ? { user: user.name, groups: user.groups, via: 'password' } : undefined;
+      }
+    }
+  }
+
+  #fromHeaders(req: IncomingMessage): Identity | undefined {
+    const user = single(req.headers[this.#config.userHeader]);
+    if (!user || !PRINCIPAL_NAME.test(user)) return undefined;
+    const groups = (single(req.headers[this.#config.groupsHeader]) ?? '')
+      .split(',')
+      .map((g) => g.trim())
+      .filter((g) => PRINCIPAL_NAME.test(g));
+    return { user, groups, via: 'header' };
+  }
+
+  /** Seconds until this address may try a password or API key again; 0 if it may now. */
+  retryAfter(origin: RequestOrigin): number {
+    return this.#throttle.retryAfter(origin.address);
+  }
+
+  async login(origin: RequestOrigin, user: string, password: string): Promise<LoginResult> {
+    const blocked = this.retryAfter(origin);
+    if (blocked > 0) return { ok: false, retryAfter: blocked };
+    const found = await this.#users?.verify(user, password);
+    if (!found) {
+      this.#throttle.failed(origin.address);
+      return { ok: false, retryAfter: this.retryAfter(origin) };
+    }
+    this.#throttle.succeeded(origin.address);
+    return { ok: true, setCookie: await this.#cookies.issue(found.name, origin.secure) };
+  }
+
+  /** The Set-Cookie value that ends the request's login, which is revoked. */
+  async logout(req: IncomingMessage, origin: RequestOrigin): Promise<string> {
+    const login: Login | undefined = await this.#cookies.read(req);
+    return this.#cookies.revoke(login, origin.secure);
+  }
+
+  /** Whether the request carries one of the configured API keys; failures count like failed logins. */
+  checkApiKey(req: IncomingMessage, origin: RequestOrigin): boolean {
+    const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(req.headers.authorization ?? '');
+    const digest = match?.[1] ? createHash('sha256').update(match[1]).digest() : undefined;
+    const ok = digest !== undefined && this.#apiKeys.some((key) => timingSafeEqual(key, digest));
+    if (!ok) this.#throttle.failed(origin.address);
+    return ok;
+  }
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? undefined : value?.trim();
+}
+
+/** A new random API key and the hash that goes into `tickets.apiKeys`. */
+export function hashApiKey(key: string): string {
+  return `sha256:${createHash('sha256').update(key).digest('hex')}`;
+}

@@ -1,0 +1,63 @@
+/**
+ * Behind a reverse proxy the TCP peer is the proxy. X-Forwarded-For/Proto/Host are
+ * believed only when the peer is in `trustProxy`; anyone else could write them.
+ */
+import type { IncomingMessage } from 'node:http';
+import { BlockList, isIP } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { normalizeAddress } from '../desktops/targets.js';
+
+/** What the gateway believes about where a request came from. */
+export interface RequestOrigin {
+  /** The client's address: the peer, or the first untrusted hop in X-Forwarded-For. */
+  readonly address: string;
+  /** Whether the request came from a trusted proxy. */
+  readonly viaTrustedProxy: boolean;
+  /** Whether the browser reached us over TLS (ours, or the proxy's). */
+  readonly secure: boolean;
+  /** The host the browser asked for. */
+  readonly host: string | undefined;
+}
+
+export class ProxyTrust {
+  readonly #trusted = new BlockList();
+
+  constructor(cidrs: readonly string[]) {
+    for (const cidr of cidrs) {
+      const [network = '', bits = ''] = cidr.split('/');
+      this.#trusted.addSubnet(normalizeAddress(network), Number(bits), isIP(network) === 6 ? 'ipv6' : 'ipv4');
+    }
+  }
+
+  trusts(address: string): boolean {
+    const ip = normalizeAddress(address);
+    const family = isIP(ip);
+    return family !== 0 && this.#trusted.check(ip, family === 6 ? 'ipv6' : 'ipv4');
+  }
+
+  describe(req: IncomingMessage): RequestOrigin {
+    const peer = normalizeAddress(req.socket.remoteAddress ?? 'unknown');
+    const tls = Boolean((req.socket as Partial<TLSSocket>).encrypted);
+    if (!this.trusts(peer)) return { address: peer, viaTrustedProxy: false, secure: tls, host: req.headers.host };
+    // Walk X-Forwarded-For from the right: each hop was written by the one after it, and
+    // only trusted hops are believed about who came before them.
+    const hops = headerList(req.headers['x-forwarded-for']);
+    let address = peer;
+    while (hops.length > 0 && this.trusts(address)) {
+      const hop = normalizeAddress(hops.pop() as string);
+      if (isIP(hop) === 0) break;
+      address = hop;
+    }
+    const proto = headerList(req.headers['x-forwarded-proto']).at(-1);
+    const host = headerList(req.headers['x-forwarded-host']).at(-1) ?? req.headers.host;
+    return { address, viaTrustedProxy: true, secure: proto ? proto === 'https' : tls, host };
+  }
+}
+
+function headerList(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value.join(',') : value)
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean);
+}

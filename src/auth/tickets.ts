@@ -1,0 +1,154 @@
+/**
+ * One-time tickets for embedding: a signed JWT bound to one desktop, short-lived, good for
+ * one WebSocket. Claims: `desk` (desktop), `sub` (user), `vo` (view-only, optional),
+ * `exp`, `jti`. HS256 with a shared secret, or EdDSA / ES256 with a public key so a host
+ * application can mint its own; the algorithm is fixed by the key, never by the token.
+ */
+import { createPrivateKey, createPublicKey, createSecretKey, randomUUID, sign, verify, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import type { Config } from '../config.js';
+import { GatewayError } from '../errors.js';
+import type { OneTimeStore } from './one-time.js';
+
+export interface Ticket {
+  readonly desktop: string;
+  readonly user: string;
+  readonly viewOnly: boolean;
+  readonly id: string;
+  readonly expiresAt: Date;
+}
+
+export interface TicketRequest {
+  desktop: string;
+  user: string;
+  viewOnly?: boolean | undefined;
+  ttlSeconds?: number | undefined;
+}
+
+/** Slack for clocks of a host application that mints its own tickets. */
+const CLOCK_TOLERANCE_SECONDS = 5;
+
+export class TicketAuthority {
+  readonly #algorithm: 'HS256' | 'EdDSA' | 'ES256';
+  readonly #verifyKey: KeyObject;
+  readonly #signKey: KeyObject | undefined;
+  readonly #config: Config['tickets'];
+  readonly #used: OneTimeStore;
+
+  private constructor(config: Config['tickets'], used: OneTimeStore) {
+    this.#config = config;
+    this.#used = used;
+    if (config.secret) {
+      this.#algorithm = 'HS256';
+      this.#verifyKey = this.#signKey = createSecretKey(Buffer.from(config.secret));
+      return;
+    }
+    const publicKey = createPublicKey(readKeyFile(config.publicKeyFile as string, 'tickets.publicKeyFile'));
+    this.#algorithm = algorithmOf(publicKey);
+    this.#verifyKey = publicKey;
+    if (config.privateKeyFile) {
+      const privateKey = createPrivateKey(readKeyFile(config.privateKeyFile, 'tickets.privateKeyFile'));
+      if (!keysMatch(privateKey, publicKey)) throw new Error('tickets.privateKeyFile does not belong to tickets.publicKeyFile');
+      this.#signKey = privateKey;
+    }
+  }
+
+  /** The authority for this config, or undefined when tickets are not configured. */
+  static from(config: Config['tickets'], used: OneTimeStore): TicketAuthority | undefined {
+    return config.secret || config.publicKeyFile ? new TicketAuthority(config, used) : undefined;
+  }
+
+  get canIssue(): boolean {
+    return this.#signKey !== undefined;
+  }
+
+  get maxTtlSeconds(): number {
+    return this.#config.maxTtlSeconds;
+  }
+
+  async issue(request: TicketRequest): Promise<{ token: string; ticket: Ticket }> {
+    if (!this.#signKey) throw new Error('this gateway verifies tickets but holds no key to sign them');
+    const ttl = request.ttlSeconds ?? this.#config.defaultTtlSeconds;
+    if (ttl > this.#config.maxTtlSeconds) throw new RangeError(`ttlSeconds may be at most ${this.#config.maxTtlSeconds}`);
+    const now = Math.floor(Date.now() / 1000);
+    const ticket: Ticket = {
+      desktop: request.desktop,
+      user: request.user,
+      viewOnly: request.viewOnly ?? false,
+      id: randomUUID(),
+      expiresAt: new Date((now + ttl) * 1000),
+    };
+    const token = await new SignJWT({ desk: ticket.desktop, vo: ticket.viewOnly })
+      .setProtectedHeader({ alg: this.#algorithm, typ: 'JWT' })
+      .setSubject(ticket.user)
+      .setJti(ticket.id)
+      .setIssuedAt(now)
+      .setExpirationTime(now + ttl)
+      .sign(this.#signKey);
+    return { token, ticket };
+  }
+
+  /** The ticket, if it is genuine, unexpired and for this desktop; it stays unused. */
+  async check(token: string, desktop: string): Promise<Ticket> {
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(token, this.#verifyKey, {
+        algorithms: [this.#algorithm],
+        requiredClaims: ['exp', 'jti', 'sub', 'desk'],
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      }));
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket has expired: ask for a new one', { cause: err });
+      throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket is not valid', { cause: err });
+    }
+    const { desk, vo, sub, jti, exp } = payload as { desk: unknown; vo?: unknown; sub: string; jti: string; exp: number };
+    if (typeof desk !== 'string' || (vo !== undefined && typeof vo !== 'boolean')) {
+      throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket is not valid');
+    }
+    if (exp - Date.now() / 1000 > this.#config.maxTtlSeconds + CLOCK_TOLERANCE_SECONDS) {
+      throw new GatewayError('DG_ERR_UNAUTHENTICATED', `The ticket lives longer than this gateway allows (${this.#config.maxTtlSeconds} s)`);
+    }
+    if (desk !== desktop) throw new GatewayError('DG_ERR_FORBIDDEN', 'The ticket is for another desktop');
+    return { desktop: desk, user: sub, viewOnly: vo === true, id: jti, expiresAt: new Date(exp * 1000) };
+  }
+
+  /** Check the ticket and use it up: a second use is refused. */
+  async redeem(token: string, desktop: string): Promise<Ticket> {
+    const ticket = await this.check(token, desktop);
+    if (!(await this.#used.claim(`ticket:${ticket.id}`, ticket.expiresAt.getTime() + CLOCK_TOLERANCE_SECONDS * 1000))) {
+      throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket has already been used: ask for a new one');
+    }
+    return ticket;
+  }
+
+  /** Whether the ticket was used already (for pages: a reload says so instead of failing later). */
+  async used(ticket: Ticket): Promise<boolean> {
+    return this.#used.has(`ticket:${ticket.id}`);
+  }
+}
+
+function readKeyFile(file: string, key: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read ${key} ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function algorithmOf(key: KeyObject): 'EdDSA' | 'ES256' {
+  if (key.asymmetricKeyType === 'ed25519') return 'EdDSA';
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256';
+  throw new Error(`tickets.publicKeyFile must be an Ed25519 or P-256 public key, not ${key.asymmetricKeyType ?? 'unknown'}`);
+}
+
+/** Sign and verify a probe: a typo between two key files must fail at start-up, not at the first ticket. */
+function keysMatch(privateKey: KeyObject, publicKey: KeyObject): boolean {
+  const probe = Buffer.from('deskgate key check');
+  const digest = publicKey.asymmetricKeyType === 'ed25519' ? null : 'sha256';
+  try {
+    return verify(digest, probe, publicKey, sign(digest, probe, privateKey));
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,36 @@
+/** Password mode's login form and logout, with failed-login throttling per address. */
+import type { Auth } from '../auth/auth.js';
+import { isForeignPost } from '../auth/origin.js';
+import { BodyTooLarge, mediaType, readBody, redirect, text } from './http.js';
+import { renderLogin, safeNext } from './pages.js';
+import type { Exchange } from './routes.js';
+
+const MAX_FORM_BYTES = 8 * 1024;
+
+export async function handleLogin(x: Exchange, auth: Auth): Promise<void> {
+  // A page on another site must not be able to log a browser in (login CSRF).
+  if (isForeignPost(x.req, x.from)) return text(x.res, 403, 'Cross-site form posts are not accepted');
+  if (mediaType(x.req) !== 'application/x-www-form-urlencoded') return text(x.res, 415, 'Expected a form (application/x-www-form-urlencoded)');
+  let form: URLSearchParams;
+  try {
+    form = new URLSearchParams(await readBody(x.req, MAX_FORM_BYTES));
+  } catch (err) {
+    if (err instanceof BodyTooLarge) return text(x.res, 413, 'The form is too large');
+    throw err;
+  }
+  const user = form.get('user') ?? '';
+  const next = safeNext(form.get('next'));
+  const result = await auth.login(x.from, user, form.get('password') ?? '');
+  if (result.ok) return redirect(x.res, next, { 'Set-Cookie': result.setCookie });
+  if (result.retryAfter > 0) {
+    const minutes = Math.ceil(result.retryAfter / 60);
+    const error = `Too many failed logins from your address: try again in ${minutes} minute${minutes === 1 ? '' : 's'}`;
+    return x.page(429, renderLogin({ next, user, error }), { 'Retry-After': String(result.retryAfter) });
+  }
+  x.page(401, renderLogin({ next, user, error: 'Wrong user name or password' }));
+}
+
+export async function handleLogout(x: Exchange, auth: Auth): Promise<void> {
+  if (isForeignPost(x.req, x.from)) return text(x.res, 403, 'Cross-site form posts are not accepted');
+  redirect(x.res, '/login', { 'Set-Cookie': await auth.logout(x.req, x.from) });
+}
