@@ -4,6 +4,7 @@
  * object that config.ts validates. Shared by the gateway and the subcommands.
  */
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { ConfigError, parseConfig, type Config } from './config.js';
 
 /** The flags that map onto config keys; every one is optional. */
@@ -53,10 +54,27 @@ async function readConfigFile(file: string): Promise<Record<string, unknown>> {
   try {
     const data: unknown = parseYaml(text) ?? {};
     if (typeof data !== 'object' || Array.isArray(data)) throw new Error('expected a mapping of keys to values at the top level');
-    return data as Record<string, unknown>;
+    return resolvePaths(data as Record<string, unknown>, dirname(resolve(file)));
   } catch (err) {
     throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`);
   }
+}
+
+/** File paths in a config file are relative to the file, as its author reads them. */
+const PATH_KEYS = [
+  ['auth', 'usersFile'],
+  ['tls', 'cert'],
+  ['tls', 'key'],
+  ['tickets', 'publicKeyFile'],
+  ['tickets', 'privateKeyFile'],
+] as const;
+
+function resolvePaths(raw: Record<string, unknown>, base: string): Record<string, unknown> {
+  for (const [section, key] of PATH_KEYS) {
+    const holder = raw[section] as Record<string, unknown> | undefined;
+    if (holder && typeof holder === 'object' && typeof holder[key] === 'string') holder[key] = resolve(base, holder[key]);
+  }
+  return raw;
 }
 
 /** Set `raw[a][b]` from a flag or variable, keeping what the file put beside it. */
