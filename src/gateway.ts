@@ -106,6 +106,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
           return refuse(socket, { from, req, status: refusal.status, reason: refusal.message, user });
         }
         if (socket.destroyed) return;
+        if (state === 'closing') return refuseUpgrade(socket, 503, 'The gateway is shutting down');
         wss.handleUpgrade(req, socket, head, (ws) => void sessions.open(ws, req, query, decision.grant));
         socket.off('error', ignoreSocketError); // ws has its own listeners from here on
       },
@@ -142,7 +143,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
         if (access === 'none') throw new GatewayError('DG_ERR_FORBIDDEN', `${user} may not open desktop '${name}'`);
         grant = { address: from.address, identity, viewOnly: access === 'view' };
       }
-      const overLimit = sessions.refuseOverLimit(grant.address, user);
+      // In mode none everyone is the same anonymous user: only the address limit can tell them apart.
+      const overLimit = sessions.refuseOverLimit(grant.address, grant.identity.via === 'none' ? undefined : user);
       if (overLimit) throw new GatewayError('DG_ERR_TOO_MANY_SESSIONS', overLimit);
       // Used up last, so a refusal above does not waste the ticket.
       if (ticket && token !== null) await auth.tickets?.redeem(token, ticket.desktop);
@@ -208,7 +210,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     async reload() {
       await auth.reload();
       if (config.tls) (server as HttpsServer).setSecureContext(await readTlsFiles(config.tls));
-      logger.info({ tls: Boolean(config.tls), mode: auth.mode }, 'reloaded users file and certificate');
+      logger.info({ usersFile: auth.mode === 'password', tls: Boolean(config.tls) }, 'reloaded');
     },
     close() {
       closed ??= shutDown(config.shutdownTimeoutMs);

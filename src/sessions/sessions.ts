@@ -70,12 +70,12 @@ export class SessionManager {
     return this.#sessions.values();
   }
 
-  /** Why a new session from this address and user would exceed a limit, or undefined if it may open. */
-  refuseOverLimit(address: string, user: string): string | undefined {
+  /** Why a new session from this address (and user, if known) would exceed a limit, or undefined if it may open. */
+  refuseOverLimit(address: string, user: string | undefined): string | undefined {
     const { maxSessions, maxSessionsPerAddress, maxSessionsPerUser } = this.#options.limits;
     if (this.#sessions.size >= maxSessions) return `The gateway is at its limit of ${maxSessions} sessions`;
     if (this.#perAddress.get(address) >= maxSessionsPerAddress) return `Too many sessions from ${address} (limit ${maxSessionsPerAddress})`;
-    if (this.#perUser.get(user) >= maxSessionsPerUser) return `Too many sessions for ${user} (limit ${maxSessionsPerUser})`;
+    if (user !== undefined && this.#perUser.get(user) >= maxSessionsPerUser) return `Too many sessions for ${user} (limit ${maxSessionsPerUser})`;
     return undefined;
   }
 
