@@ -96,14 +96,14 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     const url = req.url ?? '';
     if (state === 'closing') return refuseUpgrade(socket, 503, 'The gateway is shutting down');
     if (decodePath(url) !== WEBSOCKET_PATH) return refuseUpgrade(socket, 404, 'Not found');
-    const badOrigin = refuseOrigin(req, config, from);
-    if (badOrigin) return refuse(socket, { from, req, status: 403, reason: badOrigin });
     const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+    const badOrigin = refuseOrigin(req, config, from);
+    if (badOrigin) return refuse(socket, { from, req, query, status: 403, reason: badOrigin });
     authorize(req, from, query).then(
       (decision) => {
         if ('refusal' in decision) {
           const { refusal, user } = decision;
-          return refuse(socket, { from, req, status: refusal.status, reason: refusal.message, user });
+          return refuse(socket, { from, req, query, status: refusal.status, reason: refusal.message, user });
         }
         if (socket.destroyed) return;
         if (state === 'closing') return refuseUpgrade(socket, 503, 'The gateway is shutting down');
@@ -112,7 +112,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       },
       (err: unknown) => {
         logger.error({ err }, 'unexpected error while authorizing an upgrade');
-        refuse(socket, { from, req, status: 500, reason: 'Unexpected gateway error' });
+        refuse(socket, { from, req, query, status: 500, reason: 'Unexpected gateway error' });
       },
     );
   }
@@ -156,9 +156,10 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   }
 
   /** Refuse an upgrade with an HTTP status, logged like every refusal. */
-  function refuse(socket: Duplex, r: { from: RequestOrigin; req: IncomingMessage; status: number; reason: string; user?: string | undefined }): void {
+  function refuse(socket: Duplex, r: Refusal): void {
+    const desktop = r.query.get('desktop') ?? r.query.get('target') ?? undefined;
     logger.warn(
-      { remote: r.from.address, user: r.user, origin: r.req.headers.origin, url: redactTicket(r.req.url), status: r.status, reason: r.reason },
+      { remote: r.from.address, user: r.user, desktop, origin: r.req.headers.origin, url: redactTicket(r.req.url), status: r.status, reason: r.reason },
       'upgrade refused',
     );
     refuseUpgrade(socket, r.status, r.reason);
@@ -235,6 +236,15 @@ const STATUS_TEXT: Record<number, string> = {
 };
 
 type Decision = { grant: Grant } | { refusal: GatewayError; user: string | undefined };
+
+interface Refusal {
+  from: RequestOrigin;
+  req: IncomingMessage;
+  query: URLSearchParams;
+  status: number;
+  reason: string;
+  user?: string | undefined;
+}
 
 function ignoreSocketError(): void {}
 

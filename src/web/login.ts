@@ -1,5 +1,6 @@
 /** Password mode's login form and logout, with failed-login throttling per address. */
 import type { Auth } from '../auth/auth.js';
+import type { Logger } from '../log.js';
 import { isForeignPost } from '../auth/origin.js';
 import { BodyTooLarge, mediaType, readBody, redirect, text } from './http.js';
 import { renderLogin, safeNext } from './pages.js';
@@ -7,7 +8,7 @@ import type { Exchange } from './routes.js';
 
 const MAX_FORM_BYTES = 8 * 1024;
 
-export async function handleLogin(x: Exchange, auth: Auth): Promise<void> {
+export async function handleLogin(x: Exchange, auth: Auth, logger: Logger): Promise<void> {
   // A page on another site must not be able to log a browser in (login CSRF).
   if (isForeignPost(x.req, x.from)) return text(x.res, 403, 'Cross-site form posts are not accepted');
   if (mediaType(x.req) !== 'application/x-www-form-urlencoded') return text(x.res, 415, 'Expected a form (application/x-www-form-urlencoded)');
@@ -21,7 +22,11 @@ export async function handleLogin(x: Exchange, auth: Auth): Promise<void> {
   const user = form.get('user') ?? '';
   const next = safeNext(form.get('next'));
   const result = await auth.login(x.from, user, form.get('password') ?? '');
-  if (result.ok) return redirect(x.res, next, { 'Set-Cookie': result.setCookie });
+  if (result.ok) {
+    logger.info({ remote: x.from.address, user }, 'login');
+    return redirect(x.res, next, { 'Set-Cookie': result.setCookie });
+  }
+  logger.warn({ remote: x.from.address, user, status: result.retryAfter > 0 ? 429 : 401 }, 'login refused');
   if (result.retryAfter > 0) {
     const minutes = Math.ceil(result.retryAfter / 60);
     const error = `Too many failed logins from your address: try again in ${minutes} minute${minutes === 1 ? '' : 's'}`;

@@ -66,7 +66,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   async function route(x: Exchange, path: string): Promise<void> {
     const { req, res } = x;
     if (req.method === 'POST') {
-      if (path === '/login' && auth.mode === 'password') return handleLogin(x, auth);
+      if (path === '/login' && auth.mode === 'password') return handleLogin(x, auth, ctx.logger);
       if (path === '/logout' && auth.mode === 'password') return handleLogout(x, auth);
       if (path === '/api/tickets') return handleTicketRequest(x, ctx);
       return methodNotAllowed(res, 'GET, HEAD');
@@ -118,7 +118,10 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     const desktop = ctx.directory.get(name);
     if (!desktop) return x.page(404, renderNotice('No such desktop', `There is no desktop named '${name}'`));
     const access = accessTo(desktop, identity);
-    if (access === 'none') return x.page(403, renderNotice('Not allowed', `${identity.user} may not open desktop '${name}'`));
+    if (access === 'none') {
+      ctx.logger.warn({ remote: x.from.address, user: identity.user, desktop: name, status: 403 }, 'page refused');
+      return x.page(403, renderNotice('Not allowed', `${identity.user} may not open desktop '${name}'`));
+    }
     x.page(200, renderViewer(desktop, { viewOnly: access === 'view' }));
   }
 
