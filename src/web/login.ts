@@ -26,7 +26,7 @@ export async function handleLogin(x: Exchange, auth: Auth, logger: Logger): Prom
     logger.info({ remote: x.from.address, user }, 'login');
     return redirect(x.res, next, { 'Set-Cookie': result.setCookie });
   }
-  logger.warn({ remote: x.from.address, user, status: result.retryAfter > 0 ? 429 : 401 }, 'login refused');
+  logger.warn({ remote: x.from.address, user: user.slice(0, 128), status: result.retryAfter > 0 ? 429 : 401 }, 'login refused');
   if (result.retryAfter > 0) {
     const minutes = Math.ceil(result.retryAfter / 60);
     const error = `Too many failed logins from your address: try again in ${minutes} minute${minutes === 1 ? '' : 's'}`;

@@ -1,0 +1,108 @@
+/**
+ * The pure parts of authentication: desktop rules, failed-login throttling on a fake
+ * clock, which X-Forwarded-* headers are believed, and where a login may send the browser.
+ */
+import type { IncomingMessage } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { accessTo, ANONYMOUS, type Identity } from '../../src/auth/identity.js';
+import { ProxyTrust } from '../../src/auth/proxy.js';
+import { LoginThrottle } from '../../src/auth/throttle.js';
+import { safeNext } from '../../src/web/pages.js';
+
+const alice: Identity = { user: 'alice', groups: ['teachers'], via: 'password' };
+const bob: Identity = { user: 'bob', groups: ['students'], via: 'password' };
+
+describe('desktop rules', () => {
+  it('let every authenticated user open a desktop without rules', () => {
+    expect(accessTo({}, alice)).toBe('full');
+    expect(accessTo({}, ANONYMOUS)).toBe('full');
+  });
+
+  it('allow by user or by group, and nobody else', () => {
+    const rules = { allow: { users: ['alice'], groups: ['students'] } };
+    expect(accessTo(rules, alice)).toBe('full');
+    expect(accessTo(rules, bob)).toBe('full');
+    expect(accessTo(rules, { user: 'carol', groups: [], via: 'header' })).toBe('none');
+    expect(accessTo(rules, ANONYMOUS)).toBe('none');
+  });
+
+  it('make a group view-only, without letting in users the allow list leaves out', () => {
+    const rules = { allow: { users: ['alice', 'bob'], groups: [] }, viewOnly: { users: [], groups: ['students'] } };
+    expect(accessTo(rules, alice)).toBe('full');
+    expect(accessTo(rules, bob)).toBe('view');
+    expect(accessTo({ ...rules, allow: { users: ['alice'], groups: [] } }, bob)).toBe('none');
+  });
+});
+
+describe('failed-login throttle', () => {
+  const options = { maxFailures: 5, windowMs: 300_000, blockMs: 300_000 };
+
+  it('blocks an address after 5 failures within the window, for the block time', () => {
+    let now = 1_000_000;
+    const throttle = new LoginThrottle(options, () => now);
+    for (let i = 0; i < 4; i += 1) throttle.failed('10.0.0.1');
+    expect(throttle.retryAfter('10.0.0.1')).toBe(0);
+    throttle.failed('10.0.0.1');
+    expect(throttle.retryAfter('10.0.0.1')).toBe(300);
+    expect(throttle.retryAfter('10.0.0.2')).toBe(0);
+    now += 299_000;
+    expect(throttle.retryAfter('10.0.0.1')).toBe(1);
+    now += 1_000;
+    expect(throttle.retryAfter('10.0.0.1')).toBe(0);
+  });
+
+  it('forgets failures older than the window, and all of them after a success', () => {
+    let now = 0;
+    const throttle = new LoginThrottle(options, () => now);
+    for (let i = 0; i < 4; i += 1) throttle.failed('10.0.0.1');
+    now += 300_000;
+    throttle.failed('10.0.0.1');
+    expect(throttle.retryAfter('10.0.0.1')).toBe(0);
+    for (let i = 0; i < 3; i += 1) throttle.failed('10.0.0.1');
+    throttle.succeeded('10.0.0.1');
+    throttle.failed('10.0.0.1');
+    expect(throttle.retryAfter('10.0.0.1')).toBe(0);
+  });
+});
+
+function request(peer: string, headers: Record<string, string> = {}): IncomingMessage {
+  return { socket: { remoteAddress: peer }, headers: { host: 'gw.example:6080', ...headers } } as unknown as IncomingMessage;
+}
+
+describe('trusted proxies', () => {
+  const trust = new ProxyTrust(['10.0.0.0/24', '::1/128']);
+  const forwarded = { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'desktops.example.com' };
+
+  it('believe X-Forwarded-* from a trusted peer', () => {
+    expect(trust.describe(request('10.0.0.5', forwarded))).toEqual({
+      address: '203.0.113.9',
+      viaTrustedProxy: true,
+      secure: true,
+      host: 'desktops.example.com',
+    });
+    expect(trust.describe(request('::1', forwarded)).address).toBe('203.0.113.9');
+  });
+
+  it('ignore them from anyone else', () => {
+    expect(trust.describe(request('192.0.2.7', forwarded))).toEqual({ address: '192.0.2.7', viaTrustedProxy: false, secure: false, host: 'gw.example:6080' });
+    expect(trust.describe(request('::ffff:192.0.2.7', forwarded)).address).toBe('192.0.2.7');
+  });
+
+  it('take the first untrusted hop from the right, so a client cannot forge its address', () => {
+    const req = request('10.0.0.5', { 'x-forwarded-for': '127.0.0.1, 198.51.100.4, 10.0.0.9' });
+    expect(trust.describe(req).address).toBe('198.51.100.4');
+  });
+
+  it('stop at a hop that is not an address', () => {
+    expect(trust.describe(request('10.0.0.5', { 'x-forwarded-for': 'unknown' })).address).toBe('10.0.0.5');
+  });
+});
+
+describe('where a login may send the browser', () => {
+  it('accepts local paths only', () => {
+    expect(safeNext('/view/lab1?x=1')).toBe('/view/lab1?x=1');
+    for (const bad of ['//evil.example/', '/\\evil.example', 'https://evil.example/', 'javascript:alert(1)', '', null, undefined]) {
+      expect(safeNext(bad)).toBe('/');
+    }
+  });
+});
