@@ -3,6 +3,7 @@
  * lifecycle (listen, close, destroy). `handleRequest` and `handleUpgrade` are public so
  * the gateway can be mounted inside an existing Node.js HTTP server.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -262,7 +263,12 @@ async function readTlsFiles(tls: NonNullable<Config['tls']>): Promise<{ cert: Bu
     }
   };
   const files = { cert: await read(tls.cert, 'tls.cert'), key: await read(tls.key, 'tls.key') };
-  createSecureContext(files); // a bad or mismatched pair fails here, with OpenSSL's reason
+  createSecureContext(files); // a bad pair fails here, with OpenSSL's reason
+  // OpenSSL compares a key with the certificate only when both are of one type (say EC):
+  // an RSA key beside an EC certificate passes, and no handshake could succeed.
+  if (!new X509Certificate(files.cert).checkPrivateKey(createPrivateKey(files.key))) {
+    throw new Error(`the key in tls.key ${tls.key} does not belong to the certificate in tls.cert ${tls.cert}`);
+  }
   return files;
 }
 

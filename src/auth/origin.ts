@@ -22,9 +22,14 @@ export function refuseOrigin(req: IncomingMessage, policy: OriginPolicy, from: R
   return `Origin ${origin.slice(0, 100)} is not allowed`;
 }
 
-/** Form posts (login, logout) come from the gateway's own pages only. */
+/**
+ * Form posts (login, logout) come from the gateway's own pages only. Our pages send
+ * `Referrer-Policy: no-referrer`, under which browsers post their forms with `Origin: null`;
+ * then the browser's `Sec-Fetch-Site` tells whether the form was on this origin.
+ */
 export function isForeignPost(req: IncomingMessage, from: RequestOrigin): boolean {
   const origin = req.headers.origin;
+  if (origin === 'null') return req.headers['sec-fetch-site'] !== 'same-origin';
   return origin !== undefined && normalizeOrigin(origin) !== ownOrigin(from);
 }
 

@@ -5,6 +5,7 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { accessTo, ANONYMOUS, type Identity } from '../../src/auth/identity.js';
+import { isForeignPost } from '../../src/auth/origin.js';
 import { ProxyTrust } from '../../src/auth/proxy.js';
 import { LoginThrottle } from '../../src/auth/throttle.js';
 import { safeNext } from '../../src/web/pages.js';
@@ -104,5 +105,27 @@ describe('where a login may send the browser', () => {
     for (const bad of ['//evil.example/', '/\\evil.example', 'https://evil.example/', 'javascript:alert(1)', '', null, undefined]) {
       expect(safeNext(bad)).toBe('/');
     }
+  });
+});
+
+describe('form posts', () => {
+  const from = { address: '127.0.0.1', viaTrustedProxy: false, secure: false, host: 'gw.example:6080' };
+  const post = (headers: Record<string, string>) => isForeignPost(request('127.0.0.1', headers), from);
+
+  it('accept the gateway\'s own origin and clients that send none', () => {
+    expect(post({ origin: 'http://gw.example:6080' })).toBe(false);
+    expect(post({})).toBe(false);
+  });
+
+  it('refuse another origin', () => {
+    expect(post({ origin: 'http://evil.example' })).toBe(true);
+    expect(post({ origin: 'https://gw.example:6080' })).toBe(true);
+  });
+
+  // Under Referrer-Policy: no-referrer browsers post with Origin: null; Sec-Fetch-Site, which pages cannot set, decides.
+  it('accept Origin: null only when the browser says the form was same-origin', () => {
+    expect(post({ origin: 'null', 'sec-fetch-site': 'same-origin' })).toBe(false);
+    expect(post({ origin: 'null', 'sec-fetch-site': 'cross-site' })).toBe(true);
+    expect(post({ origin: 'null' })).toBe(true);
   });
 });

@@ -70,8 +70,9 @@ const ui = {
 
 const desktop = document.body.dataset.desktop ?? '';
 const viewOnly = document.body.dataset.viewOnly === 'true';
-// Read once: a later issue makes tickets short-lived, and the page URL is where they arrive.
+// A ticket link (embedding) opens one WebSocket only: the gateway refuses it a second time.
 const ticket = new URLSearchParams(location.search).get('ticket');
+const TICKET_USED = 'This link opened one session and cannot open another: ask for a new link.';
 
 /**
  * One attempt to connect. Reconnecting starts a new Session, and events of an old one are
@@ -188,14 +189,15 @@ function end(session) {
   hide(ui.credentials);
   showEndMessage(session);
   show(ui.overlay);
-  ui.overlayReconnect.focus();
+  if (!ticket) ui.overlayReconnect.focus();
 }
 
 /** @param {Session} session */
 function showEndMessage(session) {
   const { message, detail } = describeEnd(session);
   ui.message.textContent = message;
-  ui.detail.textContent = detail;
+  // Reconnecting would only be refused: say what to do instead.
+  ui.detail.textContent = ticket ? [detail, TICKET_USED].filter(Boolean).join('. ') : detail;
   if (session.close?.code) document.body.dataset.closeCode = String(session.close.code);
 }
 
@@ -311,6 +313,8 @@ function start() {
   ui.ctrlAltDel.hidden = viewOnly;
   ui.clipboardSend.hidden = viewOnly;
   ui.fullscreen.hidden = !document.fullscreenEnabled;
+  ui.reconnect.hidden = ticket !== null;
+  ui.overlayReconnect.hidden = ticket !== null;
   ui.ctrlAltDel.addEventListener('click', sendCtrlAltDel);
   ui.clipboardToggle.addEventListener('click', toggleClipboard);
   ui.clipboardPanel.addEventListener('keydown', closeClipboardOnEscape);
