@@ -84,6 +84,7 @@ const TICKET_USED = 'This link opened one session and cannot open another: ask f
  * @property {{ code: number, reason: string } | undefined} close what the gateway's close frame said
  * @property {{ status: number, reason: string } | undefined} securityFailure
  * @property {string | undefined} startError set when noVNC could not even start
+ * @property {boolean} connected whether the desktop was ever shown
  * @property {boolean} ended
  */
 
@@ -113,6 +114,7 @@ function connect() {
     close: undefined,
     securityFailure: undefined,
     startError: undefined,
+    connected: false,
     ended: false,
   };
   current = session;
@@ -177,6 +179,7 @@ function onSocketClose(session, event) {
 
 /** @param {Session} session */
 function onConnect(session) {
+  session.connected = true;
   setState('connected');
   hide(ui.credentials);
   if (!viewOnly) session.rfb?.focus({ preventScroll: true });
@@ -190,6 +193,32 @@ function end(session) {
   showEndMessage(session);
   show(ui.overlay);
   if (!ticket) ui.overlayReconnect.focus();
+  if (!session.connected && !session.close?.reason) void explainRefusal(session);
+}
+
+/**
+ * A refused upgrade reaches a page only as "connection lost" (1006): browsers hide the
+ * HTTP answer. The page itself is behind the same checks, so ask for it again and say what
+ * the gateway says there: the login has ended, the ticket is used up, access was taken away.
+ * @param {Session} session
+ */
+async function explainRefusal(session) {
+  let response;
+  try {
+    response = await fetch(location.href, { redirect: 'manual', cache: 'no-store' });
+  } catch {
+    return; // the gateway is unreachable: "connection lost" is the truth
+  }
+  if (session !== current) return;
+  if (response.type === 'opaqueredirect') {
+    ui.message.textContent = 'You are no longer logged in.';
+    ui.detail.textContent = 'Log in again to open this desktop.';
+  } else if (!response.ok) {
+    const page = new DOMParser().parseFromString(await response.text(), 'text/html');
+    if (session !== current) return;
+    ui.message.textContent = page.getElementById('notice-message')?.textContent ?? messageForCode(4000 + response.status);
+    ui.detail.textContent = `HTTP ${response.status}`;
+  }
 }
 
 /** @param {Session} session */
