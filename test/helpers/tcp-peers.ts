@@ -1,8 +1,9 @@
 /**
  * Plain TCP peers on loopback standing in for VNC servers: a canary that counts the
- * connections it accepts, an echo server, a flood source and a slow sink.
+ * connections it accepts, an echo server, a flood source and a slow sink; and a bare
+ * client connection for requests no HTTP client would send.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 
 export interface Peer {
   server: Server;
@@ -94,4 +95,22 @@ export function floodPattern(socket: Socket, total: number, chunkSize = 64 * 102
     socket.end();
   };
   write();
+}
+
+export interface RawClient {
+  socket: Socket;
+  /** Everything the server sent so far, as latin1 text. */
+  received(): string;
+  /** Resolves with everything the server sent once the connection has closed. */
+  closed: Promise<string>;
+}
+
+/** A bare TCP connection to a loopback port, for requests no HTTP client would send. */
+export function openRaw(port: number, localAddress?: string): RawClient {
+  const socket = connect({ host: '127.0.0.1', port, localAddress });
+  let text = '';
+  socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+  socket.on('error', () => {}); // writes after the server hung up fail; 'close' follows
+  const closed = new Promise<string>((resolve) => socket.once('close', () => resolve(text)));
+  return { socket, received: () => text, closed };
 }

@@ -105,3 +105,36 @@ describe('configuration', () => {
     expect(errorOf({ session: { maxDurationMs: 10 } })).toContain('session.maxDurationMs');
   });
 });
+
+describe('authentication settings', () => {
+  it('refuses auth.mode none beyond loopback, naming auth.mode and how to set it', () => {
+    for (const listen of ['0.0.0.0:0', '[::]:6080', '10.0.0.5:6080']) {
+      const message = errorOf({ listen });
+      expect(message, listen).toContain('auth.mode (--auth, DESKGATE_AUTH): got "none"');
+      expect(message, listen).toContain('auth.insecureNoAuth (--insecure-no-auth)');
+    }
+  });
+
+  it('accepts auth.mode none beyond loopback with insecureNoAuth, and on loopback without it', () => {
+    expect(parseConfig({ listen: '0.0.0.0:0', auth: { insecureNoAuth: true } }).auth.mode).toBe('none');
+    for (const listen of ['127.0.0.1:0', 'localhost:6080', '[::1]:6080']) expect(parseConfig({ listen }).auth.mode, listen).toBe('none');
+  });
+
+  it('accepts password and header mode beyond loopback, each with what it needs', () => {
+    expect(parseConfig({ listen: '0.0.0.0:0', auth: { mode: 'password', usersFile: 'users.yaml' } }).auth.mode).toBe('password');
+    expect(parseConfig({ listen: '0.0.0.0:0', auth: { mode: 'header' }, trustProxy: ['10.0.0.0/8'] }).auth.userHeader).toBe('x-forwarded-user');
+    expect(errorOf({ auth: { mode: 'password' } })).toContain('auth.usersFile (--users, DESKGATE_USERS)');
+    expect(errorOf({ auth: { mode: 'header' } })).toContain('trustProxy: got []; auth.mode header needs the addresses of the proxies');
+  });
+
+  it('refuses short secrets without showing them, and ticket settings that cannot work together', () => {
+    const short = errorOf({ auth: { secret: 'hunter2' } });
+    expect(short).toContain('auth.secret (DESKGATE_AUTH_SECRET): got (not shown); expected a secret of at least 32 characters');
+    expect(short).not.toContain('hunter2');
+    const secret = 'x'.repeat(32);
+    expect(errorOf({ tickets: { secret, publicKeyFile: 'pub.pem' } })).toContain('set either tickets.secret or tickets.publicKeyFile');
+    expect(errorOf({ tickets: { apiKeys: [`sha256:${'0'.repeat(64)}`] } })).toContain('tickets.apiKeys');
+    expect(errorOf({ tickets: { secret, apiKeys: ['dgk_plain_key'] } })).toContain('tickets.apiKeys[0]: got "dgk_plain_key"; expected sha256:');
+    expect(errorOf({ tickets: { secret, defaultTtlSeconds: 600 } })).toContain('tickets.defaultTtlSeconds');
+  });
+});
