@@ -108,6 +108,10 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
         }
         if (socket.destroyed) return;
         if (state === 'closing') return refuseUpgrade(socket, 503, 'The gateway is shutting down');
+        // Again, now that nothing awaits between here and the session being counted:
+        // concurrent upgrades may have passed the first check together.
+        const overLimit = sessions.refuseOverLimit(decision.grant);
+        if (overLimit) return refuse(socket, { from, req, query, status: 429, reason: overLimit, user: decision.grant.identity.user });
         wss.handleUpgrade(req, socket, head, (ws) => void sessions.open(ws, req, query, decision.grant));
         socket.off('error', ignoreSocketError); // ws has its own listeners from here on
       },
@@ -144,8 +148,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
         if (access === 'none') throw new GatewayError('DG_ERR_FORBIDDEN', `${user} may not open desktop '${name}'`);
         grant = { address: from.address, identity, viewOnly: access === 'view' };
       }
-      // In mode none everyone is the same anonymous user: only the address limit can tell them apart.
-      const overLimit = sessions.refuseOverLimit(grant.address, grant.identity.via === 'none' ? undefined : user);
+      const overLimit = sessions.refuseOverLimit(grant);
       if (overLimit) throw new GatewayError('DG_ERR_TOO_MANY_SESSIONS', overLimit);
       // Used up last, so a refusal above does not waste the ticket.
       if (ticket && token !== null) await auth.tickets?.redeem(token, ticket.desktop);

@@ -70,12 +70,14 @@ export class SessionManager {
     return this.#sessions.values();
   }
 
-  /** Why a new session from this address (and user, if known) would exceed a limit, or undefined if it may open. */
-  refuseOverLimit(address: string, user: string | undefined): string | undefined {
+  /** Why one more session for this grant would exceed a limit, or undefined if it may open. */
+  refuseOverLimit({ address, identity }: Grant): string | undefined {
     const { maxSessions, maxSessionsPerAddress, maxSessionsPerUser } = this.#options.limits;
+    const { user } = identity;
     if (this.#sessions.size >= maxSessions) return `The gateway is at its limit of ${maxSessions} sessions`;
     if (this.#perAddress.get(address) >= maxSessionsPerAddress) return `Too many sessions from ${address} (limit ${maxSessionsPerAddress})`;
-    if (user !== undefined && this.#perUser.get(user) >= maxSessionsPerUser) return `Too many sessions for ${user} (limit ${maxSessionsPerUser})`;
+    // In mode none everyone is the same anonymous user: only the address limit can tell them apart.
+    if (identity.via !== 'none' && this.#perUser.get(user) >= maxSessionsPerUser) return `Too many sessions for ${user} (limit ${maxSessionsPerUser})`;
     return undefined;
   }
 
