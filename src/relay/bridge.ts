@@ -15,10 +15,10 @@ import { CLOSE, describeSocketError, ERRORS, truncateReason } from '../errors.js
 import { recycleReadBuffer, SHARED_READ_BUFFER, takeReadBuffer } from './read-buffers.js';
 
 /**
- * Reads of at least this size are copied into a recycled 64 KiB buffer, smaller ones into
+ * Reads of at least this size are copied into a recycled 256 KiB buffer, smaller ones into
  * one of their own size: a session holds at most 4x its buffered bytes in read buffers.
  */
-const POOLED_FROM = 16 * 1024;
+const POOLED_FROM = 64 * 1024;
 
 export interface BridgeOptions {
   /** How close reasons name the VNC server to the user, e.g. "Desktop 'lab1'". */
