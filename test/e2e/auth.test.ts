@@ -18,7 +18,7 @@ import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { submitLogin } from '../helpers/login.js';
 import { waitFor } from '../helpers/processes.js';
 import { newApiKey, requestTicket } from '../helpers/tickets.js';
-import { upgradeStatus } from '../helpers/upgrade.js';
+import { upgradeStatus } from '../helpers/ws-client.js';
 
 const SCREENSHOT = fileURLToPath(new URL('../../docs/login.png', import.meta.url));
 const PASSWORD = 'correct horse battery staple';

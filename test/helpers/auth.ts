@@ -4,6 +4,7 @@
  * login cookie taken from the answer.
  */
 import { writeFile } from 'node:fs/promises';
+import { stringify } from 'yaml';
 import { LOGIN_COOKIE } from '../../src/auth/login-cookie.js';
 import { hashPassword } from '../../src/auth/users.js';
 import { form, send, type Reply } from './http-client.js';
@@ -16,15 +17,20 @@ export interface TestUser {
 // Hashing costs 19 MiB and a few tens of milliseconds: each password once per test file.
 const hashes = new Map<string, Promise<string>>();
 
-/** Write (or overwrite) a users file holding these users. */
-export async function writeUsers(file: string, users: Record<string, TestUser>): Promise<void> {
+/** The text of a users file holding these users. */
+export async function usersYaml(users: Record<string, TestUser>): Promise<string> {
   const entries = await Promise.all(
     Object.entries(users).map(async ([name, { password, groups = [] }]) => {
       if (!hashes.has(password)) hashes.set(password, hashPassword(password));
-      return `  ${name}:\n    password: "${await hashes.get(password)}"\n    groups: ${JSON.stringify(groups)}\n`;
+      return [name, { password: await hashes.get(password), groups }] as const;
     }),
   );
-  await writeFile(file, `users:\n${entries.join('')}`);
+  return stringify({ users: Object.fromEntries(entries) });
+}
+
+/** Write (or overwrite) a users file holding these users. */
+export async function writeUsers(file: string, users: Record<string, TestUser>): Promise<void> {
+  await writeFile(file, await usersYaml(users));
 }
 
 export interface LoginOptions {

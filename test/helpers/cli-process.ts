@@ -1,113 +1,148 @@
 /**
- * The built `deskgate` command (dist/cli.js) as a child process: a YAML config written to a
- * temporary directory, an ephemeral loopback port, started once /healthz answers, stopped
- * by its pid. Plus a small HTTP client that can pick its source address on loopback.
+ * The built `deskgate` command (dist/cli.js; npm test builds first) as a child process:
+ * spawned with only PATH and the given variables in its environment, its output kept,
+ * stopped by its pid. On top: a subcommand run to its exit, and a gateway started from a
+ * YAML config in a temporary directory on an ephemeral loopback port, once /healthz answers.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { send, type Reply, type RequestOptions } from './http-client.js';
 import { freePort, waitFor } from './processes.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+const STOP_GRACE_MS = 5_000;
 
-export interface HttpRequest {
-  method?: string;
-  headers?: Record<string, string>;
-  body?: string;
-  /** Source address on loopback, e.g. 127.0.0.2. */
-  localAddress?: string;
+export interface SpawnOptions {
+  /** Environment variables besides PATH. */
+  env?: Record<string, string>;
+  /** Written to stdin, which is then closed; without it, stdin is not connected. */
+  stdin?: string;
 }
 
-export interface HttpResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-export interface CliGateway {
+export interface DeskgateProcess {
   readonly child: ChildProcess;
-  readonly port: number;
-  readonly dir: string;
-  readonly origin: string;
-  /** The WebSocket URL for a raw query string, e.g. '?desktop=demo'. */
-  wsUrl(query: string): string;
-  request(path: string, options?: HttpRequest): Promise<HttpResponse>;
-  /** Whether the process is still running and answers /healthz with 200. */
-  healthy(): Promise<boolean>;
-  /** Everything the process wrote so far (its JSON log and any error). */
+  /** Resolves with the exit code (null when a signal ended it) once its output is all read. */
+  readonly exited: Promise<number | null>;
+  running(): boolean;
+  stdout(): string;
+  stderr(): string;
+  /** stdout and stderr as they came, interleaved. */
   output(): string;
+  /** SIGTERM to its pid, SIGKILL after 5 s; resolves once it has exited. Does nothing if it has. */
   stop(): Promise<void>;
 }
 
-/** One plain HTTP/1.1 request to a loopback port, no keep-alive, the path sent as given (`..` too). */
-export function httpFetch(port: number, path: string, options: HttpRequest = {}): Promise<HttpResponse> {
-  return new Promise((resolve, reject) => {
-    const { method = 'GET', headers, localAddress } = options;
-    const req = httpRequest({ host: '127.0.0.1', port, path, method, headers, localAddress, agent: false });
-    req.once('error', reject);
-    req.once('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.once('error', reject);
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.end(options.body);
+/** Start `node dist/cli.js ARGS`; nothing waits for it. */
+export function spawnDeskgate(args: string[], options: SpawnOptions = {}): DeskgateProcess {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? '', ...options.env },
+    stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  child.stdin?.end(options.stdin);
+  let [stdout, stderr, both] = ['', '', ''];
+  child.stdout?.on('data', (chunk: Buffer) => ((stdout += chunk.toString()), (both += chunk.toString())));
+  child.stderr?.on('data', (chunk: Buffer) => ((stderr += chunk.toString()), (both += chunk.toString())));
+  // 'close', not 'exit': by then stdout and stderr have been read to their end.
+  const exited = once(child, 'close').then(([code]) => code as number | null);
+  const running = (): boolean => child.exitCode === null && child.signalCode === null;
+  return {
+    child,
+    exited,
+    running,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    output: () => both,
+    async stop() {
+      if (running()) {
+        child.kill('SIGTERM');
+        const killer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+        await exited.finally(() => clearTimeout(killer));
+      } else {
+        await exited;
+      }
+    },
+  };
+}
+
+export interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `deskgate ARGS` to its exit; killed, and failing, after `timeoutMs`. */
+export async function runDeskgate(args: string[], options: SpawnOptions & { timeoutMs?: number } = {}): Promise<Finished> {
+  const run = spawnDeskgate(args, options);
+  const deadline = setTimeout(() => run.child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+  const code = await run.exited.finally(() => clearTimeout(deadline));
+  if (run.child.signalCode === 'SIGKILL') throw new Error(`deskgate ${args.join(' ')} did not finish:\n${run.output()}`);
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
+}
+
+/** Wait until `url` answers 200; fails at once, with its output, if the process exits first. */
+export async function waitHealthy(cli: DeskgateProcess, url: string, options: RequestOptions = {}): Promise<void> {
+  await waitFor(async () => {
+    if (!cli.running()) throw new Error(`deskgate exited with ${cli.child.exitCode ?? cli.child.signalCode} before ${url} answered:\n${cli.output()}`);
+    return (await send(url, options).catch(() => undefined))?.status === 200;
+  }, `deskgate to answer ${url}`);
+}
+
+export interface CliGateway extends DeskgateProcess {
+  readonly port: number;
+  /** The temporary directory holding deskgate.yaml and the files given; removed by stop(). */
+  readonly dir: string;
+  /** http://127.0.0.1:PORT */
+  readonly origin: string;
+  /** The WebSocket URL for a raw query string, e.g. '?desktop=demo'. */
+  wsUrl(query: string): string;
+  /** An HTTP request for a path, sent as given (`..` too). */
+  request(path: string, options?: RequestOptions): Promise<Reply>;
+  /** Whether the process is still running and answers /healthz with 200. */
+  healthy(): Promise<boolean>;
+}
+
+export interface CliGatewayOptions {
+  /** The port to listen on, when the config must name it in advance; a free one otherwise. */
+  port?: number;
+  /** Files written next to the config, so that it can name them by relative path. */
+  files?: Record<string, string>;
+  /** More command-line arguments after `--config FILE`. */
+  args?: string[];
 }
 
 /**
- * Start `node dist/cli.js --config <tmp>/deskgate.yaml`. `config` is written as YAML with
- * `listen` set to a free loopback port (or `port`, when the config must name it in advance);
- * `files` are written next to it, so the config can name them by relative path.
+ * Start `deskgate --config <tmp>/deskgate.yaml`, `config` written as YAML with `listen`
+ * set to a loopback port, and wait until it answers /healthz.
  */
-export async function startCli(config: Record<string, unknown>, options: { port?: number; files?: Record<string, string> } = {}): Promise<CliGateway> {
+export async function startCli(config: Record<string, unknown>, options: CliGatewayOptions = {}): Promise<CliGateway> {
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'deskgate-cli-'));
   for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(join(dir, name), text);
   const file = join(dir, 'deskgate.yaml');
   writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, ...config }));
 
-  const child = spawn(process.execPath, [CLI, '--config', file], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const collect = (chunk: Buffer): void => {
-    output = (output + chunk.toString()).slice(-64 * 1024);
-  };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  const exited = once(child, 'exit');
+  const cli = spawnDeskgate(['--config', file, ...(options.args ?? [])]);
   const origin = `http://127.0.0.1:${port}`;
-  const running = (): boolean => child.exitCode === null && child.signalCode === null;
-  const healthy = async (): Promise<boolean> => running() && (await httpFetch(port, '/healthz').catch(() => undefined))?.status === 200;
-
   const gateway: CliGateway = {
-    child,
+    ...cli,
     port,
     dir,
     origin,
     wsUrl: (query) => `ws://127.0.0.1:${port}/websockify${query}`,
-    request: (path, requestOptions) => httpFetch(port, path, requestOptions),
-    healthy,
-    output: () => output,
+    request: (path, requestOptions) => send(`${origin}${path}`, requestOptions),
+    healthy: async () => cli.running() && (await send(`${origin}/healthz`).catch(() => undefined))?.status === 200,
     async stop() {
-      if (running()) {
-        child.kill('SIGTERM');
-        const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        await exited;
-        clearTimeout(killer);
-      }
+      await cli.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
   try {
-    await waitFor(async () => {
-      if (!running()) throw new Error(`deskgate exited with ${child.exitCode ?? child.signalCode} before it was healthy:\n${output}`);
-      return healthy();
-    }, `deskgate on port ${port} to answer /healthz`);
+    await waitHealthy(cli, `${origin}/healthz`);
   } catch (err) {
     await gateway.stop();
     throw err;

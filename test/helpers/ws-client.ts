@@ -1,6 +1,25 @@
-/** A `ws` client for tests: the close code and reason as a promise, the subprotocol noVNC asks for. */
+/**
+ * WebSocket clients for tests, asking as noVNC does (subprotocol "binary"), with whatever
+ * credentials a test carries: how the upgrade was answered (101, or the HTTP status and
+ * body that refused it), the close code and reason as a promise, and every message the
+ * server sent — its first bytes too, which can arrive in the same TCP read as the 101 and
+ * so before any caller could listen. Every socket opened here is cut by `closeOpenedSockets()`.
+ */
 import { WebSocket } from 'ws';
 import { RfbClient, type ServerInit } from './rfb-client.js';
+
+export interface UpgradeOptions {
+  /** Request headers, e.g. a Cookie or identity headers. */
+  headers?: Record<string, string>;
+  /** The Origin header; none is sent when unset. */
+  origin?: string;
+  /** Trust this certificate (wss only). */
+  ca?: Buffer;
+  /** Source address on loopback, e.g. 127.0.0.2. */
+  localAddress?: string;
+  /** The subprotocols asked for; noVNC's ['binary'] when unset. */
+  protocols?: string[];
+}
 
 export interface Closed {
   code: number;
@@ -9,62 +28,89 @@ export interface Closed {
 
 export interface TestClient {
   ws: WebSocket;
-  /** Resolves when the WebSocket is open; rejects if it never opens. */
+  /** Resolves when the WebSocket is open; rejects, naming the HTTP status, if it never opens. */
   opened: Promise<void>;
   closed: Promise<Closed>;
-}
-
-export function connectWs(url: string, options: { protocols?: string[]; localAddress?: string } = {}): TestClient {
-  const ws = new WebSocket(url, options.protocols ?? ['binary'], { localAddress: options.localAddress });
-  const opened = new Promise<void>((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with HTTP ${res.statusCode}`)));
-    ws.once('error', reject);
-  });
-  opened.catch(() => {}); // callers that only care how it closed need not await it
-  const closed = new Promise<Closed>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  return { ws, opened, closed };
-}
-
-/** An RFB client speaking through the gateway's WebSocket, handshake done. */
-export async function connectRfb(url: string): Promise<TestClient & { rfb: RfbClient; init: ServerInit }> {
-  const client = connectWs(url);
-  await client.opened;
-  const rfb = new RfbClient((bytes) => client.ws.send(bytes));
-  client.ws.on('message', (data: Buffer) => rfb.push(data));
-  void client.closed.then(({ code, reason }) => rfb.end(new Error(`WebSocket closed: ${code} ${reason}`)));
-  const init = await rfb.handshake();
-  return { ...client, rfb, init };
-}
-
-export interface UpgradeOptions {
-  /** Request headers, e.g. a Cookie or identity headers. */
-  headers?: Record<string, string>;
-  /** The Origin header; none is sent when unset. */
-  origin?: string;
-  /** Source address on loopback, e.g. 127.0.0.2. */
-  localAddress?: string;
-  /**
-   * Pause the WebSocket as it opens: the server's first bytes can arrive with the 101 and
-   * would be emitted before the caller listens. startRfb() resumes it.
-   */
-  paused?: boolean;
+  /** The oldest message not yet taken (those that came before this call first); rejects if the socket closes first. */
+  nextMessage(): Promise<Buffer>;
+  /** Hand every message not yet taken, and each one after, to `listener`: for a consumer that reads to the end. */
+  onMessage(listener: (data: Buffer) => void): void;
 }
 
 /** How an upgrade went: opened (101), or refused with a plain HTTP response. */
 export type Upgrade = { status: 101; client: TestClient } | { status: number; body: string };
 
-/** Ask for a WebSocket (subprotocol "binary"); resolves either way, rejects only if no HTTP answer came. */
+const openSockets = new Set<WebSocket>();
+
+/** Start a WebSocket now; `opened` says whether it opens. Callers that only care how it closed need not await it. */
+export function connectWs(url: string, options: UpgradeOptions = {}): TestClient {
+  return startClient(url, options).client;
+}
+
+/** Ask for a WebSocket; resolves either way, rejects only if no HTTP answer came. */
 export function tryUpgrade(url: string, options: UpgradeOptions = {}): Promise<Upgrade> {
-  const { paused, ...wsOptions } = options;
-  const ws = new WebSocket(url, ['binary'], wsOptions);
-  const closed = new Promise<Closed>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => {
-      if (paused) ws.pause();
-      ws.on('error', () => {}); // after the upgrade, how it closed is what tests look at
-      resolve({ status: 101, client: { ws, opened: Promise.resolve(), closed } });
+  return startClient(url, options).answer;
+}
+
+/** The status of an upgrade; an accepted one is cut again at once. */
+export async function upgradeStatus(url: string, options: UpgradeOptions = {}): Promise<number> {
+  const result = await tryUpgrade(url, options);
+  if ('client' in result) result.client.ws.terminate();
+  return result.status;
+}
+
+/** Open a session and wait for the desktop's RFB greeting; fails with the refusal otherwise. */
+export async function openDesktop(url: string, options: UpgradeOptions = {}): Promise<TestClient> {
+  const result = await tryUpgrade(url, options);
+  if (!('client' in result)) throw new Error(`upgrade refused with HTTP ${result.status}: ${result.body.trim()}`);
+  const greeting = (await result.client.nextMessage()).toString('latin1');
+  if (!/^RFB \d{3}\.\d{3}\n$/.test(greeting)) throw new Error(`expected an RFB greeting, got ${JSON.stringify(greeting)}`);
+  return result.client;
+}
+
+/** Send `text` through an echo desktop; resolves with what came back once it is as long. */
+export async function roundTrip(client: TestClient, text: string): Promise<string> {
+  client.ws.send(Buffer.from(text));
+  let received = '';
+  while (received.length < text.length) received += (await client.nextMessage()).toString();
+  return received;
+}
+
+/** Speak RFB over an open WebSocket: handshake done, every message of the server fed to the client. */
+export async function startRfb(client: TestClient): Promise<{ rfb: RfbClient; init: ServerInit }> {
+  const rfb = new RfbClient((bytes) => client.ws.send(bytes));
+  client.onMessage((data) => rfb.push(data));
+  void client.closed.then(({ code, reason }) => rfb.end(new Error(`WebSocket closed: ${code} ${reason}`)));
+  return { rfb, init: await rfb.handshake() };
+}
+
+/** An RFB client speaking through the gateway's WebSocket, handshake done. */
+export async function connectRfb(url: string, options: UpgradeOptions = {}): Promise<TestClient & { rfb: RfbClient; init: ServerInit }> {
+  const client = connectWs(url, options);
+  await client.opened;
+  return { ...client, ...(await startRfb(client)) };
+}
+
+/** Cut every WebSocket this module opened that has not closed yet. */
+export function closeOpenedSockets(): void {
+  for (const ws of openSockets) ws.terminate();
+  openSockets.clear();
+}
+
+function startClient(url: string, options: UpgradeOptions): { client: TestClient; answer: Promise<Upgrade> } {
+  const { protocols = ['binary'], ...wsOptions } = options;
+  const ws = new WebSocket(url, protocols, wsOptions);
+  openSockets.add(ws);
+  ws.on('error', () => {}); // after the upgrade, how it closed is what tests look at
+  const closed = new Promise<Closed>((resolve) => {
+    ws.once('close', (code, reason) => {
+      openSockets.delete(ws);
+      resolve({ code, reason: reason.toString() });
     });
+  });
+  const inbox = new Inbox(ws, closed); // listening from the start: the first message may come with the 101
+  const answer = new Promise<Upgrade>((resolve, reject) => {
+    ws.once('open', () => resolve({ status: 101, client }));
     ws.once('unexpected-response', (_req, res) => {
       let body = '';
       res.setEncoding('utf8');
@@ -74,13 +120,85 @@ export function tryUpgrade(url: string, options: UpgradeOptions = {}): Promise<U
     });
     ws.once('error', reject);
   });
+  const opened = answer.then((result) => {
+    if (!('client' in result)) throw new Error(`upgrade refused with HTTP ${result.status}: ${result.body.trim()}`);
+  });
+  opened.catch(() => {}); // callers that only care how it closed need not await it
+  const client: TestClient = {
+    ws,
+    opened,
+    closed,
+    nextMessage: () => inbox.next(),
+    onMessage: (listener) => inbox.handTo(listener),
+  };
+  return { client, answer };
 }
 
-/** Speak RFB over an open (and perhaps paused) WebSocket: handshake done, the server's messages fed to the client. */
-export async function startRfb(client: TestClient): Promise<{ rfb: RfbClient; init: ServerInit }> {
-  const rfb = new RfbClient((bytes) => client.ws.send(bytes));
-  client.ws.on('message', (data: Buffer) => rfb.push(data));
-  client.ws.resume();
-  void client.closed.then(({ code, reason }) => rfb.end(new Error(`WebSocket closed: ${code} ${reason}`)));
-  return { rfb, init: await rfb.handshake() };
+/**
+ * The server's messages, kept from the moment the socket exists until a consumer takes
+ * them. Past `QUEUE_LIMIT` unread bytes the socket is paused, so a test that never reads
+ * cannot make it grow without bound; it resumes when the messages are taken.
+ */
+class Inbox {
+  static readonly QUEUE_LIMIT = 16 * 1024 * 1024;
+  readonly #ws: WebSocket;
+  readonly #closed: Promise<Closed>;
+  readonly #queued: Buffer[] = [];
+  #queuedBytes = 0;
+  #pausedHere = false;
+  #consumer: ((data: Buffer) => void) | undefined;
+
+  constructor(ws: WebSocket, closed: Promise<Closed>) {
+    this.#ws = ws;
+    this.#closed = closed;
+    ws.on('message', (data: Buffer) => this.#receive(data));
+  }
+
+  next(): Promise<Buffer> {
+    const queued = this.#take();
+    if (queued) return Promise.resolve(queued);
+    if (this.#consumer) return Promise.reject(new Error('the messages of this WebSocket already go to a consumer'));
+    return new Promise((resolve, reject) => {
+      const once = (data: Buffer): void => {
+        this.#consumer = undefined;
+        resolve(data);
+      };
+      this.#consumer = once;
+      void this.#closed.then(({ code, reason }) => {
+        if (this.#consumer !== once) return;
+        this.#consumer = undefined;
+        reject(new Error(`WebSocket closed with ${code} ${reason} before the server sent a message`));
+      });
+    });
+  }
+
+  handTo(listener: (data: Buffer) => void): void {
+    if (this.#consumer) throw new Error('the messages of this WebSocket already go to a consumer');
+    this.#consumer = listener;
+    for (let data = this.#take(); data; data = this.#take()) listener(data);
+  }
+
+  #receive(data: Buffer): void {
+    if (this.#consumer) {
+      this.#consumer(data);
+      return;
+    }
+    this.#queued.push(data);
+    this.#queuedBytes += data.length;
+    if (this.#queuedBytes > Inbox.QUEUE_LIMIT && !this.#ws.isPaused) {
+      this.#ws.pause();
+      this.#pausedHere = true;
+    }
+  }
+
+  #take(): Buffer | undefined {
+    const data = this.#queued.shift();
+    if (!data) return undefined;
+    this.#queuedBytes -= data.length;
+    if (this.#pausedHere && this.#queuedBytes <= Inbox.QUEUE_LIMIT) {
+      this.#pausedHere = false;
+      this.#ws.resume();
+    }
+    return data;
+  }
 }

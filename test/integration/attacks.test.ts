@@ -15,18 +15,18 @@
  */
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { hashApiKey } from '../../src/auth/auth.js';
-import { hashPassword } from '../../src/auth/users.js';
-import { startCli, type CliGateway, type HttpRequest, type HttpResponse } from '../helpers/cli-process.js';
-import { freePort, waitFor } from '../helpers/processes.js';
+import { loggedIn, logIn, usersYaml } from '../helpers/auth.js';
+import { startCli, type CliGateway } from '../helpers/cli-process.js';
+import type { Reply, RequestOptions } from '../helpers/http-client.js';
+import { freePort, waitFor, within } from '../helpers/processes.js';
 import type { RfbClient } from '../helpers/rfb-client.js';
 import { openRaw, startPeer, type Peer } from '../helpers/tcp-peers.js';
+import { newApiKey, requestTicket } from '../helpers/tickets.js';
 import { startRfb, tryUpgrade, type TestClient, type Upgrade, type UpgradeOptions } from '../helpers/ws-client.js';
 
 const AUTH_SECRET = randomBytes(32).toString('base64url');
 const TICKET_SECRET = randomBytes(32).toString('base64url');
-const API_KEY = `dgk_${randomBytes(24).toString('base64url')}`;
+const API_KEY = newApiKey();
 const PASSWORDS = { alice: 'correct horse battery staple', mallory: 'mallory knows her own password' };
 const TRUSTED_PROXY = '127.0.0.2';
 const MAX_MESSAGE_BYTES = 2048;
@@ -56,18 +56,16 @@ let mallory: UpgradeOptions;
 beforeAll(async () => {
   canary = await startPeer();
   echo = await startPeer((socket) => socket.pipe(socket));
-  const usersFile = stringify({
-    users: {
-      alice: { password: await hashPassword(PASSWORDS.alice), groups: ['staff'] },
-      mallory: { password: await hashPassword(PASSWORDS.mallory) },
-    },
+  const usersFile = await usersYaml({
+    alice: { password: PASSWORDS.alice, groups: ['staff'] },
+    mallory: { password: PASSWORDS.mallory },
   });
   const [mainPort, strictPort] = await Promise.all([freePort(), freePort()]);
   const passwordGateway = (port: number, extra: Record<string, unknown> = {}) =>
     startCli(
       {
         auth: { mode: 'password', usersFile: 'users.yaml', secret: AUTH_SECRET },
-        tickets: { secret: TICKET_SECRET, apiKeys: [hashApiKey(API_KEY)] },
+        tickets: { secret: TICKET_SECRET, apiKeys: [API_KEY.hash] },
         desktops: [
           { name: 'lab', host: '127.0.0.1', port: canary.port, allow: { users: ['alice'] } },
           { name: 'echo', host: '127.0.0.1', port: echo.port },
@@ -100,10 +98,10 @@ beforeAll(async () => {
       log: { level: 'warn' },
     }),
   ]);
-  subjects.main = { gw: main, user: { headers: { cookie: await logIn(main, 'alice') }, origin: main.origin } };
-  subjects.strict = { gw: strict, user: { headers: { cookie: await logIn(strict, 'alice') }, origin: strict.origin } };
+  subjects.main = { gw: main, user: { headers: await cookieFor(main, 'alice'), origin: main.origin } };
+  subjects.strict = { gw: strict, user: { headers: await cookieFor(strict, 'alice'), origin: strict.origin } };
   subjects.sso = { gw: sso, user: { headers: { 'x-forwarded-user': 'alice' }, localAddress: TRUSTED_PROXY, origin: sso.origin } };
-  mallory = { headers: { cookie: await logIn(main, 'mallory') } };
+  mallory = { headers: await cookieFor(main, 'mallory') };
 });
 
 afterAll(async () => {
@@ -112,27 +110,14 @@ afterAll(async () => {
   await echo?.close();
 });
 
-/** Log in through the form; resolves with the Cookie header value. */
-async function logIn(gw: CliGateway, user: keyof typeof PASSWORDS, localAddress?: string): Promise<string> {
-  const res = await postLogin(gw, user, PASSWORDS[user], localAddress);
-  expect(res.status).toBe(303);
-  return String(res.headers['set-cookie']).split(';', 1)[0] as string;
-}
-
-function postLogin(gw: CliGateway, user: string, password: string, localAddress?: string): Promise<HttpResponse> {
-  const body = new URLSearchParams({ user, password, next: '/' }).toString();
-  return gw.request('/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body, localAddress });
+/** Log in through the form (from 127.0.0.1 unless `localAddress` says otherwise); resolves with the Cookie header. */
+function cookieFor(gw: CliGateway, user: keyof typeof PASSWORDS, localAddress?: string): Promise<{ Cookie: string }> {
+  return loggedIn(gw.origin, user, PASSWORDS[user], { localAddress });
 }
 
 /** A genuine ticket from POST /api/tickets, asked for by the management console on 127.0.0.1. */
 async function issueTicket(desktop: string): Promise<string> {
-  const res = await subjects.main.gw.request('/api/tickets', {
-    method: 'POST',
-    headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ desktop, user: 'alice' }),
-  });
-  expect(res.status).toBe(201);
-  return (JSON.parse(res.body) as { ticket: string }).ticket;
+  return (await requestTicket(subjects.main.gw.origin, API_KEY, { desktop, user: 'alice' })).ticket;
 }
 
 /** A JWT built by hand: any header and claims, signed with HMAC (`hash`) under `key`, or unsigned. */
@@ -159,7 +144,7 @@ interface Attacker {
   from: string;
   /** Ask the gateway under attack for a WebSocket from this case's address. */
   upgrade(query: string, options?: UpgradeOptions): Promise<Upgrade>;
-  request(path: string, options?: HttpRequest): Promise<HttpResponse>;
+  request(path: string, options?: RequestOptions): Promise<Reply>;
   /** Each upgrade in turn, with how it ended: for comparing with a table of expectations. */
   outcomes(cases: ReadonlyArray<readonly [string, Outcome]>, options?: UpgradeOptions): Promise<Array<[string, Outcome]>>;
 }
@@ -202,7 +187,7 @@ function attack(name: string, target: keyof typeof subjects, run: (attacker: Att
 
 /** Alice on the demo desktop: upgraded, bridged, RFB handshake done, one update answered. */
 async function openLegitSession(gw: CliGateway, user: UpgradeOptions): Promise<{ client: TestClient; rfb: RfbClient }> {
-  const upgrade = await tryUpgrade(gw.wsUrl('?desktop=demo'), { ...user, paused: true });
+  const upgrade = await tryUpgrade(gw.wsUrl('?desktop=demo'), user);
   if (!('client' in upgrade)) throw new Error(`legitimate session refused: HTTP ${upgrade.status} ${upgrade.body}`);
   try {
     const { rfb } = await within(5_000, 'the demo desktop to greet', startRfb(upgrade.client));
@@ -220,17 +205,16 @@ async function expectAnswers(rfb: RfbClient): Promise<void> {
   expect(rects.map(({ x, y, width, height }) => ({ x, y, width, height }))).toContainEqual({ x: 0, y: 0, width: 1, height: 1 });
 }
 
+/** The control: this upgrade opens (101); it is closed again. */
+async function expectOpens(pending: Promise<Upgrade>): Promise<void> {
+  const upgrade = await pending;
+  expect(upgrade.status).toBe(101);
+  if ('client' in upgrade) await closeClient(upgrade.client);
+}
+
 async function closeClient(client: TestClient): Promise<void> {
   client.ws.close();
   await within(5_000, 'the WebSocket to close', client.closed);
-}
-
-function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
 /** An upgrade's fate: refused with an HTTP status and body, or opened and then closed with a code. */
@@ -333,9 +317,7 @@ describe('forged and misused tickets', () => {
     expect(await a.outcomes(cases)).toEqual(cases);
 
     // The control: the same hand-made construction with the right secret opens.
-    const control = await a.upgrade(`?desktop=demo&ticket=${handMadeJwt(HS256, claims({ desk: 'demo' }), TICKET_SECRET)}`);
-    expect(control.status).toBe(101);
-    if ('client' in control) await closeClient(control.client);
+    await expectOpens(a.upgrade(`?desktop=demo&ticket=${handMadeJwt(HS256, claims({ desk: 'demo' }), TICKET_SECRET)}`));
   });
 
   attack('refuses a ticket for another desktop with 403, and one that does not name exactly one desktop with 400', 'main', async (a) => {
@@ -353,9 +335,7 @@ describe('forged and misused tickets', () => {
   attack('refuses a replayed ticket with 401, on the WebSocket and on the viewer page, even when replayed at once', 'main', async (a) => {
     const ticket = await issueTicket('demo');
     expect((await a.request(`/view/demo?ticket=${ticket}`)).status).toBe(200); // the page does not use it up
-    const first = await a.upgrade(`?desktop=demo&ticket=${ticket}`);
-    expect(first.status).toBe(101);
-    if ('client' in first) await closeClient(first.client);
+    await expectOpens(a.upgrade(`?desktop=demo&ticket=${ticket}`));
     const used = 'The ticket has already been used: ask for a new one';
     expect(await outcome(a.upgrade(`?desktop=demo&ticket=${ticket}`))).toEqual(refusedWith(401, used));
     const page = await a.request(`/view/demo?ticket=${ticket}`);
@@ -389,7 +369,7 @@ describe('foreign and missing Origin', () => {
   });
 
   attack('refuses an upgrade without Origin with 403 under requireOrigin', 'strict', async (a) => {
-    const strictMallory = { headers: { cookie: await logIn(subjects.strict.gw, 'mallory', a.from) } };
+    const strictMallory = { headers: await cookieFor(subjects.strict.gw, 'mallory', a.from) };
     expect(await outcome(a.upgrade('?desktop=lab', strictMallory))).toEqual(refusedWith(403, 'An Origin header is required'));
     expect(await outcome(a.upgrade('?desktop=lab'))).toEqual(refusedWith(403, 'An Origin header is required'));
   });
@@ -411,7 +391,7 @@ describe('missing, wrong and stolen credentials', () => {
 
   attack('refuses the ticket API with 401 and WWW-Authenticate without the right API key', 'main', async (a) => {
     const unauthenticated = { error: 'DG_ERR_UNAUTHENTICATED', message: 'Send a valid API key as Authorization: Bearer KEY' };
-    for (const authorization of [undefined, 'Bearer dgk_guessed', `Basic ${Buffer.from(`x:${API_KEY}`).toString('base64')}`]) {
+    for (const authorization of [undefined, 'Bearer dgk_guessed', `Basic ${Buffer.from(`x:${API_KEY.key}`).toString('base64')}`]) {
       const headers: Record<string, string> = { 'content-type': 'application/json', ...(authorization && { authorization }) };
       const res = await a.request('/api/tickets', { method: 'POST', headers, body: JSON.stringify({ desktop: 'lab', user: 'mallory' }) });
       expect({ status: res.status, challenge: res.headers['www-authenticate'], body: JSON.parse(res.body) as unknown }).toEqual({
@@ -439,17 +419,15 @@ describe('missing, wrong and stolen credentials', () => {
       expect(await outcome(a.upgrade('?desktop=lab', options)), JSON.stringify(options)).toEqual(refusedWith(401, 'Log in first'));
     }
     // The control: the same construction with the real key and a real user is a login.
-    const control = await a.upgrade('?desktop=demo', cookie(handMadeJwt({ alg: 'HS256' }, claims({}), AUTH_SECRET)));
-    expect(control.status).toBe(101);
-    if ('client' in control) await closeClient(control.client);
+    await expectOpens(a.upgrade('?desktop=demo', cookie(handMadeJwt({ alg: 'HS256' }, claims({}), AUTH_SECRET))));
   });
 
   attack('refuses a logged-out cookie with 401, even when replayed', 'main', async (a) => {
-    const stolen = await logIn(subjects.main.gw, 'mallory', a.from);
-    const logout = await a.request('/logout', { method: 'POST', headers: { cookie: stolen } });
+    const stolen = await cookieFor(subjects.main.gw, 'mallory', a.from);
+    const logout = await a.request('/logout', { method: 'POST', headers: stolen });
     expect(logout.status).toBe(303);
-    expect(await outcome(a.upgrade('?desktop=lab', { headers: { cookie: stolen } }))).toEqual(refusedWith(401, 'Log in first'));
-    expect((await a.request('/', { headers: { cookie: stolen } })).status).toBe(303);
+    expect(await outcome(a.upgrade('?desktop=lab', { headers: stolen }))).toEqual(refusedWith(401, 'Log in first'));
+    expect((await a.request('/', { headers: stolen })).status).toBe(303);
   });
 
   attack("refuses a logged-in user a desktop whose allow list leaves them out with 403, on the upgrade and the page", 'main', async (a) => {
@@ -476,9 +454,7 @@ describe('header-mode identity headers', () => {
     const viaProxy = { localAddress: TRUSTED_PROXY };
     expect(await outcome(a.upgrade('?desktop=lab', { ...viaProxy, headers: {} }))).toEqual(refusedWith(401, 'Authentication required'));
     expect(await outcome(a.upgrade('?desktop=lab', { ...viaProxy, headers: { 'x-forwarded-user': 'alice, mallory' } }))).toEqual(refusedWith(401, 'Authentication required'));
-    const control = await a.upgrade('?desktop=demo', { ...viaProxy, headers: alice });
-    expect(control.status).toBe(101);
-    if ('client' in control) await closeClient(control.client);
+    await expectOpens(a.upgrade('?desktop=demo', { ...viaProxy, headers: alice }));
   });
 });
 
@@ -488,7 +464,7 @@ describe('brute force', () => {
     const blocked = 'Too many failed logins from your address: try again in 5 minutes';
     const answers = [];
     for (const password of ['guess 1', 'guess 2', 'guess 3', 'guess 4', 'guess 5', PASSWORDS.alice]) {
-      const res = await postLogin(gw, 'alice', password, a.from);
+      const res = await logIn(gw.origin, 'alice', password, { localAddress: a.from });
       answers.push({ status: res.status, error: /<p class="form-error" id="login-error"[^>]*>([^<]*)</.exec(res.body)?.[1], cookie: res.headers['set-cookie'] });
       if (res.status === 429) {
         // 300 s, less the little time since the 5th failure
@@ -500,13 +476,13 @@ describe('brute force', () => {
     expect(answers).toEqual([wrong, wrong, wrong, wrong, { status: 429, error: blocked, cookie: undefined }, { status: 429, error: blocked, cookie: undefined }]);
 
     // The API key shares the address's throttle; other addresses are not blocked.
-    const api = await a.request('/api/tickets', { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body: '{}' });
+    const api = await a.request('/api/tickets', { method: 'POST', headers: { authorization: `Bearer ${API_KEY.key}`, 'content-type': 'application/json' }, body: '{}' });
     expect({ status: api.status, body: JSON.parse(api.body) as unknown }).toEqual({
       status: 429,
       body: { error: 'DG_ERR_THROTTLED', message: 'Too many failed attempts from this address' },
     });
     expect(Number(api.headers['retry-after'])).toBeGreaterThanOrEqual(290);
-    expect((await postLogin(gw, 'alice', PASSWORDS.alice, '127.0.0.1')).status).toBe(303);
+    expect((await logIn(gw.origin, 'alice', PASSWORDS.alice, { localAddress: '127.0.0.1' })).status).toBe(303);
   });
 
   attack('blocks an address with 429 after 5 wrong API keys, logins included', 'main', async (a) => {
@@ -516,11 +492,11 @@ describe('brute force', () => {
     }
     const right = await a.request('/api/tickets', {
       method: 'POST',
-      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${API_KEY.key}`, 'content-type': 'application/json' },
       body: JSON.stringify({ desktop: 'lab', user: 'mallory' }),
     });
     expect(right.status).toBe(429);
-    expect((await postLogin(subjects.main.gw, 'mallory', PASSWORDS.mallory, a.from)).status).toBe(429);
+    expect((await logIn(subjects.main.gw.origin, 'mallory', PASSWORDS.mallory, { localAddress: a.from })).status).toBe(429);
   });
 });
 
@@ -554,7 +530,7 @@ describe('slow and oversized requests', () => {
     const raw = openRaw(subjects.main.gw.port, a.from);
     raw.socket.write(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${big}\r\n\r\n`);
     expect(await within(5_000, 'an answer', raw.closed)).toBe('HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n');
-    expect(await outcome(a.upgrade('?desktop=lab', { headers: { cookie: `${String(mallory.headers?.cookie)}; pad=${big}` } }))).toEqual({ status: 431, body: '' });
+    expect(await outcome(a.upgrade('?desktop=lab', { headers: { cookie: `${String(mallory.headers?.Cookie)}; pad=${big}` } }))).toEqual({ status: 431, body: '' });
   });
 
   attack('refuses a request line no HTTP parser accepts with 400', 'main', async (a) => {
@@ -575,7 +551,7 @@ describe('WebSocket messages the RFB stream does not allow', () => {
   attack('closes with 1009 on a message over maxMessageBytes (and relays one of exactly that size)', 'main', async (a) => {
     const client = await echoSession(a);
     let echoed = 0;
-    client.ws.on('message', (data: Buffer) => (echoed += data.length));
+    client.onMessage((data) => (echoed += data.length));
     client.ws.send(Buffer.alloc(MAX_MESSAGE_BYTES, 1));
     await waitFor(() => echoed === MAX_MESSAGE_BYTES, 'the largest allowed message to come back', 5_000);
     client.ws.send(Buffer.alloc(MAX_MESSAGE_BYTES + 1, 1));

@@ -14,7 +14,7 @@ import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { send } from '../helpers/http-client.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { waitFor } from '../helpers/processes.js';
-import { closeOpenedSockets, openDesktop, tryUpgrade, upgradeStatus } from '../helpers/upgrade.js';
+import { closeOpenedSockets, openDesktop, tryUpgrade, upgradeStatus } from '../helpers/ws-client.js';
 
 const USERS: Record<string, TestUser> = {
   alice: { password: 'alice-password-1' },
@@ -34,6 +34,12 @@ afterAll(async () => {
 /** Desktops with rules, all showing the demo scene, so each session can prove itself by its RFB greeting. */
 function ruledDesktops(rules: Record<string, object>) {
   return Object.entries(rules).map(([name, rule]) => ({ name, host: demo.host, port: demo.port, ...rule }));
+}
+
+/** Cut this file's WebSockets and wait until the gateway has let their sessions go. */
+async function endSessions(gw: RunningGateway): Promise<void> {
+  closeOpenedSockets();
+  await waitFor(() => gw.gateway.sessions.size === 0, 'the sessions to end');
 }
 
 /** What a page and the upgrade answer to the same credentials. */
@@ -68,10 +74,7 @@ describe('password mode', () => {
     const login = (user: keyof typeof as) => loggedIn(gw.httpUrl, user, USERS[user]?.password as string);
     as = { alice: await login('alice'), bob: await login('bob'), carol: await login('carol') };
   });
-  afterEach(async () => {
-    closeOpenedSockets();
-    await waitFor(() => gw.gateway.sessions.size === 0, 'the sessions to end');
-  });
+  afterEach(() => endSessions(gw));
   afterAll(async () => {
     await gw?.gateway.destroy();
     rmSync(dir, { recursive: true, force: true });
@@ -208,6 +211,8 @@ describe('password mode', () => {
 describe('header mode behind a trusted proxy', () => {
   let gw: RunningGateway;
   const proxy = (user: string, more: Record<string, string> = {}) => ({ 'X-Forwarded-User': user, ...more });
+  /** A user's upgrade through the proxy on behalf of a client at `address`. */
+  const from = (user: string, address: string) => ({ headers: proxy(user, { 'X-Forwarded-For': address }) });
 
   beforeAll(async () => {
     gw = await startGateway({
@@ -218,10 +223,7 @@ describe('header mode behind a trusted proxy', () => {
       limits: { maxSessionsPerAddress: 1, maxSessionsPerUser: 2 },
     });
   });
-  afterEach(async () => {
-    closeOpenedSockets();
-    await waitFor(() => gw.gateway.sessions.size === 0, 'the sessions to end');
-  });
+  afterEach(() => endSessions(gw));
   afterAll(async () => {
     await gw?.gateway.destroy();
   });
@@ -251,7 +253,6 @@ describe('header mode behind a trusted proxy', () => {
   });
 
   it('counts the per-address limit by the forwarded client address, not the proxy', async () => {
-    const from = (user: string, address: string) => ({ headers: proxy(user, { 'X-Forwarded-For': address }) });
     await openDesktop(gw.wsUrl('demo'), from('u1', '203.0.113.5'));
     const refused = await tryUpgrade(gw.wsUrl('demo'), from('u2', '203.0.113.5'));
     expect(refused).toMatchObject({ status: 429, body: 'Too many sessions from 203.0.113.5 (limit 1)\n' });
@@ -260,7 +261,6 @@ describe('header mode behind a trusted proxy', () => {
   });
 
   it('refuses a user over maxSessionsPerUser with 429 while another user still gets in', async () => {
-    const from = (user: string, address: string) => ({ headers: proxy(user, { 'X-Forwarded-For': address }) });
     await openDesktop(gw.wsUrl('demo'), from('frank', '198.51.100.10'));
     await openDesktop(gw.wsUrl('demo'), from('frank', '198.51.100.11'));
     const refused = await tryUpgrade(gw.wsUrl('demo'), from('frank', '198.51.100.12'));

@@ -59,7 +59,7 @@ describe('back-pressure', () => {
     const checker = new PatternChecker();
     const watch = watchBuffered();
     const client = connectWs(gw.wsUrl('flood'));
-    client.ws.on('message', (data: Buffer) => checker.check(data));
+    client.onMessage((data) => checker.check(data));
     await client.opened;
     // Read in short bursts so the browser side is always the bottleneck.
     const reader = setInterval(() => {

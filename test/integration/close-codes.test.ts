@@ -7,9 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
-import { freePort, requireCommand } from '../helpers/processes.js';
+import { freePort, requireCommand, within } from '../helpers/processes.js';
 import { startPeer, type Peer } from '../helpers/tcp-peers.js';
-import { connectWs } from '../helpers/ws-client.js';
+import { connectWs, roundTrip } from '../helpers/ws-client.js';
 
 /** A listener whose accept queue is full: SYNs to it go unanswered, so connects time out. */
 async function startBlackhole(): Promise<{ port: number; child: ChildProcess; fillers: Socket[] }> {
@@ -65,19 +65,15 @@ describe('close codes', () => {
    * How a refused session closes. The bound guards the closing handshake: a gateway that
    * stops reading the browser would only drop the socket after ws's 30 s fallback.
    */
-  async function closeOf(query: string) {
-    const client = connectWs(gw.wsUrl(query));
-    const stuck = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('closing handshake did not complete')), 10_000).unref());
-    return Promise.race([client.closed, stuck]);
+  function closeOf(query: string) {
+    return within(10_000, 'completed closing handshake', connectWs(gw.wsUrl(query)).closed);
   }
 
   /** A session that works: bytes go to the echo server and come back. */
   async function expectEchoWorks(): Promise<void> {
     const client = connectWs(gw.wsUrl('echo'));
     await client.opened;
-    const reply = new Promise<Buffer>((resolve) => client.ws.once('message', resolve));
-    client.ws.send(Buffer.from('ping'));
-    expect((await reply).toString()).toBe('ping');
+    expect(await roundTrip(client, 'ping')).toBe('ping');
     client.ws.close(1000);
     expect((await client.closed).code).toBe(1000);
   }
@@ -173,9 +169,7 @@ describe('with allow rules', () => {
   it('connects to an allowed target and refuses one outside the rules without connecting', async () => {
     const ok = connectWs(gw.wsUrl(`?target=127.0.0.1:${allowed.port}`));
     await ok.opened;
-    const reply = new Promise<Buffer>((resolve) => ok.ws.once('message', resolve));
-    ok.ws.send(Buffer.from('hi'));
-    expect((await reply).toString()).toBe('hi');
+    expect(await roundTrip(ok, 'hi')).toBe('hi');
     ok.ws.close();
 
     const refused = await connectWs(gw.wsUrl(`?target=127.0.0.1:${canary.port}`)).closed;
@@ -195,9 +189,7 @@ describe('shutdown deadline', () => {
     try {
       const client = connectWs(gw.wsUrl('echo'));
       await client.opened;
-      const reply = new Promise((resolve) => client.ws.once('message', resolve));
-      client.ws.send(Buffer.from('ping'));
-      await reply; // bridged
+      await roundTrip(client, 'ping'); // bridged
       client.ws.pause(); // a browser that no longer reads: it never answers the close frame
       const started = Date.now();
       await gw.gateway.close();

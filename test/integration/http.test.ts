@@ -1,26 +1,7 @@
 /** The HTTP routes: pages, health, browser code, and what they refuse. */
-import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-/** A raw request: the path is sent exactly as given, no client-side normalisation. */
-function get(port: number, path: string, method = 'GET'): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method }, (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+import { send, type Reply } from '../helpers/http-client.js';
 
 describe('HTTP routes', () => {
   let gw: RunningGateway;
@@ -32,14 +13,17 @@ describe('HTTP routes', () => {
     await gw?.gateway.destroy();
   });
 
+  /** A request for a path sent exactly as given, no client-side normalisation. */
+  const get = (path: string, method = 'GET'): Promise<Reply> => send(`${gw.httpUrl}${path}`, { method });
+
   it('answers /healthz and /readyz', async () => {
-    expect(await get(gw.port, '/healthz')).toMatchObject({ status: 200, body: '{"status":"ok"}' });
-    expect(await get(gw.port, '/readyz')).toMatchObject({ status: 200, body: '{"status":"ready"}' });
+    expect(await get('/healthz')).toMatchObject({ status: 200, body: '{"status":"ok"}' });
+    expect(await get('/readyz')).toMatchObject({ status: 200, body: '{"status":"ready"}' });
   });
 
   it('serves the dashboard and the viewer with a strict content security policy', async () => {
     for (const path of ['/', '/view/lab1']) {
-      const reply = await get(gw.port, path);
+      const reply = await get(path);
       expect(reply.status, path).toBe(200);
       expect(reply.headers['content-type']).toBe('text/html; charset=utf-8');
       expect(reply.headers['content-security-policy']).toContain("script-src 'self'");
@@ -47,20 +31,20 @@ describe('HTTP routes', () => {
       expect(reply.headers['referrer-policy']).toBe('no-referrer');
       expect(reply.headers['cache-control']).toBe('no-store');
     }
-    expect((await get(gw.port, '/view/lab1')).body).toContain('data-desktop="lab1"');
+    expect((await get('/view/lab1')).body).toContain('data-desktop="lab1"');
   });
 
   it('answers 404 for an unknown desktop page', async () => {
-    expect((await get(gw.port, '/view/nosuch')).status).toBe(404);
+    expect((await get('/view/nosuch')).status).toBe(404);
   });
 
   it("serves noVNC's modules from the npm package and the viewer's own code", async () => {
-    const rfb = await get(gw.port, '/novnc/core/rfb.js');
+    const rfb = await get('/novnc/core/rfb.js');
     expect(rfb.status).toBe(200);
     expect(rfb.headers['content-type']).toBe('text/javascript; charset=utf-8');
     expect(rfb.body).toContain('export default class RFB');
-    expect((await get(gw.port, '/novnc/vendor/pako/lib/zlib/inflate.js')).status).toBe(200);
-    expect((await get(gw.port, '/static/viewer.js')).body).toContain("from '/novnc/core/rfb.js'");
+    expect((await get('/novnc/vendor/pako/lib/zlib/inflate.js')).status).toBe(200);
+    expect((await get('/static/viewer.js')).body).toContain("from '/novnc/core/rfb.js'");
   });
 
   it('refuses path traversal, dot-files and files outside the served folders', async () => {
@@ -76,13 +60,13 @@ describe('HTTP routes', () => {
       '/static/%00.js',
       '/static//etc/passwd',
     ]) {
-      expect((await get(gw.port, path)).status, path).toBe(404);
+      expect((await get(path)).status, path).toBe(404);
     }
   });
 
   it('answers 400 for a malformed percent-encoding and 405 for other methods', async () => {
-    expect((await get(gw.port, '/view/%E0%A4%A')).status).toBe(400);
-    const post = await get(gw.port, '/', 'POST');
+    expect((await get('/view/%E0%A4%A')).status).toBe(400);
+    const post = await get('/', 'POST');
     expect(post.status).toBe(405);
     expect(post.headers.allow).toBe('GET, HEAD');
   });

@@ -1,22 +1,9 @@
 /** The Origin check on the WebSocket upgrade: refused with HTTP 403, before any WebSocket or TCP connection. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/processes.js';
 import { startPeer, type Peer } from '../helpers/tcp-peers.js';
-
-/** Opens with the given Origin; resolves with the HTTP status that refused it, or 101. */
-function upgradeStatus(url: string, origin: string | undefined): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, ['binary'], origin === undefined ? {} : { origin });
-    ws.once('open', () => {
-      ws.close();
-      resolve(101);
-    });
-    ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-    ws.once('error', reject);
-  });
-}
+import { upgradeStatus } from '../helpers/ws-client.js';
 
 describe('Origin check', () => {
   let canary: Peer;
@@ -36,22 +23,22 @@ describe('Origin check', () => {
   });
 
   it('accepts its own origin, configured origins, and clients that send none', async () => {
-    expect(await upgradeStatus(gw.wsUrl('canary'), `http://127.0.0.1:${gw.port}`)).toBe(101);
-    expect(await upgradeStatus(gw.wsUrl('canary'), 'https://CONSOLE.example.com:443')).toBe(101);
-    expect(await upgradeStatus(gw.wsUrl('canary'), undefined)).toBe(101);
+    expect(await upgradeStatus(gw.wsUrl('canary'), { origin: `http://127.0.0.1:${gw.port}` })).toBe(101);
+    expect(await upgradeStatus(gw.wsUrl('canary'), { origin: 'https://CONSOLE.example.com:443' })).toBe(101);
+    expect(await upgradeStatus(gw.wsUrl('canary'))).toBe(101);
   });
 
   it('refuses foreign and malformed origins with 403, and never connects to the desktop', async () => {
     await waitFor(() => gw.gateway.sessions.size === 0, 'earlier sessions to end');
     const before = canary.accepted;
     for (const origin of ['https://evil.example', `https://127.0.0.1:${gw.port}`, `http://127.0.0.1:${gw.port + 1}`, 'null', 'not a url', 'file://x']) {
-      expect(await upgradeStatus(gw.wsUrl('canary'), origin), origin).toBe(403);
+      expect(await upgradeStatus(gw.wsUrl('canary'), { origin }), origin).toBe(403);
     }
     expect(canary.accepted).toBe(before);
   });
 
   it('refuses a missing Origin when requireOrigin is set', async () => {
-    expect(await upgradeStatus(strict.wsUrl('canary'), undefined)).toBe(403);
-    expect(await upgradeStatus(strict.wsUrl('canary'), `http://127.0.0.1:${strict.port}`)).toBe(101);
+    expect(await upgradeStatus(strict.wsUrl('canary'))).toBe(403);
+    expect(await upgradeStatus(strict.wsUrl('canary'), { origin: `http://127.0.0.1:${strict.port}` })).toBe(101);
   });
 });

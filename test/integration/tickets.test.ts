@@ -13,14 +13,13 @@ import { decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type ConfigInput } from '../../src/config.js';
 import { createGateway } from '../../src/gateway.js';
-import { startCli, type CliGateway } from '../helpers/cli-process.js';
+import { runDeskgate, startCli, type CliGateway } from '../helpers/cli-process.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
-import { send, type Reply } from '../helpers/http-client.js';
+import { send, type Reply, type RequestOptions } from '../helpers/http-client.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { waitFor } from '../helpers/processes.js';
-import { runDeskgate } from '../helpers/run-command.js';
 import { newApiKey, requestTicket, type ApiKey } from '../helpers/tickets.js';
-import { closeOpenedSockets, openDesktop, tryUpgrade } from '../helpers/upgrade.js';
+import { closeOpenedSockets, openDesktop, tryUpgrade } from '../helpers/ws-client.js';
 
 const SECRET = 'a-ticket-secret-of-at-least-32-characters';
 // Header mode trusting a proxy that is not on this machine: nothing here is logged in, so
@@ -29,11 +28,12 @@ const NOBODY_LOGGED_IN: ConfigInput = { auth: { mode: 'header' }, trustProxy: ['
 
 afterEach(() => closeOpenedSockets());
 
-/** `POST /api/tickets` with a JSON body (or any string), as a console sends it. */
-function postTicket(gw: RunningGateway, key: string | undefined, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+/** `POST /api/tickets` with a JSON body (or any string), as a console sends it; `options.headers` go on top. */
+function postTicket(gw: RunningGateway, key: string | undefined, body: unknown, options: RequestOptions = {}): Promise<Reply> {
   return send(`${gw.httpUrl}/api/tickets`, {
+    ...options,
     body: typeof body === 'string' ? body : JSON.stringify(body),
-    headers: { 'Content-Type': 'application/json', ...(key === undefined ? {} : { Authorization: `Bearer ${key}` }), ...headers },
+    headers: { 'Content-Type': 'application/json', ...(key === undefined ? {} : { Authorization: `Bearer ${key}` }), ...options.headers },
   });
 }
 
@@ -70,11 +70,8 @@ describe('POST /api/tickets', () => {
 
   it('refuses a missing or wrong API key with 401 and WWW-Authenticate: Bearer', async () => {
     for (const key of [undefined, 'dgk_wrong', `${apiKey.key}x`]) {
-      const reply = await send(`${gw.httpUrl}/api/tickets`, {
-        body: JSON.stringify({ desktop: 'demo', user: 'alice' }),
-        headers: { 'Content-Type': 'application/json', ...(key ? { Authorization: `Bearer ${key}` } : {}) },
-        localAddress: '127.0.0.3', // failures are throttled per address: keep them off the other tests' address
-      });
+      // failures are throttled per address: keep them off the other tests' address
+      const reply = await postTicket(gw, key, { desktop: 'demo', user: 'alice' }, { localAddress: '127.0.0.3' });
       expect(reply.status, String(key)).toBe(401);
       expect(reply.headers['www-authenticate']).toBe('Bearer');
       expect(JSON.parse(reply.body)).toMatchObject({ error: 'DG_ERR_UNAUTHENTICATED' });
@@ -82,7 +79,7 @@ describe('POST /api/tickets', () => {
   });
 
   it('refuses a body that is not JSON with 415', async () => {
-    const reply = await postTicket(gw, apiKey.key, 'desktop=demo&user=alice', { 'Content-Type': 'application/x-www-form-urlencoded' });
+    const reply = await postTicket(gw, apiKey.key, 'desktop=demo&user=alice', { headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
     expect(reply.status).toBe(415);
   });
 

@@ -7,18 +7,17 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { WebSocket } from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config.js';
 import { createGateway } from '../../src/gateway.js';
 import { cookieFrom, loggedIn, logIn, loginSetCookie, writeUsers } from '../helpers/auth.js';
+import { spawnDeskgate } from '../helpers/cli-process.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { send } from '../helpers/http-client.js';
 import { freePort, waitFor } from '../helpers/processes.js';
-import { startDeskgate } from '../helpers/run-command.js';
 import { startPeer, type Peer } from '../helpers/tcp-peers.js';
 import { makeCertificate, servedFingerprint, type Certificate } from '../helpers/tls.js';
-import { closeOpenedSockets, openDesktop, tryUpgrade } from '../helpers/upgrade.js';
+import { closeOpenedSockets, openDesktop, roundTrip, tryUpgrade } from '../helpers/ws-client.js';
 
 let dir: string;
 let certFile: string;
@@ -28,21 +27,6 @@ let keyFile: string;
 function install(certificate: Pick<Certificate, 'cert' | 'key'>): void {
   writeFileSync(certFile, certificate.cert);
   writeFileSync(keyFile, certificate.key);
-}
-
-/** Send text through an echo desktop and wait for it to come back. */
-function roundTrip(ws: WebSocket, text: string): Promise<string> {
-  return new Promise((resolve) => {
-    let received = '';
-    const onMessage = (data: Buffer): void => {
-      received += data.toString();
-      if (received.length < text.length) return;
-      ws.off('message', onMessage);
-      resolve(received);
-    };
-    ws.on('message', onMessage);
-    ws.send(Buffer.from(text));
-  });
 }
 
 let first: Certificate;
@@ -116,14 +100,14 @@ describe('a gateway serving TLS', () => {
     install(first);
     await gw.gateway.reload();
     const session = await tryUpgrade(gw.wsUrl('echo'), { headers: cookie, ca });
-    if (!('ws' in session)) throw new Error(`upgrade refused with HTTP ${session.status}`);
-    expect(await roundTrip(session.ws, 'before the renewal')).toBe('before the renewal');
+    if (!('client' in session)) throw new Error(`upgrade refused with HTTP ${session.status}`);
+    expect(await roundTrip(session.client, 'before the renewal')).toBe('before the renewal');
     expect(await servedFingerprint(gw.port)).toBe(first.fingerprint);
 
     install(second);
     await gw.gateway.reload();
     expect(await servedFingerprint(gw.port)).toBe(second.fingerprint);
-    expect(await roundTrip(session.ws, 'after the renewal')).toBe('after the renewal');
+    expect(await roundTrip(session.client, 'after the renewal')).toBe('after the renewal');
     expect((await send(`${gw.httpUrl}/healthz`, { ca: second.cert })).status).toBe(200);
     await expect(send(`${gw.httpUrl}/healthz`, { ca: first.cert })).rejects.toThrow();
     await openDesktop(gw.wsUrl('demo'), { headers: cookie, ca: second.cert });
@@ -156,7 +140,7 @@ describe('deskgate --tls-cert --tls-key', () => {
   it('serves the renewed certificate after SIGHUP', async () => {
     install(first);
     const port = await freePort();
-    const cli = startDeskgate(['--listen', `127.0.0.1:${port}`, '--tls-cert', certFile, '--tls-key', keyFile]);
+    const cli = spawnDeskgate(['--listen', `127.0.0.1:${port}`, '--tls-cert', certFile, '--tls-key', keyFile]);
     try {
       const healthy = async (ca: Buffer) => (await send(`https://127.0.0.1:${port}/healthz`, { ca }).catch(() => undefined))?.status === 200;
       await waitFor(() => healthy(first.cert), `deskgate on port ${port} to answer /healthz over HTTPS`);
