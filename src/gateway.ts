@@ -17,7 +17,7 @@ import { refuseOrigin } from './auth/origin.js';
 import type { RequestOrigin } from './auth/proxy.js';
 import type { Ticket } from './auth/tickets.js';
 import { GatewayError } from './errors.js';
-import { DEMO_DESKTOP, type Config } from './config.js';
+import { DEMO_DESKTOP, isLoopbackHost, type Config } from './config.js';
 import { DesktopDirectory } from './desktops/directory.js';
 import { DesktopStatus } from './desktops/status.js';
 import { TargetPolicy } from './desktops/targets.js';
@@ -210,6 +210,9 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       state = 'listening';
       const address = server.address() as AddressInfo;
       logger.info({ address: address.address, port: address.port, desktops: directory.list().map((d) => d.name) }, 'gateway listening');
+      if (auth.mode === 'none' && !isLoopbackHost(config.listen.host)) {
+        logger.warn({ address: address.address }, 'NO AUTHENTICATION (insecureNoAuth): anyone who can reach this port can open every desktop');
+      }
       return address;
     },
     async reload() {
