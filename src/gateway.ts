@@ -13,9 +13,9 @@ import { createSecureContext } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { Auth } from './auth/auth.js';
 import { accessTo } from './auth/identity.js';
-import { refuseOrigin } from './auth/origin.js';
+import { hostGuard, refuseOrigin } from './auth/origin.js';
 import type { RequestOrigin } from './auth/proxy.js';
-import type { Ticket } from './auth/tickets.js';
+import { withoutTicket, type Ticket } from './auth/tickets.js';
 import { GatewayError } from './errors.js';
 import { DEMO_DESKTOP, isLoopbackHost, type Config } from './config.js';
 import { DesktopDirectory } from './desktops/directory.js';
@@ -68,6 +68,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     logger,
   });
   let state: 'idle' | 'listening' | 'closing' = 'idle';
+  const refuseHost = hostGuard(config);
 
   const handleRequest = createRequestHandler({
     config,
@@ -98,8 +99,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     if (state === 'closing') return refuseUpgrade(socket, 503, 'The gateway is shutting down');
     if (decodePath(url) !== WEBSOCKET_PATH) return refuseUpgrade(socket, 404, 'Not found');
     const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
-    const badOrigin = refuseOrigin(req, config, from);
-    if (badOrigin) return refuse(socket, { from, req, query, status: 403, reason: badOrigin });
+    const foreign = refuseHost(from) ?? refuseOrigin(req, config, from);
+    if (foreign) return refuse(socket, { from, req, query, status: 403, reason: foreign });
     authorize(req, from, query).then(
       (decision) => {
         if ('refusal' in decision) {
@@ -163,7 +164,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   function refuse(socket: Duplex, r: Refusal): void {
     const desktop = r.query.get('desktop') ?? r.query.get('target') ?? undefined;
     logger.warn(
-      { remote: r.from.address, user: r.user, desktop, origin: r.req.headers.origin, url: redactTicket(r.req.url), status: r.status, reason: r.reason },
+      { remote: r.from.address, user: r.user, desktop, origin: r.req.headers.origin, url: withoutTicket(r.req.url), status: r.status, reason: r.reason },
       'upgrade refused',
     );
     refuseUpgrade(socket, r.status, r.reason);
@@ -216,8 +217,10 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       return address;
     },
     async reload() {
+      // Everything is read before anything changes: a bad certificate must not leave a new users file half-applied.
+      const tls = config.tls && (await readTlsFiles(config.tls));
       await auth.reload();
-      if (config.tls) (server as HttpsServer).setSecureContext(await readTlsFiles(config.tls));
+      if (tls) (server as HttpsServer).setSecureContext(tls);
       logger.info({ usersFile: auth.mode === 'password', tls: Boolean(config.tls) }, 'reloaded');
     },
     close() {
@@ -254,11 +257,6 @@ interface Refusal {
 }
 
 function ignoreSocketError(): void {}
-
-/** Tickets are credentials until used: they stay out of logs. */
-function redactTicket(url: string | undefined): string | undefined {
-  return url?.replace(/([?&]ticket=)[^&]*/g, '$1…');
-}
 
 async function readTlsFiles(tls: NonNullable<Config['tls']>): Promise<{ cert: Buffer; key: Buffer }> {
   const read = async (file: string, key: string): Promise<Buffer> => {

@@ -12,9 +12,17 @@ import { MemoryOneTimeStore } from './one-time.js';
 import { ProxyTrust, type RequestOrigin } from './proxy.js';
 import { LoginThrottle } from './throttle.js';
 import { TicketAuthority } from './tickets.js';
-import { UserDirectory } from './users.js';
+import { UserDirectory, type User } from './users.js';
 
-export type LoginResult = { ok: true; setCookie: string } | { ok: false; retryAfter: number };
+/** `busy`: too many passwords are being checked gateway-wide; try again in a moment. */
+export type LoginResult = { ok: true; setCookie: string } | { ok: false; retryAfter: number; busy?: true };
+
+/**
+ * Password checks under way at once, over all addresses. Each costs ~50 ms of CPU and 19 MiB
+ * on libuv's thread pool, which file reads and DNS lookups share: a flood of logins from many
+ * addresses must not queue there without end.
+ */
+const MAX_CONCURRENT_CHECKS = 32;
 
 export class Auth {
   readonly mode: Config['auth']['mode'];
@@ -25,6 +33,7 @@ export class Auth {
   readonly #cookies: LoginCookies;
   readonly #throttle: LoginThrottle;
   readonly #apiKeys: Buffer[];
+  #checking = 0;
 
   private constructor(config: Config, users: UserDirectory | undefined) {
     const used = new MemoryOneTimeStore();
@@ -86,12 +95,20 @@ export class Auth {
   async login(origin: RequestOrigin, user: string, password: string): Promise<LoginResult> {
     const blocked = this.retryAfter(origin);
     if (blocked > 0) return { ok: false, retryAfter: blocked };
-    const found = await this.#users?.verify(user, password);
-    if (!found) {
-      this.#throttle.failed(origin.address);
-      return { ok: false, retryAfter: this.retryAfter(origin) };
+    if (this.#checking >= MAX_CONCURRENT_CHECKS) return { ok: false, retryAfter: 1, busy: true };
+    // Counted while being checked: a burst of concurrent guesses would otherwise all pass the test above.
+    if (!this.#throttle.begin(origin.address)) return { ok: false, retryAfter: 1 };
+    let found: User | undefined;
+    this.#checking += 1;
+    try {
+      found = await this.#users?.verify(user, password);
+    } finally {
+      this.#checking -= 1;
+      // A success leaves the address's failures as they are: logging in to one's own
+      // account between guesses at another must not reset the count.
+      this.#throttle.end(origin.address, found ? 'succeeded' : 'failed');
     }
-    this.#throttle.succeeded(origin.address);
+    if (!found) return { ok: false, retryAfter: this.retryAfter(origin) };
     return { ok: true, setCookie: await this.#cookies.issue(found.name, origin.secure) };
   }
 

@@ -46,6 +46,8 @@ export class LoginCookies {
     if (!token) return undefined;
     try {
       const { payload } = await jwtVerify(token, this.#key, { algorithms: ['HS256'], requiredClaims: ['sub', 'jti', 'exp'] });
+      // A ticket is an HS256 JWT with `sub` too: signed with the same secret, it would pass as a login.
+      if ('desk' in payload) return undefined;
       const login = { user: payload.sub as string, id: payload.jti as string, expiresAt: (payload.exp as number) * 1000 };
       return (await this.#revoked.has(`login:${login.id}`)) ? undefined : login;
     } catch {

@@ -5,6 +5,7 @@
  * unless the operator requires an Origin.
  */
 import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import type { RequestOrigin } from './proxy.js';
 
 export interface OriginPolicy {
@@ -52,4 +53,29 @@ export function isOrigin(text: string): boolean {
 
 function ownOrigin(from: RequestOrigin): string | undefined {
   return from.host ? normalizeOrigin(`${from.secure ? 'https' : 'http'}://${from.host}`) : undefined;
+}
+
+/**
+ * DNS rebinding: a page on another site can point a name of its own at 127.0.0.1, and the
+ * browser then counts the gateway as that page's origin, so the Origin check passes. Logins
+ * and proxies are bound to our real names; in mode `none` nothing else stands in the way, so
+ * there a request must name an address, `localhost`, or the host of `publicUrl`.
+ */
+export function hostGuard(config: { auth: { mode: string }; publicUrl?: string | undefined }): (from: RequestOrigin) => string | undefined {
+  if (config.auth.mode !== 'none') return () => undefined;
+  const ownName = config.publicUrl === undefined ? undefined : new URL(config.publicUrl).hostname;
+  return (from) => {
+    if (from.host === undefined) return undefined; // not a browser
+    const name = hostnameOf(from.host);
+    if (name !== undefined && (isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || name === ownName)) return undefined;
+    return `Host ${from.host.slice(0, 100)} is not a name of this gateway: without authentication it answers to IP addresses, localhost and the host of publicUrl only`;
+  };
+}
+
+function hostnameOf(host: string): string | undefined {
+  try {
+    return new URL(`http://${host}`).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return undefined;
+  }
 }

@@ -128,6 +128,11 @@ export class TicketAuthority {
   }
 }
 
+/** Tickets are credentials until used: URLs that may carry one go into logs through this. */
+export function withoutTicket(url: string | undefined): string | undefined {
+  return url?.replace(/([?&]ticket=)[^&]*/g, '$1…');
+}
+
 function readKeyFile(file: string, key: string): string {
   try {
     return readFileSync(file, 'utf8');

@@ -26,7 +26,12 @@ export async function handleLogin(x: Exchange, auth: Auth, logger: Logger): Prom
     logger.info({ remote: x.from.address, user }, 'login');
     return redirect(x.res, next, { 'Set-Cookie': result.setCookie });
   }
-  logger.warn({ remote: x.from.address, user: user.slice(0, 128), status: result.retryAfter > 0 ? 429 : 401 }, 'login refused');
+  const status = result.busy ? 503 : result.retryAfter > 0 ? 429 : 401;
+  logger.warn({ remote: x.from.address, user: user.slice(0, 128), status }, 'login refused');
+  if (result.busy) {
+    const error = 'The gateway is busy checking other logins: try again in a moment';
+    return x.page(503, renderLogin({ next, user, error }), { 'Retry-After': String(result.retryAfter) });
+  }
   if (result.retryAfter > 0) {
     const minutes = Math.ceil(result.retryAfter / 60);
     const error = `Too many failed logins from your address: try again in ${minutes} minute${minutes === 1 ? '' : 's'}`;

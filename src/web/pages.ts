@@ -142,9 +142,13 @@ function renderLogout(user: string): string {
   </form>`;
 }
 
-/** Where to go after logging in: a path on this gateway only, never another site. */
+/**
+ * Where to go after logging in: a path on this gateway only, never another site. No
+ * control characters: browsers drop tabs and line breaks from a Location, so `/\t/evil`
+ * would become `//evil`, another site.
+ */
 export function safeNext(next: string | null | undefined): string {
-  return next && /^\/(?![/\\])/.test(next) ? next : '/';
+  return next && /^\/(?![/\\])[^\p{Cc}]*$/u.test(next) ? next : '/';
 }
 
 export function renderLogin(options: { next: string; error?: string | undefined; user?: string | undefined }): string {

@@ -9,7 +9,9 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Auth } from '../auth/auth.js';
 import { accessTo, type Identity } from '../auth/identity.js';
+import { hostGuard } from '../auth/origin.js';
 import type { RequestOrigin } from '../auth/proxy.js';
+import { withoutTicket } from '../auth/tickets.js';
 import type { Config } from '../config.js';
 import type { DesktopDirectory } from '../desktops/directory.js';
 import type { DesktopStatus } from '../desktops/status.js';
@@ -52,6 +54,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   const serveStatic = serveDirectory(STATIC_ROOT, 'no-cache');
   const serveNoVnc = serveDirectory(NOVNC_ROOT, 'public, max-age=3600');
   const { auth } = ctx;
+  const refuseHost = hostGuard(ctx.config);
   // Scripts and styles from this origin only; the viewer talks to this origin only; only the
   // configured consoles may frame it; tickets live in URLs, so no Referer and no caching.
   const pageHeaders = {
@@ -127,12 +130,13 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
 
   /** A ticket link opens the viewer without a login; the ticket is used up by the WebSocket, not here. */
   async function ticketViewer(x: Exchange, name: string, token: string): Promise<void> {
-    const desktop = ctx.directory.get(name);
-    if (!desktop) return x.page(404, renderNotice('No such desktop', `There is no desktop named '${name}'`));
     try {
+      // The ticket first: without one, a stranger must not learn which desktop names exist.
       if (!auth.tickets) throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'Tickets are not enabled on this gateway');
       const ticket = await auth.tickets.check(token, name);
       if (await auth.tickets.used(ticket)) throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket has already been used: ask for a new one');
+      const desktop = ctx.directory.get(name);
+      if (!desktop) return x.page(404, renderNotice('No such desktop', `There is no desktop named '${name}'`));
       x.page(200, renderViewer(desktop, { viewOnly: ticket.viewOnly }));
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
@@ -145,12 +149,17 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     const from = auth.proxy.describe(req);
     // Under TLS (ours or a trusted proxy's), browsers should never come back over plain HTTP.
     if (from.secure) res.setHeader('Strict-Transport-Security', 'max-age=31536000');
+    const badHost = refuseHost(from);
+    if (badHost) {
+      ctx.logger.warn({ remote: from.address, host: from.host, status: 403, reason: badHost }, 'request refused');
+      return text(res, 403, badHost);
+    }
     const path = decodePath(req.url ?? '/');
     if (path === undefined) return text(res, 400, 'Malformed URL');
     const page = (status: number, body: string, headers: Headers = {}): void =>
       send(res, status, 'text/html; charset=utf-8', body, { ...pageHeaders, ...headers });
     route({ req, res, from, page }, path).catch((err: unknown) => {
-      ctx.logger.error({ err, url: req.url }, 'request failed');
+      ctx.logger.error({ err, url: withoutTicket(req.url) }, 'request failed');
       if (!res.headersSent) text(res, 500, 'Internal error');
       else res.destroy();
     });
