@@ -75,6 +75,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     directory,
     status: new DesktopStatus(config.probe),
     auth,
+    sessions,
     logger,
     ready: () => state === 'listening',
   });
@@ -221,6 +222,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       const tls = config.tls && (await readTlsFiles(config.tls));
       await auth.reload();
       if (tls) (server as HttpsServer).setSecureContext(tls);
+      sessions.endWhere((s) => !auth.stillKnows(s.identity), new GatewayError('DG_ERR_UNAUTHENTICATED', 'Your account was removed from this gateway'));
       logger.info({ usersFile: auth.mode === 'password', tls: Boolean(config.tls) }, 'reloaded');
     },
     close() {

@@ -72,7 +72,7 @@ export class Auth {
       case 'password': {
         const login = await this.#cookies.read(req);
         const user = login && this.#users?.get(login.user);
-        return user ? { user: user.name, groups: user.groups, via: 'password' } : undefined;
+        return user && login ? { user: user.name, groups: user.groups, via: 'password', login: login.id } : undefined;
       }
     }
   }
@@ -112,10 +112,15 @@ export class Auth {
     return { ok: true, setCookie: await this.#cookies.issue(found.name, origin.secure) };
   }
 
-  /** The Set-Cookie value that ends the request's login, which is revoked. */
-  async logout(req: IncomingMessage, origin: RequestOrigin): Promise<string> {
-    const login: Login | undefined = await this.#cookies.read(req);
-    return this.#cookies.revoke(login, origin.secure);
+  /** Revoke the request's login; returns it, and the Set-Cookie value that clears the cookie. */
+  async logout(req: IncomingMessage, origin: RequestOrigin): Promise<{ login: Login | undefined; setCookie: string }> {
+    const login = await this.#cookies.read(req);
+    return { login, setCookie: await this.#cookies.revoke(login, origin.secure) };
+  }
+
+  /** Whether a password-mode identity still has its user in the users file. */
+  stillKnows(identity: Identity): boolean {
+    return identity.via !== 'password' || this.#users?.get(identity.user) !== undefined;
   }
 
   /** Whether the request carries one of the configured API keys; failures count like failed logins. */

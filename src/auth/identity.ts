@@ -12,6 +12,8 @@ export interface Identity {
   readonly groups: readonly string[];
   /** How the gateway knows: the mode, or `ticket`. */
   readonly via: 'none' | 'password' | 'header' | 'ticket';
+  /** Mode `password`: the id of the login (cookie) it came with; logging out ends its sessions. */
+  readonly login?: string | undefined;
 }
 
 /** The user of mode `none`: everyone on loopback. */

@@ -16,7 +16,7 @@ export interface ConnectTarget {
 }
 
 export interface ConnectOptions {
-  /** Gives up with DG_ERR_NOT_READY: the gateway is shutting down or the browser left. */
+  /** Gives up with the abort reason if it is a GatewayError, else DG_ERR_NOT_READY (shutting down, the browser left). */
   signal?: AbortSignal;
   /** Read into caller-supplied buffers instead of 'data' events (see net.connect). */
   onread?: NetConnectOpts['onread'];
@@ -60,7 +60,8 @@ export function buildConnector(options: { timeoutMs: number }): Connect {
         settle(new GatewayError('DG_ERR_CONNECT_TIMEOUT', `${describe(target)} did not answer within ${timeoutMs} ms`));
       }
       function onAbort(): void {
-        settle(new GatewayError('DG_ERR_NOT_READY', 'The gateway is shutting down'));
+        const reason: unknown = signal?.reason;
+        settle(reason instanceof GatewayError ? reason : new GatewayError('DG_ERR_NOT_READY', 'The gateway is shutting down'));
       }
 
       socket.once('connect', onConnect);

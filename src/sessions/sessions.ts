@@ -26,7 +26,7 @@ export interface Grant {
 export interface Session {
   readonly id: string;
   readonly remoteAddress: string;
-  readonly user: string;
+  readonly identity: Identity;
   readonly viewOnly: boolean;
   readonly startedAt: number;
   /** Set once the request is resolved. */
@@ -86,7 +86,7 @@ export class SessionManager {
     const session: LiveSession = {
       id: randomUUID(),
       remoteAddress: grant.address,
-      user: grant.identity.user,
+      identity: grant.identity,
       viewOnly: grant.viewOnly,
       startedAt: Date.now(),
       target: undefined,
@@ -96,7 +96,7 @@ export class SessionManager {
     };
     this.#sessions.add(session);
     this.#perAddress.add(session.remoteAddress);
-    this.#perUser.add(session.user);
+    this.#perUser.add(session.identity.user);
     // Hold the browser's bytes until the VNC side exists; RFB clients wait for the server first.
     ws.pause();
     ws.on('error', noop); // for the whole session: the 'close' that follows every error ends it
@@ -138,7 +138,7 @@ export class SessionManager {
     session.bridge = bridge;
     bridge.start(tcp);
     this.#options.logger.info(
-      { session: session.id, desktop: target.name, remote: session.remoteAddress, user: session.user, viewOnly: session.viewOnly, upstream: `${target.host}:${target.port}` },
+      { session: session.id, desktop: target.name, remote: session.remoteAddress, user: session.identity.user, viewOnly: session.viewOnly, upstream: `${target.host}:${target.port}` },
       'session start',
     );
   }
@@ -150,7 +150,7 @@ export class SessionManager {
       : new GatewayError('DG_ERR_UPSTREAM', 'Unexpected gateway error', { cause: err });
     const code = this.#shuttingDown ? CLOSE.GOING_AWAY : error.closeCode;
     this.#options.logger.warn(
-      { session: session.id, desktop: session.target?.name, remote: session.remoteAddress, user: session.user, code, err: error.code, reason: error.message },
+      { session: session.id, desktop: session.target?.name, remote: session.remoteAddress, user: session.identity.user, code, err: error.code, reason: error.message },
       'session refused',
     );
     if (!(err instanceof GatewayError)) this.#options.logger.error({ err }, 'unexpected error while opening a session');
@@ -166,7 +166,7 @@ export class SessionManager {
         session: session.id,
         desktop: session.target?.name,
         remote: session.remoteAddress,
-        user: session.user,
+        user: session.identity.user,
         durationMs: Date.now() - session.startedAt,
         bytesToUpstream: end.bytesToUpstream,
         bytesToBrowser: end.bytesToBrowser,
@@ -182,8 +182,20 @@ export class SessionManager {
   #forget(session: LiveSession): void {
     if (!this.#sessions.delete(session)) return;
     this.#perAddress.remove(session.remoteAddress);
-    this.#perUser.remove(session.user);
+    this.#perUser.remove(session.identity.user);
     if (this.#sessions.size === 0) for (const done of this.#emptyWaiters) done();
+  }
+
+  /** End the sessions that match with the error's close code and reason (a logout, a removed user); returns how many. */
+  endWhere(match: (session: Session) => boolean, error: GatewayError): number {
+    let ended = 0;
+    for (const session of this.#sessions) {
+      if (!match(session)) continue;
+      ended += 1;
+      if (session.bridge) session.bridge.close(error.closeCode, error.reason);
+      else session.connecting.abort(error);
+    }
+    return ended;
   }
 
   /** Close every session with 1001; resolves when all have ended or after `timeoutMs`. */

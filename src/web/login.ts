@@ -1,6 +1,8 @@
 /** Password mode's login form and logout, with failed-login throttling per address. */
 import type { Auth } from '../auth/auth.js';
+import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { SessionManager } from '../sessions/sessions.js';
 import { isForeignPost } from '../auth/origin.js';
 import { BodyTooLarge, mediaType, readBody, redirect, text } from './http.js';
 import { renderLogin, safeNext } from './pages.js';
@@ -40,7 +42,10 @@ export async function handleLogin(x: Exchange, auth: Auth, logger: Logger): Prom
   x.page(401, renderLogin({ next, user, error: 'Wrong user name or password' }));
 }
 
-export async function handleLogout(x: Exchange, auth: Auth): Promise<void> {
+/** Logging out revokes the login and ends the sessions opened with it, in every tab. */
+export async function handleLogout(x: Exchange, auth: Auth, sessions: SessionManager): Promise<void> {
   if (isForeignPost(x.req, x.from)) return text(x.res, 403, 'Cross-site form posts are not accepted');
-  redirect(x.res, '/login', { 'Set-Cookie': await auth.logout(x.req, x.from) });
+  const { login, setCookie } = await auth.logout(x.req, x.from);
+  if (login) sessions.endWhere((s) => s.identity.login === login.id, new GatewayError('DG_ERR_UNAUTHENTICATED', 'You logged out'));
+  redirect(x.res, '/login', { 'Set-Cookie': setCookie });
 }

@@ -17,6 +17,7 @@ import type { DesktopDirectory } from '../desktops/directory.js';
 import type { DesktopStatus } from '../desktops/status.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { SessionManager } from '../sessions/sessions.js';
 import { VERSION } from '../version.js';
 import { type Headers, json, redirect, send, text } from './http.js';
 import { handleLogin, handleLogout } from './login.js';
@@ -34,6 +35,7 @@ export interface RoutesContext {
   directory: DesktopDirectory;
   status: DesktopStatus;
   auth: Auth;
+  sessions: SessionManager;
   logger: Logger;
   /** Ready to take sessions: listening and not shutting down. */
   ready(): boolean;
@@ -70,7 +72,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     const { req, res } = x;
     if (req.method === 'POST') {
       if (path === '/login' && auth.mode === 'password') return handleLogin(x, auth, ctx.logger);
-      if (path === '/logout' && auth.mode === 'password') return handleLogout(x, auth);
+      if (path === '/logout' && auth.mode === 'password') return handleLogout(x, auth, ctx.sessions);
       if (path === '/api/tickets') return handleTicketRequest(x, ctx);
       return methodNotAllowed(res, 'GET, HEAD');
     }

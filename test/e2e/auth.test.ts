@@ -89,7 +89,7 @@ describe('authentication in Chromium', () => {
   }
 
   function sessionOf(user: string) {
-    return [...gw.gateway.sessions].find((session) => session.user === user);
+    return [...gw.gateway.sessions].find((session) => session.identity.user === user);
   }
 
   it('logs a person in with the right password and opens the desktop they asked for', async () => {
@@ -129,7 +129,10 @@ describe('authentication in Chromium', () => {
     await Promise.all([dashboard.waitForURL(`${gw.httpUrl}/login`), dashboard.getByRole('button', { name: 'Log out' }).click()]);
     expect(await context.cookies()).toEqual([]);
 
-    // The viewer still open in the other tab tries again and is refused during the upgrade.
+    // The viewer open in the other tab is ended by the logout, with the reason shown.
+    await page.waitForSelector('body[data-close-code="4401"]');
+    expect(await page.textContent('#status-message')).toBe('You logged out');
+    // Trying again is refused during the upgrade.
     await page.click('#reconnect');
     await page.waitForSelector('body[data-state="disconnected"]');
     expect(await page.getAttribute('body', 'data-close-code')).toBe('1006');

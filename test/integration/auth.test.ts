@@ -1,6 +1,6 @@
 /**
  * Who may open which desktop: password logins (cookie flags, `next`, logout revoking the
- * cookie on the server, users removed by a reload), the desktops' `allow` and `viewOnly`
+ * cookie on the server and ending its sessions, users removed by a reload), the desktops' `allow` and `viewOnly`
  * rules on pages, dashboard and upgrade, header mode behind a trusted proxy, and the
  * per-address (forwarded) and per-user session limits.
  */
@@ -132,11 +132,14 @@ describe('password mode', () => {
       expect(reply.headers['set-cookie']).toBeUndefined();
     });
 
-    it('logout revokes the cookie on the server: the old value replayed afterwards is refused', async () => {
+    it('logout revokes the cookie on the server and ends its sessions: the old value replayed afterwards is refused', async () => {
       const cookie = await loggedIn(gw.httpUrl, 'alice', 'alice-password-1');
-      await openDesktop(gw.wsUrl('demo'), { headers: cookie });
+      const session = await openDesktop(gw.wsUrl('demo'), { headers: cookie });
+      const otherLogin = await openDesktop(gw.wsUrl('demo'), { headers: as.alice });
 
       const logout = await send(`${gw.httpUrl}/logout`, { method: 'POST', headers: cookie });
+      expect(await session.closed).toEqual({ code: 4401, reason: 'You logged out' });
+      expect(otherLogin.ws.readyState).toBe(otherLogin.ws.OPEN);
       expect(logout.status).toBe(303);
       expect(logout.headers.location).toBe('/login');
       expect(loginSetCookie(logout)).toMatch(/^deskgate_login=; .*Max-Age=0/);
@@ -151,12 +154,16 @@ describe('password mode', () => {
       expect(await upgradeStatus(gw.wsUrl('demo'), { headers: as.alice })).toBe(101);
     });
 
-    it('a user removed from the users file loses access once the gateway reloads it', async () => {
+    it('a user removed from the users file loses access and open sessions once the gateway reloads it', async () => {
       const cookie = await loggedIn(gw.httpUrl, 'dave', 'dave-password-4');
       expect((await send(`${gw.httpUrl}/`, { headers: cookie })).status).toBe(200);
+      const session = await openDesktop(gw.wsUrl('demo'), { headers: cookie });
+      const carols = await openDesktop(gw.wsUrl('demo'), { headers: as.carol });
       await writeUsers(usersFile, Object.fromEntries(Object.entries(USERS).filter(([name]) => name !== 'dave')));
       try {
         await gw.gateway.reload();
+        expect(await session.closed).toEqual({ code: 4401, reason: 'Your account was removed from this gateway' });
+        expect(carols.ws.readyState).toBe(carols.ws.OPEN);
         expect((await send(`${gw.httpUrl}/`, { headers: cookie })).status).toBe(303);
         expect(await upgradeStatus(gw.wsUrl('demo'), { headers: cookie })).toBe(401);
         expect((await logIn(gw.httpUrl, 'dave', 'dave-password-4')).status).toBe(401);
