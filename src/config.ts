@@ -249,6 +249,9 @@ export const configSchema = z
       issue(['trustProxy'], 'auth.mode header needs the addresses of the proxies that set the identity headers', []);
     }
     if (tickets.secret && tickets.publicKeyFile) issue(['tickets'], 'set either tickets.secret or tickets.publicKeyFile, not both', 'both');
+    config.trustProxy.forEach((cidr, i) => {
+      if (cidr.endsWith('/0')) issue(['trustProxy', i], 'trusting every address would let anyone write X-Forwarded-* (and identity headers in mode header); name the proxies', cidr);
+    });
     if (tickets.privateKeyFile && !tickets.publicKeyFile) issue(['tickets', 'privateKeyFile'], 'tickets.privateKeyFile needs tickets.publicKeyFile', tickets.privateKeyFile);
     if (tickets.apiKeys.length > 0 && !tickets.secret && !tickets.privateKeyFile) {
       issue(['tickets', 'apiKeys'], 'issuing tickets needs tickets.secret, or tickets.publicKeyFile with tickets.privateKeyFile', '[...]');

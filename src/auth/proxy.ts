@@ -44,7 +44,7 @@ export class ProxyTrust {
     const hops = headerList(req.headers['x-forwarded-for']);
     let address = peer;
     while (hops.length > 0 && this.trusts(address)) {
-      const hop = normalizeAddress(hops.pop() as string);
+      const hop = normalizeAddress(withoutPort(hops.pop() as string));
       if (isIP(hop) === 0) break;
       address = hop;
     }
@@ -60,4 +60,12 @@ function headerList(value: string | string[] | undefined): string[] {
     .split(',')
     .map((part) => part.trim())
     .filter(Boolean);
+}
+
+/** Some proxies write a hop as `IP:port` or `[IPv6]:port`. */
+function withoutPort(hop: string): string {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(hop);
+  if (bracketed?.[1]) return bracketed[1];
+  const v4WithPort = /^(\d+\.\d+\.\d+\.\d+):\d+$/.exec(hop);
+  return v4WithPort?.[1] ?? hop;
 }

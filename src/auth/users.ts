@@ -31,16 +31,28 @@ const argon2 = () => import('@node-rs/argon2');
 /** OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane (the library's defaults, pinned here). */
 const HASH_OPTIONS = { algorithm: 2 /* Argon2id */, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
 
-export async function hashPassword(password: string): Promise<string> {
-  return (await argon2()).hash(password, HASH_OPTIONS);
+interface Cost {
+  memoryCost: number;
+  timeCost: number;
+  parallelism: number;
 }
 
-// Checked when the user does not exist, so a wrong name takes as long as a wrong password.
-let decoyHash: Promise<string> | undefined;
+export async function hashPassword(password: string, cost: Cost = HASH_OPTIONS): Promise<string> {
+  return (await argon2()).hash(password, { ...HASH_OPTIONS, ...cost });
+}
+
+/** The cost parameters a hash was made with: `$argon2id$v=19$m=…,t=…,p=…$…`. */
+function costOf(hash: string): Cost {
+  const [, m, t, p] = /\$m=(\d+),t=(\d+),p=(\d+)\$/.exec(hash) ?? [];
+  return { memoryCost: Number(m), timeCost: Number(t), parallelism: Number(p) };
+}
+
 
 export class UserDirectory {
   #users = new Map<string, User>();
   readonly #file: string;
+  /** Checked when the user does not exist, with the file's own cost: a wrong name takes as long as a wrong password. */
+  #decoyHash: Promise<string> | undefined;
 
   private constructor(file: string) {
     this.#file = file;
@@ -63,6 +75,9 @@ export class UserDirectory {
   /** Re-read the file; on any error the current users stay in place and the error is thrown. */
   async reload(): Promise<void> {
     this.#users = await readUsersFile(this.#file);
+    const sample = this.#users.values().next().value?.passwordHash;
+    this.#decoyHash = hashPassword('deskgate decoy password', sample ? costOf(sample) : undefined);
+    this.#decoyHash.catch(() => {}); // awaited, and its error seen, at the first unknown name
   }
 
   /** The user, if the password is theirs. Takes the same time for unknown users. */
@@ -70,8 +85,7 @@ export class UserDirectory {
     const { verify } = await argon2();
     const user = this.#users.get(name);
     if (!user) {
-      decoyHash ??= hashPassword('deskgate decoy password');
-      await verify(await decoyHash, password);
+      await verify(await (this.#decoyHash as Promise<string>), password);
       return undefined;
     }
     return (await verify(user.passwordHash, password)) ? user : undefined;

@@ -94,6 +94,11 @@ describe('trusted proxies', () => {
     expect(trust.describe(req).address).toBe('198.51.100.4');
   });
 
+  it('read hops that a proxy wrote with a port', () => {
+    expect(trust.describe(request('10.0.0.5', { 'x-forwarded-for': '198.51.100.4:51234, 10.0.0.9:443' })).address).toBe('198.51.100.4');
+    expect(trust.describe(request('10.0.0.5', { 'x-forwarded-for': '[2001:db8::7]:51234' })).address).toBe('2001:db8::7');
+  });
+
   it('stop at a hop that is not an address', () => {
     expect(trust.describe(request('10.0.0.5', { 'x-forwarded-for': 'unknown' })).address).toBe('10.0.0.5');
   });

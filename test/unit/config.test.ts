@@ -115,6 +115,11 @@ describe('authentication settings', () => {
     }
   });
 
+  it('refuses to trust every address as a proxy', () => {
+    for (const cidr of ['0.0.0.0/0', '::/0']) expect(errorOf({ trustProxy: ['10.0.0.0/8', cidr] })).toContain(`trustProxy[1]: got "${cidr}"; trusting every address`);
+    expect(parseConfig({ trustProxy: ['10.0.0.0/8', '::1/128'] }).trustProxy).toEqual(['10.0.0.0/8', '::1/128']);
+  });
+
   it('accepts auth.mode none beyond loopback with insecureNoAuth, and on loopback without it', () => {
     expect(parseConfig({ listen: '0.0.0.0:0', auth: { insecureNoAuth: true } }).auth.mode).toBe('none');
     for (const listen of ['127.0.0.1:0', 'localhost:6080', '[::1]:6080']) expect(parseConfig({ listen }).auth.mode, listen).toBe('none');
