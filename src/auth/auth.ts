@@ -137,7 +137,7 @@ function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? undefined : value?.trim();
 }
 
-/** A new random API key and the hash that goes into `tickets.apiKeys`. */
+/** The hash of an API key, as `tickets.apiKeys` holds it. */
 export function hashApiKey(key: string): string {
   return `sha256:${createHash('sha256').update(key).digest('hex')}`;
 }
