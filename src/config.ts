@@ -205,6 +205,7 @@ export const configSchema = z
       .strictObject({
         headersTimeoutMs: milliseconds(1_000, 10_000),
         requestTimeoutMs: milliseconds(1_000, 30_000),
+        idleTimeoutMs: milliseconds(1_000, 30_000),
         maxHeaderBytes: bytes(1024, 1024 * 1024, 16 * 1024),
       })
       .prefault({}),

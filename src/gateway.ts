@@ -94,11 +94,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
    * status and never causes a TCP connection to a VNC server.
    */
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = req.url ?? '';
+    if (req.headers.upgrade?.toLowerCase() !== 'websocket' || decodePath(url) !== WEBSOCKET_PATH) return answerPlainly(req, socket, head);
     socket.on('error', ignoreSocketError); // the HTTP server no longer listens for errors on an upgrading socket
     const from = auth.proxy.describe(req);
-    const url = req.url ?? '';
     if (state === 'closing') return refuseUpgrade(socket, 503, 'The gateway is shutting down');
-    if (decodePath(url) !== WEBSOCKET_PATH) return refuseUpgrade(socket, 404, 'Not found');
     const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
     const foreign = refuseHost(from) ?? refuseOrigin(req, config, from);
     if (foreign) return refuse(socket, { from, req, query, status: 403, reason: foreign });
@@ -178,7 +178,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     // Node checks the two timeouts above every 30 s by default: a slow-loris client would get up to 30 s more.
     connectionsCheckingInterval: Math.min(1_000, config.http.headersTimeoutMs),
   };
-  const server: Server = tlsFiles ? createHttpsServer({ ...httpOptions, ...tlsFiles }, handleRequest) : createServer(httpOptions, handleRequest);
+  const server: Server = tlsFiles
+    ? createHttpsServer({ ...httpOptions, ...tlsFiles, handshakeTimeout: config.http.headersTimeoutMs }, handleRequest)
+    : createServer(httpOptions, handleRequest);
+  // A connection on which nothing moves, say a client that stopped reading a response, is closed.
+  server.setTimeout(config.http.idleTimeoutMs);
   server.on('upgrade', handleUpgrade);
   if (tlsFiles) server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'TLS handshake failed'));
 
@@ -268,11 +272,38 @@ async function readTlsFiles(tls: NonNullable<Config['tls']>): Promise<{ cert: Bu
   return files;
 }
 
-/** Answer an upgrade we will not take with a plain HTTP response; no WebSocket is made. */
+/** How long a refused upgrade's answer may take to leave before its connection is cut. */
+const REFUSAL_FLUSH_MS = 2_000;
+
+/**
+ * Answer an upgrade we will not take with a plain HTTP response; no WebSocket is made. The
+ * connection is closed once the answer has left, or after a short deadline: a client that
+ * keeps its side open must not hold a socket (and a file descriptor) for good.
+ */
 function refuseUpgrade(socket: Duplex, status: number, message: string): void {
+  const deadline = setTimeout(() => socket.destroy(), REFUSAL_FLUSH_MS);
+  socket.once('close', () => clearTimeout(deadline));
+  socket.once('finish', () => socket.destroy());
   const body = `${message}\n`;
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
+}
+
+/**
+ * Node hands every request with an Upgrade header to 'upgrade', and `curl --http2` offers
+ * h2c on each plain-HTTP request, bodies included. Anything but a WebSocket upgrade of the
+ * WebSocket path is the HTTP/1.1 request it also is: it goes back, as written less its
+ * Upgrade header, to the server that accepted the connection, and is answered like any other.
+ */
+function answerPlainly(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    if (req.rawHeaders[i]?.toLowerCase() !== 'upgrade') lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+  }
+  // Node decodes header bytes as Latin-1: encoding them back the same way restores them exactly.
+  socket.unshift(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), head]));
+  const { server, encrypted } = socket as Duplex & { server: Server; encrypted?: boolean };
+  server.emit(encrypted ? 'secureConnection' : 'connection', socket);
 }

@@ -18,8 +18,13 @@ export function text(res: ServerResponse, status: number, body: string, headers:
 
 /** 303: after a form POST the browser follows with a GET. */
 export function redirect(res: ServerResponse, location: string, headers: Headers = {}): void {
-  res.writeHead(303, { ...headers, Location: location, 'Content-Length': 0, 'Cache-Control': 'no-store' });
+  res.writeHead(303, { ...headers, Location: asciiLocation(location), 'Content-Length': 0, 'Cache-Control': 'no-store' });
   res.end();
+}
+
+/** A header carries bytes, not text: anything beyond printable ASCII goes as percent-encoded UTF-8, as browsers send it. */
+function asciiLocation(location: string): string {
+  return location.replace(/[^\x21-\x7e]+/g, (run) => Buffer.from(run).toString('hex').replace(/../g, '%$&').toUpperCase());
 }
 
 export class BodyTooLarge extends Error {}

@@ -6,6 +6,7 @@ import { createReadStream } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, sep } from 'node:path';
+import { pipeline } from 'node:stream';
 
 const CONTENT_TYPES: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
@@ -45,9 +46,36 @@ export function serveDirectory(root: string, cacheControl: string): ServeFile {
       res.end();
       return true;
     }
-    const stream = createReadStream(file);
-    stream.on('error', () => res.destroy());
-    stream.pipe(res);
+    whenItsTurn(req, res, function sendFile() {
+      // pipeline() closes the file when the response is cut short, and cuts the response
+      // short when the file cannot be read (its length was promised already).
+      pipeline(createReadStream(file), res, ignoreError);
+    });
     return true;
   };
 }
+
+/**
+ * Run `send` once the response may write to the connection. A response queued behind
+ * others on a pipelined connection has no socket yet: it waits, holding no file, and is
+ * forgotten if the connection closes first (Node then closes the queued requests, never
+ * their responses). Its headers are queued at once so that they count against the
+ * connection's back-pressure: Node stops reading a client's pipelined requests while too
+ * much is waiting to be sent to it.
+ */
+function whenItsTurn(req: IncomingMessage, res: ServerResponse, send: () => void): void {
+  if (res.socket) return send();
+  res.flushHeaders();
+  const onSocket = (): void => {
+    req.off('close', onClose);
+    send();
+  };
+  const onClose = (): void => {
+    res.off('socket', onSocket);
+  };
+  res.once('socket', onSocket);
+  req.once('close', onClose);
+}
+
+/** pipeline() has destroyed both streams by then: nothing is left to clean up or tell. */
+function ignoreError(): void {}

@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +35,8 @@ export interface DeskgateProcess {
   output(): string;
   /** SIGTERM to its pid, SIGKILL after 5 s; resolves once it has exited. Does nothing if it has. */
   stop(): Promise<void>;
+  /** How many file descriptors (files, sockets) the process holds open right now. */
+  openFiles(): number;
 }
 
 /** Start `node dist/cli.js ARGS`; nothing waits for it. */
@@ -57,6 +59,7 @@ export function spawnDeskgate(args: string[], options: SpawnOptions = {}): Deskg
     stdout: () => stdout,
     stderr: () => stderr,
     output: () => both,
+    openFiles: () => readdirSync(`/proc/${child.pid}/fd`).length,
     async stop() {
       if (running()) {
         child.kill('SIGTERM');
@@ -96,7 +99,7 @@ export interface CliGateway extends DeskgateProcess {
   readonly port: number;
   /** The temporary directory holding deskgate.yaml and the files given; removed by stop(). */
   readonly dir: string;
-  /** http://127.0.0.1:PORT */
+  /** http://127.0.0.1:PORT (https:// with `tls`) */
   readonly origin: string;
   /** The WebSocket URL for a raw query string, e.g. '?desktop=demo'. */
   wsUrl(query: string): string;
@@ -113,6 +116,8 @@ export interface CliGatewayOptions {
   files?: Record<string, string>;
   /** More command-line arguments after `--config FILE`. */
   args?: string[];
+  /** Serve HTTPS with this certificate and key (written next to the config); requests trust the certificate. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /**
@@ -123,26 +128,32 @@ export async function startCli(config: Record<string, unknown>, options: CliGate
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'deskgate-cli-'));
   for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(join(dir, name), text);
+  const { tls } = options;
+  if (tls) {
+    writeFileSync(join(dir, 'tls-cert.pem'), tls.cert);
+    writeFileSync(join(dir, 'tls-key.pem'), tls.key);
+  }
   const file = join(dir, 'deskgate.yaml');
-  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, ...config }));
+  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, ...(tls && { tls: { cert: 'tls-cert.pem', key: 'tls-key.pem' } }), ...config }));
 
   const cli = spawnDeskgate(['--config', file, ...(options.args ?? [])]);
-  const origin = `http://127.0.0.1:${port}`;
+  const origin = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const trust = tls && { ca: tls.cert };
   const gateway: CliGateway = {
     ...cli,
     port,
     dir,
     origin,
     wsUrl: (query) => `ws://127.0.0.1:${port}/websockify${query}`,
-    request: (path, requestOptions) => send(`${origin}${path}`, requestOptions),
-    healthy: async () => cli.running() && (await send(`${origin}/healthz`).catch(() => undefined))?.status === 200,
+    request: (path, requestOptions) => send(`${origin}${path}`, { ...trust, ...requestOptions }),
+    healthy: async () => cli.running() && (await send(`${origin}/healthz`, trust).catch(() => undefined))?.status === 200,
     async stop() {
       await cli.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
   try {
-    await waitHealthy(cli, `${origin}/healthz`);
+    await waitHealthy(cli, `${origin}/healthz`, trust);
   } catch (err) {
     await gateway.stop();
     throw err;

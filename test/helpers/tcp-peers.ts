@@ -105,9 +105,13 @@ export interface RawClient {
   closed: Promise<string>;
 }
 
-/** A bare TCP connection to a loopback port, for requests no HTTP client would send. */
-export function openRaw(port: number, localAddress?: string): RawClient {
-  const socket = connect({ host: '127.0.0.1', port, localAddress });
+/**
+ * A bare TCP connection to a loopback port, for requests no HTTP client would send. With
+ * `allowHalfOpen`, it keeps its own side open after the server has ended its side, as a
+ * client that means to hold a connection does.
+ */
+export function openRaw(port: number, localAddress?: string, options: { allowHalfOpen?: boolean } = {}): RawClient {
+  const socket = connect({ host: '127.0.0.1', port, localAddress, allowHalfOpen: options.allowHalfOpen ?? false });
   let text = '';
   socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
   socket.on('error', () => {}); // writes after the server hung up fail; 'close' follows

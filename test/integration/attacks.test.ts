@@ -20,7 +20,8 @@ import { startCli, type CliGateway } from '../helpers/cli-process.js';
 import type { Reply, RequestOptions } from '../helpers/http-client.js';
 import { freePort, waitFor, within } from '../helpers/processes.js';
 import type { RfbClient } from '../helpers/rfb-client.js';
-import { openRaw, startPeer, type Peer } from '../helpers/tcp-peers.js';
+import { openRaw, startPeer, type Peer, type RawClient } from '../helpers/tcp-peers.js';
+import { makeCertificate } from '../helpers/tls.js';
 import { newApiKey, requestTicket } from '../helpers/tickets.js';
 import { startRfb, tryUpgrade, type TestClient, type Upgrade, type UpgradeOptions } from '../helpers/ws-client.js';
 
@@ -31,6 +32,7 @@ const PASSWORDS = { alice: 'correct horse battery staple', mallory: 'mallory kno
 const TRUSTED_PROXY = '127.0.0.2';
 const MAX_MESSAGE_BYTES = 2048;
 const LIMITS = { maxSessionsPerAddress: 5, maxSessionsPerUser: 8 };
+const IDLE_TIMEOUT_MS = 2000;
 
 // Documented refusals (src/errors.ts, the upgrade path in src/gateway.ts).
 const MALFORMED_NAME = 'Malformed desktop name: use letters, digits, ".", "_" and "-"';
@@ -80,7 +82,7 @@ beforeAll(async () => {
           ],
         },
         limits: LIMITS,
-        http: { headersTimeoutMs: 1000, maxHeaderBytes: 4096 },
+        http: { headersTimeoutMs: 1000, idleTimeoutMs: IDLE_TIMEOUT_MS, maxHeaderBytes: 4096 },
         session: { maxMessageBytes: MAX_MESSAGE_BYTES },
         log: { level: 'warn' },
         ...extra,
@@ -614,10 +616,18 @@ describe('malformed query strings and percent-encoding', () => {
     expect(await a.outcomes(cases, mallory)).toEqual(cases);
   });
 
-  attack('answers 404 for upgrades on other or encoded paths, and 400 for pages with broken percent-encoding', 'main', async (a) => {
+  attack('answers upgrades on other or encoded paths as the pages they ask for (404, 400), and pages with broken percent-encoding with 400', 'main', async (a) => {
     const { gw } = subjects.main;
-    for (const path of ['/websockify%3Fdesktop=lab', '/websockify%?desktop=lab', '/websockify/?desktop=lab', '/WEBSOCKIFY?desktop=lab', '/%2577ebsockify?desktop=lab', '//websockify?desktop=lab']) {
-      expect(await outcome(tryUpgrade(`ws://127.0.0.1:${gw.port}${path}`, { ...mallory, localAddress: a.from })), path).toEqual(refusedWith(404, 'Not found'));
+    const paths = [
+      ['/websockify%3Fdesktop=lab', refusedWith(404, 'Not found')],
+      ['/websockify%?desktop=lab', refusedWith(400, 'Malformed URL')],
+      ['/websockify/?desktop=lab', refusedWith(404, 'Not found')],
+      ['/WEBSOCKIFY?desktop=lab', refusedWith(404, 'Not found')],
+      ['/%2577ebsockify?desktop=lab', refusedWith(404, 'Not found')],
+      ['//websockify?desktop=lab', refusedWith(404, 'Not found')],
+    ] as const;
+    for (const [path, answer] of paths) {
+      expect(await outcome(tryUpgrade(`ws://127.0.0.1:${gw.port}${path}`, { ...mallory, localAddress: a.from })), path).toEqual(answer);
     }
     for (const path of ['/%', '/view/%', '/view/%E0%A4%A', '/novnc/core/%zz.js']) {
       const res = await a.request(path, mallory);
@@ -655,5 +665,118 @@ describe('path traversal', () => {
     expect(answers).toEqual(paths.map((path) => ({ path, status: 404, body: NOT_FOUND })));
     // The control: the files that are meant to be served are.
     for (const path of ['/novnc/core/rfb.js', '/static/viewer.js']) expect((await a.request(path)).status, path).toBe(200);
+  });
+});
+
+describe('holding file descriptors', () => {
+  const RFB_JS = 'GET /novnc/core/rfb.js HTTP/1.1\r\nHost: x\r\n\r\n';
+
+  /** The gateway's open files, once they have stopped falling (sessions of earlier cases may still be closing). */
+  async function settledOpenFiles(gw: CliGateway): Promise<number> {
+    let last = gw.openFiles();
+    await waitFor(() => {
+      const now = gw.openFiles();
+      const steady = now === last;
+      last = now;
+      return steady;
+    }, 'the open files to settle', 5_000);
+    return last;
+  }
+
+  async function expectOpenFilesBackAt(gw: CliGateway, baseline: number, timeoutMs: number): Promise<void> {
+    await waitFor(() => gw.openFiles() <= baseline, `the gateway's open files back at ${baseline} (now ${gw.openFiles()})`, timeoutMs);
+  }
+
+  attack('closes the files of pipelined static downloads whose client went away, and opens one file per connection at a time', 'main', async (a) => {
+    const { gw } = subjects.main;
+    const baseline = await settledOpenFiles(gw);
+    // Each asks for far more than the socket buffers hold, and reads nothing.
+    const clients = [100, 100, 100, 200].map((pipelined) => {
+      const raw = openRaw(gw.port, a.from);
+      raw.socket.write(RFB_JS.repeat(pipelined));
+      raw.socket.pause();
+      return raw;
+    });
+    await waitFor(() => gw.openFiles() >= baseline + clients.length, 'the gateway to accept the connections', 5_000);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // for the gateway to route what it was sent, and stall
+    // Each connection: its socket, and the file of the one response that is being sent.
+    expect(gw.openFiles()).toBeLessThanOrEqual(baseline + 2 * clients.length);
+    for (const raw of clients) raw.socket.destroy();
+    await expectOpenFilesBackAt(gw, baseline, 5_000);
+  });
+
+  attack('closes refused upgrades whose client keeps its side open', 'main', async (a) => {
+    const { gw } = subjects.main;
+    const baseline = await settledOpenFiles(gw);
+    const clients = Array.from({ length: 50 }, () => {
+      const raw = openRaw(gw.port, a.from, { allowHalfOpen: true });
+      raw.socket.write('GET /websockify?desktop=lab HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+      return raw;
+    });
+    try {
+      await waitFor(() => clients.every((raw) => raw.received().includes('Log in first')), 'every refusal to arrive', 5_000);
+      expect(new Set(clients.map((raw) => raw.received().split('\r\n', 1)[0]))).toEqual(new Set(['HTTP/1.1 401 Unauthorized']));
+      await expectOpenFilesBackAt(gw, baseline, 5_000); // while the clients still hold their side
+    } finally {
+      for (const raw of clients) raw.socket.destroy();
+    }
+  });
+
+  attack('closes connections whose client stopped reading a response, after http.idleTimeoutMs', 'main', async (a) => {
+    const { gw } = subjects.main;
+    const baseline = await settledOpenFiles(gw);
+    const clients = Array.from({ length: 20 }, () => {
+      const raw = openRaw(gw.port, a.from);
+      raw.socket.write(RFB_JS.repeat(60));
+      raw.socket.once('data', () => raw.socket.pause()); // and never reads again
+      return raw;
+    });
+    try {
+      await waitFor(() => clients.every((raw) => raw.received().length > 0), 'every client to receive something', 5_000);
+      expect(gw.openFiles()).toBeGreaterThan(baseline);
+      await expectOpenFilesBackAt(gw, baseline, IDLE_TIMEOUT_MS + 5_000);
+    } finally {
+      for (const raw of clients) raw.socket.destroy();
+    }
+  });
+
+  it('closes TLS connections that do not finish their handshake within http.headersTimeoutMs', async () => {
+    const gw = await startCli({ http: { headersTimeoutMs: 1000 }, log: { level: 'warn' } }, { tls: makeCertificate('ec') });
+    const clients: RawClient[] = [];
+    try {
+      const baseline = await settledOpenFiles(gw);
+      for (let i = 0; i < 10; i++) clients.push(openRaw(gw.port));
+      clients[0]?.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])); // a ClientHello that never ends
+      await waitFor(() => gw.openFiles() > baseline, 'the gateway to accept the connections', 5_000);
+      await within(5_000, 'the stalled handshakes to be closed', Promise.all(clients.map((raw) => raw.closed)));
+      await expectOpenFilesBackAt(gw, baseline, 5_000);
+    } finally {
+      for (const raw of clients) raw.socket.destroy();
+      await gw.stop();
+    }
+  });
+});
+
+describe('requests that are not what they seem', () => {
+  attack('answers plain requests that offer another protocol (h2c, as curl --http2 does) or a WebSocket on a page, as plain requests', 'main', async (a) => {
+    const h2c = { Connection: 'Upgrade, HTTP2-Settings', Upgrade: 'h2c', 'HTTP2-Settings': 'AAMAAABkAAQCAAAAAAIAAAAA' };
+    const health = await a.request('/healthz', { headers: h2c });
+    expect({ status: health.status, body: health.body }).toEqual({ status: 200, body: '{"status":"ok"}' });
+    const onPage = await a.request('/healthz', { headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+    expect({ status: onPage.status, body: onPage.body }).toEqual({ status: 200, body: '{"status":"ok"}' });
+    // A body comes along: the ticket API answers as it would without the Upgrade header.
+    const api = await a.request('/api/tickets', {
+      method: 'POST',
+      headers: { ...h2c, authorization: `Bearer ${API_KEY.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ desktop: 'demo', user: 'alice' }),
+    });
+    expect(api.status).toBe(201);
+    await expectOpens(a.upgrade(`?desktop=demo&ticket=${(JSON.parse(api.body) as { ticket: string }).ticket}`));
+  });
+
+  attack('logs in and redirects to a next page whose path is not Latin-1, percent-encoded', 'main', async (a) => {
+    const res = await logIn(subjects.main.gw.origin, 'mallory', PASSWORDS.mallory, { next: '/view/☃?q=é', localAddress: a.from });
+    expect({ status: res.status, location: res.headers.location }).toEqual({ status: 303, location: '/view/%E2%98%83?q=%C3%A9' });
+    expect(res.headers['set-cookie']?.some((c) => c.startsWith('deskgate_login='))).toBe(true);
   });
 });
