@@ -226,7 +226,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       const tls = config.tls && (await readTlsFiles(config.tls));
       await auth.reload();
       if (tls) (server as HttpsServer).setSecureContext(tls);
-      sessions.endWhere((s) => !auth.stillKnows(s.identity), new GatewayError('DG_ERR_UNAUTHENTICATED', 'Your account was removed from this gateway'));
+      sessions.endWhere((s) => !auth.stillKnows(s.identity), new GatewayError('DG_ERR_UNAUTHENTICATED', 'Your account was removed or its password changed: log in again'));
       logger.info({ usersFile: auth.mode === 'password', tls: Boolean(config.tls) }, 'reloaded');
     },
     close() {

@@ -72,7 +72,8 @@ export class Auth {
       case 'password': {
         const login = await this.#cookies.read(req);
         const user = login && this.#users?.get(login.user);
-        return user && login ? { user: user.name, groups: user.groups, via: 'password', login: login.id } : undefined;
+        if (!user || !login || login.credential !== this.#cookies.credentialTag(user.passwordHash)) return undefined;
+        return { user: user.name, groups: user.groups, via: 'password', login: login.id, credential: login.credential };
       }
     }
   }
@@ -109,7 +110,7 @@ export class Auth {
       this.#throttle.end(origin.address, found ? 'succeeded' : 'failed');
     }
     if (!found) return { ok: false, retryAfter: this.retryAfter(origin) };
-    return { ok: true, setCookie: await this.#cookies.issue(found.name, origin.secure) };
+    return { ok: true, setCookie: await this.#cookies.issue(found, origin.secure) };
   }
 
   /** Revoke the request's login; returns it, and the Set-Cookie value that clears the cookie. */
@@ -118,9 +119,11 @@ export class Auth {
     return { login, setCookie: await this.#cookies.revoke(login, origin.secure) };
   }
 
-  /** Whether a password-mode identity still has its user in the users file. */
+  /** Whether a password-mode identity still has its user, with the same password, in the users file. */
   stillKnows(identity: Identity): boolean {
-    return identity.via !== 'password' || this.#users?.get(identity.user) !== undefined;
+    if (identity.via !== 'password') return true;
+    const user = this.#users?.get(identity.user);
+    return user !== undefined && identity.credential === this.#cookies.credentialTag(user.passwordHash);
   }
 
   /** Whether the request carries one of the configured API keys; failures count like failed logins. */

@@ -14,6 +14,8 @@ export interface Identity {
   readonly via: 'none' | 'password' | 'header' | 'ticket';
   /** Mode `password`: the id of the login (cookie) it came with; logging out ends its sessions. */
   readonly login?: string | undefined;
+  /** Mode `password`: which password the login was made with; a new one ends its sessions. */
+  readonly credential?: string | undefined;
 }
 
 /** The user of mode `none`: everyone on loopback. */

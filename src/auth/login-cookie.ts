@@ -1,9 +1,11 @@
 /**
- * Password mode's login: a signed cookie (HS256 JWT: `sub`, `jti`, `exp`), HttpOnly,
- * SameSite=Strict, Secure under TLS. Logging out revokes its id until it would have
- * expired, so a copied cookie stops working too.
+ * Password mode's login: a signed cookie (HS256 JWT: `sub`, `jti`, `iat`, `exp`, `cred`),
+ * HttpOnly, SameSite=Strict, Secure under TLS. Logging out revokes its id until it would
+ * have expired, so a copied cookie stops working too; a login older than the revocation
+ * store's memory is refused (see one-time.ts). `cred` binds the login to the password it
+ * was made with: a new password in the users file ends it.
  */
-import { createSecretKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { jwtVerify, SignJWT } from 'jose';
 import type { OneTimeStore } from './one-time.js';
@@ -14,6 +16,8 @@ export interface Login {
   readonly user: string;
   readonly id: string;
   readonly expiresAt: number;
+  /** The tag of the password hash the login was made with (see credentialTag). */
+  readonly credential: string;
 }
 
 export class LoginCookies {
@@ -28,14 +32,15 @@ export class LoginCookies {
     this.#revoked = revoked;
   }
 
-  /** A Set-Cookie value logging this user in. */
-  async issue(user: string, secure: boolean): Promise<string> {
-    const expiresAt = Math.floor((Date.now() + this.#ttlMs) / 1000);
-    const token = await new SignJWT({})
+  /** A Set-Cookie value logging this user in, bound to the password hash they logged in with. */
+  async issue(user: { name: string; passwordHash: string }, secure: boolean): Promise<string> {
+    const now = Date.now();
+    const token = await new SignJWT({ cred: this.credentialTag(user.passwordHash) })
       .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(user)
+      .setSubject(user.name)
       .setJti(randomUUID())
-      .setExpirationTime(expiresAt)
+      .setIssuedAt(now / 1000) // to the millisecond: compared with the moment the revocation store began
+      .setExpirationTime(Math.floor((now + this.#ttlMs) / 1000))
       .sign(this.#key);
     return serialize(token, Math.floor(this.#ttlMs / 1000), secure);
   }
@@ -45,14 +50,20 @@ export class LoginCookies {
     const token = readCookie(req.headers.cookie, LOGIN_COOKIE);
     if (!token) return undefined;
     try {
-      const { payload } = await jwtVerify(token, this.#key, { algorithms: ['HS256'], requiredClaims: ['sub', 'jti', 'exp'] });
+      const { payload } = await jwtVerify(token, this.#key, { algorithms: ['HS256'], requiredClaims: ['sub', 'jti', 'iat', 'exp'] });
       // A ticket is an HS256 JWT with `sub` too: signed with the same secret, it would pass as a login.
-      if ('desk' in payload) return undefined;
-      const login = { user: payload.sub as string, id: payload.jti as string, expiresAt: (payload.exp as number) * 1000 };
+      if ('desk' in payload || typeof payload.cred !== 'string') return undefined;
+      if ((payload.iat as number) * 1000 < this.#revoked.since) return undefined;
+      const login = { user: payload.sub as string, id: payload.jti as string, expiresAt: (payload.exp as number) * 1000, credential: payload.cred };
       return (await this.#revoked.has(`login:${login.id}`)) ? undefined : login;
     } catch {
       return undefined;
     }
+  }
+
+  /** A keyed digest of a password hash: it tells one password from another, and nothing about either. */
+  credentialTag(passwordHash: string): string {
+    return createHmac('sha256', this.#key).update(passwordHash).digest('base64url').slice(0, 22);
   }
 
   /** Log out: revoke the login and return the Set-Cookie value that clears it. */

@@ -83,7 +83,7 @@ export class TicketAuthority {
       .setProtectedHeader({ alg: this.#algorithm, typ: 'JWT' })
       .setSubject(ticket.user)
       .setJti(ticket.id)
-      .setIssuedAt(now)
+      .setIssuedAt(Date.now() / 1000) // to the millisecond: compared with the moment the used-ticket store began
       .setExpirationTime(now + ttl)
       .sign(this.#signKey);
     return { token, ticket };
@@ -102,12 +102,17 @@ export class TicketAuthority {
       if (err instanceof joseErrors.JWTExpired) throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket has expired: ask for a new one', { cause: err });
       throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket is not valid', { cause: err });
     }
-    const { desk, vo, sub, jti, exp } = payload as { desk: unknown; vo?: unknown; sub: string; jti: string; exp: number };
+    const { desk, vo, sub, jti, exp, iat } = payload as { desk: unknown; vo?: unknown; sub: string; jti: string; exp: number; iat?: number };
     if (typeof desk !== 'string' || (vo !== undefined && typeof vo !== 'boolean')) {
       throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket is not valid');
     }
     if (exp - Date.now() / 1000 > this.#config.maxTtlSeconds + CLOCK_TOLERANCE_SECONDS) {
       throw new GatewayError('DG_ERR_UNAUTHENTICATED', `The ticket lives longer than this gateway allows (${this.#config.maxTtlSeconds} s)`);
+    }
+    // Without `iat`, the earliest it can have been issued is what the longest lifetime allows.
+    const issuedAt = iat ?? exp - this.#config.maxTtlSeconds - CLOCK_TOLERANCE_SECONDS;
+    if (issuedAt * 1000 < this.#used.since) {
+      throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket was issued before the gateway last started: ask for a new one');
     }
     if (desk !== desktop) throw new GatewayError('DG_ERR_FORBIDDEN', 'The ticket is for another desktop');
     return { desktop: desk, user: sub, viewOnly: vo === true, id: jti, expiresAt: new Date(exp * 1000) };

@@ -14,7 +14,10 @@
  * case into the next.
  */
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { loggedIn, logIn, usersYaml } from '../helpers/auth.js';
 import { startCli, type CliGateway } from '../helpers/cli-process.js';
 import type { Reply, RequestOptions } from '../helpers/http-client.js';
@@ -51,6 +54,8 @@ interface Subject {
 
 let canary: Peer;
 let echo: Peer;
+/** Alice's password hash in the users file, for cookies made by hand. */
+let aliceHash: string;
 const subjects = {} as Record<'main' | 'strict' | 'sso', Subject>;
 /** An authenticated attacker on main and strict: mallory's login cookie, no Origin (a script). */
 let mallory: UpgradeOptions;
@@ -62,6 +67,7 @@ beforeAll(async () => {
     alice: { password: PASSWORDS.alice, groups: ['staff'] },
     mallory: { password: PASSWORDS.mallory },
   });
+  aliceHash = (parse(usersFile) as { users: { alice: { password: string } } }).users.alice.password;
   const [mainPort, strictPort] = await Promise.all([freePort(), freePort()]);
   const passwordGateway = (port: number, extra: Record<string, unknown> = {}) =>
     startCli(
@@ -131,8 +137,8 @@ function handMadeJwt(header: object, claims: object, key?: string, hash = 'sha25
 
 /** Claims valid for a minute, with `overrides` applied (undefined removes a claim). */
 function claims(overrides: Record<string, unknown>): Record<string, unknown> {
-  const now = Math.floor(Date.now() / 1000);
-  return { sub: 'alice', jti: randomUUID(), iat: now, exp: now + 60, ...overrides };
+  const now = Date.now() / 1000; // iat to the millisecond: the gateways under attack may have started within this second
+  return { sub: 'alice', jti: randomUUID(), iat: now, exp: Math.floor(now) + 60, ...overrides };
 }
 
 const HS256 = { alg: 'HS256', typ: 'JWT' };
@@ -314,6 +320,7 @@ describe('forged and misused tickets', () => {
       ['not a JWT', 'not-a-jwt', INVALID_TICKET],
       ['expired a minute ago', handMadeJwt(HS256, claims({ desk: 'lab', exp: now - 60 }), TICKET_SECRET), 'The ticket has expired: ask for a new one'],
       ['living an hour', handMadeJwt(HS256, claims({ desk: 'lab', exp: now + 3600 }), TICKET_SECRET), 'The ticket lives longer than this gateway allows (300 s)'],
+      ['issued before the gateway started', handMadeJwt(HS256, claims({ desk: 'lab', iat: now - 120 }), TICKET_SECRET), 'The ticket was issued before the gateway last started: ask for a new one'],
     ] as const;
     const cases = tickets.map(([, token, reason]) => [`?desktop=lab&ticket=${encodeURIComponent(token)}`, refusedWith(401, reason)] as const);
     expect(await a.outcomes(cases)).toEqual(cases);
@@ -407,21 +414,27 @@ describe('missing, wrong and stolen credentials', () => {
   attack('refuses upgrades without a genuine, current login cookie with 401', 'main', async (a) => {
     const now = Math.floor(Date.now() / 1000);
     const cookie = (token: string): UpgradeOptions => ({ headers: { cookie: `deskgate_login=${token}` } });
+    // What a genuine login holds: alice's password tag, and an issue time after the gateway started.
+    const genuine = { cred: createHmac('sha256', AUTH_SECRET).update(aliceHash).digest('base64url').slice(0, 22) };
     const cookies = [
       {},
       cookie(''),
       cookie('garbage'),
       cookie(handMadeJwt({ alg: 'HS256' }, claims({}), randomBytes(32).toString('base64url'))), // another secret
       cookie(handMadeJwt({ alg: 'none' }, claims({}))),
-      cookie(handMadeJwt({ alg: 'HS256' }, claims({ sub: 'eve' }), AUTH_SECRET)), // the real key, a user not in the file
-      cookie(handMadeJwt({ alg: 'HS256' }, claims({ exp: now - 60 }), AUTH_SECRET)), // expired
+      cookie(handMadeJwt({ alg: 'HS256' }, claims({ ...genuine, sub: 'eve' }), AUTH_SECRET)), // the real key, a user not in the file
+      cookie(handMadeJwt({ alg: 'HS256' }, claims({ ...genuine, exp: now - 60 }), AUTH_SECRET)), // expired
+      cookie(handMadeJwt({ alg: 'HS256' }, claims({ ...genuine, cred: undefined }), AUTH_SECRET)), // bound to no password
+      cookie(handMadeJwt({ alg: 'HS256' }, claims({ ...genuine, cred: 'another-password-tag00' }), AUTH_SECRET)), // to another password
+      cookie(handMadeJwt({ alg: 'HS256' }, claims({ ...genuine, iat: now - 3600 }), AUTH_SECRET)), // issued before the gateway started
+      cookie(handMadeJwt({ alg: 'HS256' }, claims({ ...genuine, iat: undefined }), AUTH_SECRET)), // issued who knows when
       { headers: { cookie: `other=1; deskgate_login_x=${handMadeJwt({ alg: 'HS256' }, claims({}), AUTH_SECRET)}` } }, // not the cookie's name
     ];
     for (const options of cookies) {
       expect(await outcome(a.upgrade('?desktop=lab', options)), JSON.stringify(options)).toEqual(refusedWith(401, 'Log in first'));
     }
     // The control: the same construction with the real key and a real user is a login.
-    await expectOpens(a.upgrade('?desktop=demo', cookie(handMadeJwt({ alg: 'HS256' }, claims({}), AUTH_SECRET))));
+    await expectOpens(a.upgrade('?desktop=demo', cookie(handMadeJwt({ alg: 'HS256' }, claims(genuine), AUTH_SECRET))));
   });
 
   attack('refuses a logged-out cookie with 401, even when replayed', 'main', async (a) => {
@@ -778,5 +791,73 @@ describe('requests that are not what they seem', () => {
     const res = await logIn(subjects.main.gw.origin, 'mallory', PASSWORDS.mallory, { next: '/view/☃?q=é', localAddress: a.from });
     expect({ status: res.status, location: res.headers.location }).toEqual({ status: 303, location: '/view/%E2%98%83?q=%C3%A9' });
     expect(res.headers['set-cookie']?.some((c) => c.startsWith('deskgate_login='))).toBe(true);
+  });
+});
+
+describe('credentials that must never work again', () => {
+  const passwordConfig = {
+    auth: { mode: 'password', usersFile: 'users.yaml', secret: AUTH_SECRET },
+    tickets: { secret: TICKET_SECRET, apiKeys: [API_KEY.hash] },
+    demo: true,
+    log: { level: 'warn' },
+  };
+  const BEFORE_START = refusedWith(401, 'The ticket was issued before the gateway last started: ask for a new one');
+
+  it('refuses after a restart a logged-out cookie, a used ticket, and what was issued before it; what is issued after works', async () => {
+    const port = await freePort();
+    const start = async (): Promise<CliGateway> => startCli(passwordConfig, { port, files: { 'users.yaml': await usersYaml({ alice: { password: PASSWORDS.alice } }) } });
+    let gw = await start();
+    try {
+      const loggedOut = await loggedIn(gw.origin, 'alice', PASSWORDS.alice);
+      expect((await gw.request('/logout', { method: 'POST', headers: loggedOut })).status).toBe(303);
+      const kept = await loggedIn(gw.origin, 'alice', PASSWORDS.alice);
+      const used = (await requestTicket(gw.origin, API_KEY, { desktop: 'demo', user: 'alice' })).ticket;
+      await expectOpens(tryUpgrade(gw.wsUrl(`?desktop=demo&ticket=${used}`)));
+      const unused = (await requestTicket(gw.origin, API_KEY, { desktop: 'demo', user: 'alice' })).ticket;
+
+      await gw.stop();
+      gw = await start(); // the same secrets, the same port
+
+      for (const cookie of [loggedOut, kept]) {
+        expect(await outcome(tryUpgrade(gw.wsUrl('?desktop=demo'), { headers: cookie }))).toEqual(refusedWith(401, 'Log in first'));
+        expect((await gw.request('/', { headers: cookie })).status).toBe(303);
+      }
+      for (const ticket of [used, unused]) {
+        expect(await outcome(tryUpgrade(gw.wsUrl(`?desktop=demo&ticket=${ticket}`)))).toEqual(BEFORE_START);
+        expect((await gw.request(`/view/demo?ticket=${ticket}`)).status).toBe(401);
+      }
+      await expectOpens(tryUpgrade(gw.wsUrl('?desktop=demo'), { headers: await loggedIn(gw.origin, 'alice', PASSWORDS.alice) }));
+      const fresh = (await requestTicket(gw.origin, API_KEY, { desktop: 'demo', user: 'alice' })).ticket;
+      await expectOpens(tryUpgrade(gw.wsUrl(`?desktop=demo&ticket=${fresh}`)));
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('ends the logins and sessions made with a password once the users file changes it (SIGHUP)', async () => {
+    const users = { alice: { password: PASSWORDS.alice }, mallory: { password: PASSWORDS.mallory } };
+    const gw = await startCli(passwordConfig, { files: { 'users.yaml': await usersYaml(users) } });
+    try {
+      const alice = await loggedIn(gw.origin, 'alice', PASSWORDS.alice);
+      const malloryLogin = await loggedIn(gw.origin, 'mallory', PASSWORDS.mallory);
+      const session = await tryUpgrade(gw.wsUrl('?desktop=demo'), { headers: alice });
+      if (!('client' in session)) throw new Error(`alice's session refused: HTTP ${session.status}`);
+
+      const newPassword = 'alice changed her password';
+      writeFileSync(join(gw.dir, 'users.yaml'), await usersYaml({ ...users, alice: { password: newPassword } }));
+      gw.child.kill('SIGHUP');
+
+      expect(await within(5_000, 'the session to close', session.client.closed)).toEqual({
+        code: 4401,
+        reason: 'Your account was removed or its password changed: log in again',
+      });
+      expect(await outcome(tryUpgrade(gw.wsUrl('?desktop=demo'), { headers: alice }))).toEqual(refusedWith(401, 'Log in first'));
+      expect((await gw.request('/', { headers: alice })).status).toBe(303);
+      // Mallory's password did not change: her login lives on. Alice logs in with her new one.
+      await expectOpens(tryUpgrade(gw.wsUrl('?desktop=demo'), { headers: malloryLogin }));
+      await expectOpens(tryUpgrade(gw.wsUrl('?desktop=demo'), { headers: await loggedIn(gw.origin, 'alice', newPassword) }));
+    } finally {
+      await gw.stop();
+    }
   });
 });

@@ -162,7 +162,7 @@ describe('password mode', () => {
       await writeUsers(usersFile, Object.fromEntries(Object.entries(USERS).filter(([name]) => name !== 'dave')));
       try {
         await gw.gateway.reload();
-        expect(await session.closed).toEqual({ code: 4401, reason: 'Your account was removed from this gateway' });
+        expect(await session.closed).toEqual({ code: 4401, reason: 'Your account was removed or its password changed: log in again' });
         expect(carols.ws.readyState).toBe(carols.ws.OPEN);
         expect((await send(`${gw.httpUrl}/`, { headers: cookie })).status).toBe(303);
         expect(await upgradeStatus(gw.wsUrl('demo'), { headers: cookie })).toBe(401);

@@ -63,7 +63,7 @@ describe('POST /api/tickets', () => {
     const claims = decodeJwt(body.ticket);
     expect(decodeProtectedHeader(body.ticket).alg).toBe('HS256');
     expect(claims).toMatchObject({ desk: 'demo', sub: 'alice', vo: false, jti: expect.any(String) });
-    expect((claims.exp as number) - (claims.iat as number)).toBe(60); // tickets.defaultTtlSeconds
+    expect((claims.exp as number) - Math.floor(claims.iat as number)).toBe(60); // tickets.defaultTtlSeconds; iat to the millisecond
     expect(claims.iat).toBeGreaterThanOrEqual(before);
     expect(Date.parse(body.expiresAt)).toBe((claims.exp as number) * 1000);
   });
@@ -188,7 +188,9 @@ describe('tickets minted by a host application', () => {
       .setProtectedHeader({ alg, typ: 'JWT' })
       .setSubject('host-user')
       .setJti(randomUUID())
-      .setIssuedAt()
+      // To the millisecond, as the README advises: in whole seconds, a ticket issued in the
+      // second the gateway started would count as issued before it, and be refused.
+      .setIssuedAt(Date.now() / 1000)
       .setExpirationTime('60s')
       .sign(privateKey);
   }
@@ -265,7 +267,7 @@ describe('deskgate subcommands', () => {
     const ticket = new URL(printed).searchParams.get('ticket') as string;
     const claims = decodeJwt(ticket);
     expect(claims).toMatchObject({ desk: 'demo', sub: 'u', vo: false });
-    expect((claims.exp as number) - (claims.iat as number)).toBe(30);
+    expect((claims.exp as number) - Math.floor(claims.iat as number)).toBe(30);
 
     expect((await send(printed)).status).toBe(200);
     await openDesktop(gw.wsUrl(ticketQuery('demo', ticket)));
