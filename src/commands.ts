@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { hashApiKey } from './auth/auth.js';
+import { PRINCIPAL_NAME } from './auth/identity.js';
 import { MemoryOneTimeStore } from './auth/one-time.js';
 import { TicketAuthority } from './auth/tickets.js';
 import { hashPassword } from './auth/users.js';
@@ -42,6 +43,10 @@ export async function ticketCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
     () => parseArgs({ args: argv, options: TICKET_FLAGS, strict: true, allowPositionals: false }).values,
   );
   if (!desktop || !user) throw new ConfigError('deskgate ticket needs --desktop NAME and --user USER (see deskgate --help)');
+  // The same rule as the ticket API: the name ends up in logs, cookies and ticket claims.
+  if (!PRINCIPAL_NAME.test(user)) {
+    throw new ConfigError(`--user: got ${JSON.stringify(user)}; expected a user name: 1-128 characters, no spaces, commas or control characters`);
+  }
   const ttlSeconds = ttl === undefined ? undefined : Number(ttl);
   if (ttlSeconds !== undefined && !(Number.isInteger(ttlSeconds) && ttlSeconds > 0)) throw new ConfigError(`--ttl: got "${ttl}"; expected a whole number of seconds`);
   const config = await loadConfig(configFlags, env);

@@ -3,12 +3,12 @@
  * raw object (see cli.ts), validated here once at start-up, then frozen: nothing reads
  * process.env or re-validates later.
  */
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isOrigin, normalizeOrigin } from './auth/origin.js';
 import { PRINCIPAL_NAME } from './auth/identity.js';
 import { DESKTOP_NAME } from './desktops/directory.js';
 import { isValidHost, parseHostPort } from './desktops/targets.js';
+import { parseCidr } from './net/cidr.js';
 
 
 const port = z
@@ -75,7 +75,7 @@ const PORT_RANGE = /^(\d{1,5})(?:-(\d{1,5}))?$/;
 
 /** An operator's allow rule for ad-hoc `?target=host:port`: a CIDR block and a port range. */
 const allowRule = z.strictObject({
-  cidr: z.string().refine(isCidr, 'expected a CIDR block such as 10.0.0.0/24 or fd00::/64'),
+  cidr: z.string().transform(normalizeCidr),
   ports: z
     .union([z.number().int(), z.string()])
     .transform((value, ctx) => {
@@ -90,12 +90,15 @@ const allowRule = z.strictObject({
     }),
 });
 
-function isCidr(text: string): boolean {
-  const [address = '', bits, ...rest] = text.split('/');
-  const family = isIP(address);
-  const prefix = Number(bits);
-  const max = family === 6 ? 128 : 32;
-  return family !== 0 && rest.length === 0 && /^\d+$/.test(bits ?? '') && prefix >= 0 && prefix <= max;
+/** A CIDR block as the gateway uses it: an IPv4-mapped block becomes the IPv4 block it is. */
+function normalizeCidr(text: string, ctx: z.RefinementCtx<string>): string {
+  try {
+    const { network, prefix } = parseCidr(text);
+    return `${network}/${prefix}`;
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message, input: text });
+    return z.NEVER;
+  }
 }
 
 const milliseconds = (min: number, fallback: number) =>
@@ -198,7 +201,7 @@ export const configSchema = z
       })
       .optional(),
     /** Proxies whose X-Forwarded-* headers (and identity headers in auth mode header) are believed. */
-    trustProxy: z.array(z.string().refine(isCidr, 'expected a CIDR block such as 10.0.0.0/24 or ::1/128'), { error: 'expected a list of CIDR blocks' }).default([]),
+    trustProxy: z.array(z.string().transform(normalizeCidr), { error: 'expected a list of CIDR blocks' }).default([]),
     /** The URL users reach the gateway at, for links the CLI prints; defaults to the listen address. */
     publicUrl: z.string().refine(isOrigin, 'expected an origin such as https://desktops.example.com').optional(),
     http: z

@@ -3,9 +3,9 @@
  * believed only when the peer is in `trustProxy`; anyone else could write them.
  */
 import type { IncomingMessage } from 'node:http';
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { normalizeAddress } from '../desktops/targets.js';
+import { CidrSet, normalizeAddress } from '../net/cidr.js';
 
 /** What the gateway believes about where a request came from. */
 export interface RequestOrigin {
@@ -20,19 +20,14 @@ export interface RequestOrigin {
 }
 
 export class ProxyTrust {
-  readonly #trusted = new BlockList();
+  readonly #trusted: CidrSet;
 
   constructor(cidrs: readonly string[]) {
-    for (const cidr of cidrs) {
-      const [network = '', bits = ''] = cidr.split('/');
-      this.#trusted.addSubnet(normalizeAddress(network), Number(bits), isIP(network) === 6 ? 'ipv6' : 'ipv4');
-    }
+    this.#trusted = new CidrSet(cidrs);
   }
 
   trusts(address: string): boolean {
-    const ip = normalizeAddress(address);
-    const family = isIP(ip);
-    return family !== 0 && this.#trusted.check(ip, family === 6 ? 'ipv6' : 'ipv4');
+    return this.#trusted.has(address);
   }
 
   describe(req: IncomingMessage): RequestOrigin {

@@ -3,8 +3,9 @@
  * Deny by default: without rules nothing is reachable, and link-local (cloud metadata),
  * unspecified addresses and the gateway's own port stay closed unless a rule names them.
  */
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { CidrSet, contains, parseCidr, type Cidr } from '../net/cidr.js';
 
 export interface HostPort {
   host: string;
@@ -43,7 +44,7 @@ export interface AllowRuleSpec {
 }
 
 interface CompiledRule {
-  addresses: BlockList;
+  addresses: CidrSet;
   from: number;
   to: number;
   /** The rule's network itself lies in a range that is otherwise always closed. */
@@ -51,23 +52,19 @@ interface CompiledRule {
 }
 
 /** Always closed unless a rule lies inside one of them: then the operator named it. */
-const SENSITIVE_RANGES = [
-  { network: '169.254.0.0', prefix: 16, family: 'ipv4' }, // link-local, incl. cloud metadata 169.254.169.254
-  { network: '0.0.0.0', prefix: 8, family: 'ipv4' }, // "this network": 0.0.0.0 connects to the local host
-  { network: 'fe80::', prefix: 10, family: 'ipv6' },
-  { network: '::', prefix: 128, family: 'ipv6' },
-] as const;
+const SENSITIVE_RANGES: readonly Cidr[] = [
+  '169.254.0.0/16', // link-local, incl. cloud metadata 169.254.169.254
+  '0.0.0.0/8', // "this network": 0.0.0.0 connects to the local host
+  'fe80::/10',
+  '::/128',
+].map(parseCidr);
 
-const SENSITIVE = new BlockList();
-for (const range of SENSITIVE_RANGES) SENSITIVE.addSubnet(range.network, range.prefix, range.family);
-
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
+const SENSITIVE = new CidrSet(SENSITIVE_RANGES);
+const LOOPBACK = new CidrSet(['127.0.0.0/8', '::1/128']);
 
 export class TargetPolicy {
   readonly #rules: CompiledRule[];
-  readonly #ownAddresses: BlockList;
+  readonly #ownAddresses: CidrSet;
 
   constructor(rules: readonly AllowRuleSpec[]) {
     this.#rules = rules.map(compileRule);
@@ -83,48 +80,24 @@ export class TargetPolicy {
    * the request came in on, so the gateway cannot be made to connect to itself.
    */
   allows(address: string, port: number, gatewayPort: number): boolean {
-    const ip = normalizeAddress(address);
-    const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
-    if (port === gatewayPort && (LOOPBACK.check(ip, family) || this.#ownAddresses.check(ip, family))) return false;
-    const sensitive = SENSITIVE.check(ip, family);
+    if (port === gatewayPort && (LOOPBACK.has(address) || this.#ownAddresses.has(address))) return false;
+    const sensitive = SENSITIVE.has(address);
     return this.#rules.some(
-      (rule) => port >= rule.from && port <= rule.to && rule.addresses.check(ip, family) && (!sensitive || rule.namesSensitiveRange),
+      (rule) => port >= rule.from && port <= rule.to && rule.addresses.has(address) && (!sensitive || rule.namesSensitiveRange),
     );
   }
 }
 
 function compileRule(rule: AllowRuleSpec): CompiledRule {
-  const [network = '', bits = '0'] = rule.cidr.split('/');
-  const prefix = Number(bits);
-  const family = isIP(network) === 6 ? 'ipv6' : 'ipv4';
-  const addresses = new BlockList();
-  addresses.addSubnet(network, prefix, family);
-  const namesSensitiveRange = SENSITIVE_RANGES.some((range) => {
-    if (range.family !== family || prefix < range.prefix) return false;
-    const inside = new BlockList();
-    inside.addSubnet(range.network, range.prefix, range.family);
-    return inside.check(network, family);
-  });
-  return { addresses, from: rule.ports.from, to: rule.ports.to, namesSensitiveRange };
+  const block = parseCidr(rule.cidr);
+  const namesSensitiveRange = SENSITIVE_RANGES.some((range) => contains(range, block));
+  return { addresses: new CidrSet([block]), from: rule.ports.from, to: rule.ports.to, namesSensitiveRange };
 }
 
-/** `::ffff:10.0.0.1` is the IPv4 address 10.0.0.1 and must meet the IPv4 rules. */
-export function normalizeAddress(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped?.[1]) return mapped[1];
-  const hexMapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(address);
-  if (hexMapped?.[1] && hexMapped[2]) {
-    const high = parseInt(hexMapped[1], 16);
-    const low = parseInt(hexMapped[2], 16);
-    return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
-  }
-  return address;
-}
-
-function localAddresses(): BlockList {
-  const list = new BlockList();
+function localAddresses(): CidrSet {
+  const set = new CidrSet();
   for (const infos of Object.values(networkInterfaces())) {
-    for (const info of infos ?? []) list.addAddress(normalizeAddress(info.address), info.family === 'IPv6' ? 'ipv6' : 'ipv4');
+    for (const info of infos ?? []) set.addAddress(info.address);
   }
-  return list;
+  return set;
 }

@@ -82,6 +82,7 @@ beforeAll(async () => {
         targets: {
           allow: [
             { cidr: '127.0.0.1/32', ports: echo.port },
+            { cidr: '::/0', ports: echo.port }, // all of IPv6, none of IPv4
             // Deliberately broad, on the gateway's own port: only the built-in guards (own
             // port, link-local, 0.0.0.0) stand between these addresses and a connection.
             { cidr: '0.0.0.0/0', ports: port },
@@ -272,6 +273,15 @@ describe('SSRF through the desktop and target parameters', () => {
       // percent-encoded, it is the same address and meets the same rules
       [`?target=%31%32%37%2e0.0.1%3a${canary.port}`, closedWith(4403, NOT_ALLOWED(`127.0.0.1:${canary.port}`))] as const,
     ];
+    expect(await a.outcomes(cases, mallory)).toEqual(cases);
+  });
+
+  attack('refuses IPv4 addresses, IPv4-mapped ones included, that only an IPv6 rule (::/0) would cover, with 4403', 'main', async (a) => {
+    const cases = [
+      [`?target=127.0.0.9:${echo.port}`, closedWith(4403, NOT_ALLOWED(`127.0.0.9:${echo.port}`))],
+      [`?target=[::ffff:127.0.0.9]:${echo.port}`, closedWith(4403, NOT_ALLOWED(`::ffff:127.0.0.9:${echo.port}`))],
+      [`?target=[0:0:0:0:0:ffff:7f00:9]:${echo.port}`, closedWith(4403, NOT_ALLOWED(`0:0:0:0:0:ffff:7f00:9:${echo.port}`))],
+    ] as const;
     expect(await a.outcomes(cases, mallory)).toEqual(cases);
   });
 

@@ -58,6 +58,17 @@ describe('deskgate command', () => {
     expect(cli.stderr).toContain('demo (--demo, DESKGATE_DEMO): got "maybe"; expected true or false');
   });
 
+  // It issued tickets for "a b,c\x01" and a 3,000-character name, which the ticket API refuses.
+  it('ticket refuses a --user the ticket API would refuse, naming the flag, the value and what is expected', async () => {
+    const env = { DESKGATE_TICKET_SECRET: 'a-ticket-secret-of-at-least-32-chars' };
+    for (const user of ['a b,c\x01', 'u'.repeat(3000)]) {
+      const cli = await runDeskgate(['ticket', '--desktop', 'demo', '--user', user], { env });
+      expect(cli.code).toBe(2);
+      expect(cli.stdout).toBe('');
+      expect(cli.stderr).toContain(`--user: got ${JSON.stringify(user)}; expected a user name: 1-128 characters`);
+    }
+  });
+
   it('says which config file could not be read', async () => {
     const cli = await runDeskgate(['--config', '/nonexistent/deskgate.yaml']);
     expect(cli.code).toBe(2);

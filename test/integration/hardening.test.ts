@@ -8,6 +8,7 @@
  * tell strangers which desktops exist; a failed reload changes nothing.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -82,6 +83,17 @@ describe('the failed-login throttle', () => {
     expect((await auth.login(from('2001:db8:aa:bc::1'), 'alice', PASSWORDS.alice)).ok).toBe(true);
     for (let i = 1; i <= 5; i++) await auth.login(from('::ffff:10.1.0.9'), 'alice', `guess ${i}`);
     expect(auth.retryAfter(from('10.1.0.9'))).toBeGreaterThan(0);
+  });
+
+  it('keeps an address blocked however many other addresses fail after it (its table cannot be flushed)', async () => {
+    const blocked = from('10.3.0.1');
+    for (let i = 1; i <= 5; i++) await auth.login(blocked, 'alice', `guess ${i}`);
+    expect(auth.retryAfter(blocked)).toBeGreaterThan(0);
+    // Wrong API keys are cheap to send: one from each of 100,100 other addresses.
+    const wrongKey = { headers: { authorization: 'Bearer dgk_wrong' } } as IncomingMessage;
+    for (let i = 0; i < 100_100; i++) auth.checkApiKey(wrongKey, from(`10.${4 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`));
+    expect(auth.retryAfter(blocked)).toBeGreaterThan(0);
+    expect((await auth.login(blocked, 'alice', PASSWORDS.alice)).ok).toBe(false);
   });
 });
 

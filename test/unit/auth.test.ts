@@ -64,6 +64,50 @@ describe('failed-login throttle', () => {
     throttle.failed('10.0.0.1');
     expect(throttle.retryAfter('10.0.0.1')).toBe(300);
   });
+
+  const blockOf = (throttle: LoginThrottle, address: string): void => {
+    for (let i = 0; i < options.maxFailures; i += 1) throttle.failed(address);
+  };
+
+  // 100,100 failures from other addresses used to evict the block of the first within 11 s.
+  it('keeps a block however many other addresses fail', () => {
+    let now = 0;
+    const throttle = new LoginThrottle(options, () => now);
+    blockOf(throttle, '192.0.2.1');
+    for (let i = 0; i < 100_100; i += 1) throttle.failed(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+    now += 11_000;
+    expect(throttle.retryAfter('192.0.2.1')).toBe(289);
+  });
+
+  it('forgets the failure counts of the least recently seen addresses first, never a block', () => {
+    const throttle = new LoginThrottle({ ...options, maxAddresses: 2 }, () => 0);
+    blockOf(throttle, '192.0.2.1');
+    for (let i = 0; i < 4; i += 1) throttle.failed('10.0.0.1');
+    throttle.failed('10.0.0.2');
+    throttle.failed('10.0.0.3');
+    throttle.failed('10.0.0.1');
+    expect(throttle.retryAfter('10.0.0.1')).toBe(0);
+    expect(throttle.retryAfter('192.0.2.1')).toBe(300);
+  });
+
+  it('refuses every address not yet blocked while the table of blocks is full, until the oldest block ends', () => {
+    let now = 0;
+    const throttle = new LoginThrottle({ ...options, maxBlocked: 2 }, () => now);
+    blockOf(throttle, '10.0.0.1');
+    now = 60_000;
+    blockOf(throttle, '10.0.0.2');
+    now = 120_000;
+    blockOf(throttle, '10.0.0.3');
+    expect(throttle.retryAfter('10.0.0.3')).toBe(180);
+    expect(throttle.retryAfter('192.0.2.9')).toBe(180);
+    expect(throttle.retryAfter('10.0.0.2')).toBe(240);
+    now = 300_000;
+    expect(throttle.retryAfter('192.0.2.9')).toBe(0);
+    // The failures whose block found no room still count: the next one blocks.
+    expect(throttle.begin('10.0.0.3')).toBe(false);
+    throttle.failed('10.0.0.3');
+    expect(throttle.retryAfter('10.0.0.3')).toBe(300);
+  });
 });
 
 function request(peer: string, headers: Record<string, string> = {}): IncomingMessage {
@@ -101,6 +145,18 @@ describe('trusted proxies', () => {
 
   it('stop at a hop that is not an address', () => {
     expect(trust.describe(request('10.0.0.5', { 'x-forwarded-for': 'unknown' })).address).toBe('10.0.0.5');
+  });
+
+  // Node's BlockList matched 127.0.0.9 against an IPv6 rule such as ::/1.
+  it('match a rule only against addresses of its own family, IPv4-mapped IPv6 being IPv4', () => {
+    const v6 = new ProxyTrust(['::/1']);
+    expect(v6.trusts('::1')).toBe(true);
+    expect(v6.trusts('127.0.0.9')).toBe(false);
+    expect(v6.trusts('::ffff:127.0.0.9')).toBe(false);
+    expect(v6.describe(request('127.0.0.9', forwarded)).viaTrustedProxy).toBe(false);
+    const v4 = new ProxyTrust(['10.0.0.0/8']);
+    expect(v4.trusts('0:0:0:0:0:FFFF:a01:203')).toBe(true);
+    expect(v4.trusts('2001:db8::a01:203')).toBe(false);
   });
 });
 

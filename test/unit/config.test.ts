@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { ProxyTrust } from '../../src/auth/proxy.js';
 import { ConfigError, parseConfig } from '../../src/config.js';
+import { TargetPolicy } from '../../src/desktops/targets.js';
 
 function errorOf(raw: unknown): string {
   try {
@@ -118,6 +120,26 @@ describe('authentication settings', () => {
   it('refuses to trust every address as a proxy', () => {
     for (const cidr of ['0.0.0.0/0', '::/0']) expect(errorOf({ trustProxy: ['10.0.0.0/8', cidr] })).toContain(`trustProxy[1]: got "${cidr}"; trusting every address`);
     expect(parseConfig({ trustProxy: ['10.0.0.0/8', '::1/128'] }).trustProxy).toEqual(['10.0.0.0/8', '::1/128']);
+  });
+
+  // trustProxy ['::ffff:127.0.0.2/128'] used to pass validation, then stop start-up with 'Invalid socket address'.
+  it('accepts IPv4-mapped IPv6 blocks as the IPv4 blocks they are, which the gateway can then start with', () => {
+    const config = parseConfig({ trustProxy: ['::ffff:127.0.0.2/128'], targets: { allow: [{ cidr: '::ffff:7f00:0/104', ports: 5900 }] } });
+    expect(config.trustProxy).toEqual(['127.0.0.2/32']);
+    expect(config.targets.allow[0]?.cidr).toBe('127.0.0.0/8');
+    const trust = new ProxyTrust(config.trustProxy);
+    expect(trust.trusts('127.0.0.2')).toBe(true);
+    expect(trust.trusts('::ffff:127.0.0.2')).toBe(true);
+    expect(trust.trusts('127.0.0.3')).toBe(false);
+    const policy = new TargetPolicy(config.targets.allow);
+    expect(policy.allows('::ffff:127.0.0.9', 5900, 6080)).toBe(true);
+    expect(policy.allows('128.0.0.1', 5900, 6080)).toBe(false);
+  });
+
+  it('refuses an IPv4-mapped block shorter than /96, saying what to write instead, and one that trusts all of IPv4', () => {
+    expect(errorOf({ trustProxy: ['::ffff:10.0.0.0/80'] })).toContain('trustProxy[0]: got "::ffff:10.0.0.0/80"; an IPv4-mapped block');
+    expect(errorOf({ targets: { allow: [{ cidr: '::ffff:0:0/64', ports: 1 }] } })).toMatch(/targets\.allow\[0\]\.cidr: got .*write .*0\.0\.0\.0\/0/);
+    expect(errorOf({ trustProxy: ['::ffff:0.0.0.0/96'] })).toContain('trusting every address');
   });
 
   it('accepts auth.mode none beyond loopback with insecureNoAuth, and on loopback without it', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isValidHost, normalizeAddress, parseHostPort, TargetPolicy } from '../../src/desktops/targets.js';
+import { isValidHost, parseHostPort, TargetPolicy } from '../../src/desktops/targets.js';
+import { normalizeAddress } from '../../src/net/cidr.js';
 
 const GATEWAY_PORT = 6080;
 
@@ -28,7 +29,9 @@ describe('target parsing', () => {
   it('maps IPv4-mapped IPv6 addresses to IPv4', () => {
     expect(normalizeAddress('::ffff:10.1.2.3')).toBe('10.1.2.3');
     expect(normalizeAddress('::ffff:a9fe:a9fe')).toBe('169.254.169.254');
+    expect(normalizeAddress('0:0:0:0:0:FFFF:A01:203')).toBe('10.1.2.3');
     expect(normalizeAddress('fd00::1')).toBe('fd00::1');
+    expect(normalizeAddress('FD00:0::1%eth0')).toBe('fd00::1%eth0');
   });
 });
 
@@ -59,10 +62,24 @@ describe('allow rules', () => {
     expect(wide.allows('::ffff:169.254.169.254', 80, GATEWAY_PORT)).toBe(false);
     expect(wide.allows('0.0.0.0', 5900, GATEWAY_PORT)).toBe(false);
     expect(wide.allows('fe80::1', 5900, GATEWAY_PORT)).toBe(false);
+    expect(wide.allows('0:0:0:0:0:FFFF:A9FE:A9FE', 80, GATEWAY_PORT)).toBe(false);
     expect(wide.allows('192.0.2.10', 5900, GATEWAY_PORT)).toBe(true);
     const named = new TargetPolicy([{ cidr: '169.254.10.0/24', ports: { from: 5900, to: 5900 } }]);
     expect(named.allows('169.254.10.3', 5900, GATEWAY_PORT)).toBe(true);
     expect(named.allows('169.254.169.254', 5900, GATEWAY_PORT)).toBe(false);
+  });
+
+  // Node's BlockList matched IPv4 addresses against ::/0: 127.0.0.9 was connected.
+  it('matches a rule only against addresses of its own family, IPv4-mapped IPv6 being IPv4', () => {
+    const v6 = new TargetPolicy([{ cidr: '::/0', ports: { from: 5900, to: 5900 } }]);
+    expect(v6.allows('2001:db8::9', 5900, GATEWAY_PORT)).toBe(true);
+    for (const address of ['127.0.0.9', '::ffff:127.0.0.9', '0:0:0:0:0:ffff:7f00:9']) {
+      expect(v6.allows(address, 5900, GATEWAY_PORT), address).toBe(false);
+    }
+    const v4 = new TargetPolicy([{ cidr: '127.0.0.0/8', ports: { from: 1, to: 65535 } }]);
+    expect(v4.allows('0:0:0:0:0:FFFF:7F00:9', 5900, GATEWAY_PORT)).toBe(true);
+    expect(v4.allows('0:0:0:0:0:ffff:7f00:1', GATEWAY_PORT, GATEWAY_PORT)).toBe(false);
+    expect(v4.allows('2001:db8::7f00:9', 5900, GATEWAY_PORT)).toBe(false);
   });
 
   it('allows nothing without rules', () => {
