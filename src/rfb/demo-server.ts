@@ -54,6 +54,14 @@ export interface DemoDesktop {
 
 type Phase = 'version' | 'security' | 'init' | 'messages';
 
+/**
+ * Pixels one viewer may draw before the desktop reads anything more from it: some 15,000
+ * pen stamps, a few milliseconds. A burst of input (thousands of strokes in one packet)
+ * then takes turns with the rest of the event loop instead of freezing it, and what is not
+ * read yet waits in the socket, under TCP back-pressure, not in a queue here.
+ */
+const DRAWING_BUDGET_PER_TURN = 128 * 1024;
+
 interface UpdateRequest {
   rect: Rect;
   incremental: boolean;
@@ -72,6 +80,8 @@ class DemoConnection {
   #encode = createPixelEncoder(NATIVE_PIXEL_FORMAT);
   #request: UpdateRequest | undefined;
   #waitingForDrain = false;
+  /** Set while reading is paused because this turn's drawing budget is spent. */
+  #nextTurn: NodeJS.Immediate | undefined;
   #pen: Point | undefined;
   #buttons = 0;
 
@@ -106,22 +116,43 @@ class DemoConnection {
 
   readonly #socketOnData = (chunk: Buffer): void => {
     this.#inbox = this.#inbox.length ? Buffer.concat([this.#inbox, chunk]) : chunk;
+    this.#handleInbox();
+  };
+
+  readonly #socketOnClose = (): void => {
+    clearImmediate(this.#nextTurn);
+    this.#scene.framebuffer.untrack(this.#tracker);
+    this.#onClose();
+  };
+
+  readonly #onNextTurn = (): void => {
+    this.#nextTurn = undefined;
+    this.#handleInbox();
+    if (!this.#nextTurn) this.#socket.resume();
+  };
+
+  /** Handle the complete messages in the inbox, or as many as this turn's drawing budget allows. */
+  #handleInbox(): void {
+    const framebuffer = this.#scene.framebuffer;
+    const budgetEnd = framebuffer.pixelsWritten + DRAWING_BUDGET_PER_TURN;
     try {
       for (let length = this.#nextLength(); length > 0; length = this.#nextLength()) {
         const message = this.#inbox.subarray(0, length);
         this.#inbox = this.#inbox.subarray(length);
         this.#handle(message);
+        if (framebuffer.pixelsWritten >= budgetEnd) return this.#waitForNextTurn();
       }
     } catch (err) {
       // A broken viewer loses its own connection; the desktop and other viewers carry on.
       this.#socket.destroy(err as Error);
     }
-  };
+  }
 
-  readonly #socketOnClose = (): void => {
-    this.#scene.framebuffer.untrack(this.#tracker);
-    this.#onClose();
-  };
+  /** Stop reading until the event loop has had its turn (timers, other sockets, updates going out). */
+  #waitForNextTurn(): void {
+    this.#socket.pause();
+    this.#nextTurn = setImmediate(this.#onNextTurn);
+  }
 
   readonly #socketOnDrain = (): void => {
     this.#waitingForDrain = false;

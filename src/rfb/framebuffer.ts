@@ -25,12 +25,18 @@ export class Framebuffer {
   readonly pixels: Uint32Array;
   readonly bounds: Readonly<Rect>;
   readonly #trackers = new Set<DirtyTracker>();
+  #pixelsWritten = 0;
 
   constructor(width: number, height: number) {
     this.width = width;
     this.height = height;
     this.pixels = new Uint32Array(width * height);
     this.bounds = Object.freeze({ x: 0, y: 0, width, height });
+  }
+
+  /** Pixels written so far, counted again when overwritten: the drawing work done, as bytesWritten is a socket's. */
+  get pixelsWritten(): number {
+    return this.#pixelsWritten;
   }
 
   pixel(x: number, y: number): number {
@@ -59,20 +65,30 @@ export class Framebuffer {
     if (drawn) this.#damage(drawn);
   }
 
-  /** A line `thickness` pixels wide from `from` to `to`, drawn only inside `clip`. */
+  /**
+   * A line `thickness` pixels wide from `from` to `to`, drawn only inside `clip`. The line
+   * is cut to its visible part before it is walked, so it costs no more than one across
+   * the clip however far off its ends are (RFB pointers reach 65535), and nothing when
+   * none of it shows.
+   */
   drawLine(from: Point, to: Point, colour: number, thickness: number, clip: Rect = this.bounds): void {
     const visible = intersect(clip, this.bounds);
     if (!visible) return;
-    const dx = Math.abs(to.x - from.x);
-    const dy = -Math.abs(to.y - from.y);
-    const stepX = from.x < to.x ? 1 : -1;
-    const stepY = from.y < to.y ? 1 : -1;
-    const offset = Math.floor(thickness / 2);
-    let { x, y } = from;
+    const offset = Math.floor(thickness / 2); // the pen reaches this far left of and above its centre
+    const lead = thickness - 1 - offset; // and this far right and below
+    const centres = { x: visible.x - lead, y: visible.y - lead, width: visible.width + thickness - 1, height: visible.height + thickness - 1 };
+    const segment = clipSegment(from, to, centres);
+    if (!segment) return;
+    const { start, end } = segment;
+    const dx = Math.abs(end.x - start.x);
+    const dy = -Math.abs(end.y - start.y);
+    const stepX = start.x < end.x ? 1 : -1;
+    const stepY = start.y < end.y ? 1 : -1;
+    let { x, y } = start;
     let error = dx + dy;
     for (;;) {
       this.#plot({ x: x - offset, y: y - offset, width: thickness, height: thickness }, colour, visible);
-      if (x === to.x && y === to.y) break;
+      if (x === end.x && y === end.y) break;
       const doubled = 2 * error; // both tests must see the error from before this step
       if (doubled >= dy) {
         error += dy;
@@ -83,7 +99,7 @@ export class Framebuffer {
         y += stepY;
       }
     }
-    const box = { x: Math.min(from.x, to.x) - offset, y: Math.min(from.y, to.y) - offset, width: dx + thickness, height: -dy + thickness };
+    const box = { x: Math.min(start.x, end.x) - offset, y: Math.min(start.y, end.y) - offset, width: dx + thickness, height: -dy + thickness };
     const drawn = intersect(box, visible);
     if (drawn) this.#damage(drawn);
   }
@@ -101,6 +117,7 @@ export class Framebuffer {
       const from = (source.y + row) * this.width + source.x;
       this.pixels.copyWithin((dstY + row) * this.width + dstX, from, from + source.width);
     }
+    this.#pixelsWritten += source.width * source.height;
     for (const tracker of this.#trackers) tracker.noteCopy(target, source.x, source.y);
   }
 
@@ -123,6 +140,7 @@ export class Framebuffer {
       const start = y * this.width + area.x;
       this.pixels.fill(colour, start, start + area.width);
     }
+    this.#pixelsWritten += area.width * area.height;
     return area;
   }
 
@@ -179,6 +197,37 @@ export class DirtyTracker {
 
 function copyFits(copy: NonNullable<Damage['copy']>, request: Rect): boolean {
   return contains(request, copy.rect) && contains(request, { ...copy.rect, x: copy.srcX, y: copy.srcY });
+}
+
+/**
+ * The part of the segment whose points lie in `rect` (Liang-Barsky), its ends rounded to
+ * whole pixels; undefined when no part does. Ends inside `rect` stay exactly as they are;
+ * a cut end may put the walk a pixel off where the uncut walk would have gone.
+ */
+function clipSegment(from: Point, to: Point, rect: Rect): { start: Point; end: Point } | undefined {
+  const dx = to.x - from.x;
+  const dy = to.y - from.y;
+  // Each edge as `along * t <= room`; the points from + t * (dx, dy) inside are a range of t.
+  const edges = [
+    [-dx, from.x - rect.x],
+    [dx, rect.x + rect.width - 1 - from.x],
+    [-dy, from.y - rect.y],
+    [dy, rect.y + rect.height - 1 - from.y],
+  ] as const;
+  let enter = 0;
+  let leave = 1;
+  for (const [along, room] of edges) {
+    if (along === 0) {
+      if (room < 0) return undefined; // parallel to this edge, and outside it
+    } else if (along < 0) {
+      enter = Math.max(enter, room / along);
+    } else {
+      leave = Math.min(leave, room / along);
+    }
+  }
+  if (enter > leave) return undefined;
+  const at = (t: number): Point => ({ x: Math.round(from.x + t * dx), y: Math.round(from.y + t * dy) });
+  return { start: at(enter), end: at(leave) };
 }
 
 function intersect(a: Rect, b: Rect | undefined): Rect | undefined {

@@ -691,6 +691,34 @@ describe('path traversal', () => {
   });
 });
 
+describe('a flood of input on the demo desktop', () => {
+  attack('keeps answering while a viewer drags the pen 10,000 times across the full 16-bit range', 'main', async (a) => {
+    const upgrade = await a.upgrade('?desktop=demo', mallory);
+    if (!('client' in upgrade)) throw new Error(`demo session refused: HTTP ${upgrade.status}`);
+    const { rfb } = await within(5_000, 'the demo desktop to greet', startRfb(upgrade.client));
+    // PointerEvents (type 5) with the left button down, corner to far corner and back, in messages under maxMessageBytes.
+    const perMessage = Math.floor(MAX_MESSAGE_BYTES / 6);
+    const events = Buffer.alloc(6 * perMessage);
+    for (let i = 0; i < perMessage; i++) {
+      const far = i % 2 ? 65535 : 0;
+      events.writeUInt8(5, i * 6);
+      events.writeUInt8(1, i * 6 + 1);
+      events.writeUInt16BE(far, i * 6 + 2);
+      events.writeUInt16BE(far, i * 6 + 4);
+    }
+    for (let sent = 0; sent < 10_000; sent += perMessage) upgrade.client.ws.send(events);
+    let slowest = 0;
+    for (const end = Date.now() + 2_000; Date.now() < end; ) {
+      const started = performance.now();
+      expect((await subjects.main.gw.request('/healthz')).status).toBe(200);
+      slowest = Math.max(slowest, performance.now() - started);
+    }
+    expect(slowest, 'the slowest /healthz answer during the flood, in ms').toBeLessThan(1_000); // seconds without the guards
+    await expectAnswers(rfb);
+    await closeClient(upgrade.client);
+  });
+});
+
 describe('holding file descriptors', () => {
   const RFB_JS = 'GET /novnc/core/rfb.js HTTP/1.1\r\nHost: x\r\n\r\n';
 

@@ -3,6 +3,7 @@
  * viewer's pixel format, typing, drawing, framing, misbehaving viewers, back-pressure and
  * shutdown. Pixel positions and colours below pin the 1024x768 layout of the demo screen.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startDemoDesktop, type DemoDesktop, type DemoDesktopOptions } from '../../src/rfb/demo-server.js';
@@ -12,6 +13,7 @@ import {
   Button,
   encodeClientCutText,
   encodeKeyEvent,
+  encodePointerEvent,
   encodeSetEncodings,
   encodeUpdateRequest,
   Encoding,
@@ -342,6 +344,38 @@ describe('demo desktop', { timeout: 20_000 }, () => {
     });
   });
 
+  describe('drawing floods', () => {
+    /** Generous for a loaded machine (these run in tens of ms); unguarded, the floods below stall for seconds. */
+    const NOTICEABLE_STALL_MS = 250;
+
+    it('stays responsive while one message drags the pen 10,000 times across the full 16-bit range, and still draws', async () => {
+      const desktop = await start();
+      const { rfb } = await viewer(desktop);
+      expect(await longestStallHandling(rfb, drag(10_000, { x: 0, y: 0 }, { x: 65535, y: 65535 }))).toBeLessThan(NOTICEABLE_STALL_MS);
+      await refresh(rfb);
+      // The diagonal crosses the canvas, and only the canvas.
+      expect([rfb.pixel(300, 300), rfb.pixel(500, 500), rfb.pixel(740, 740)]).toEqual([PEN, PEN, PEN]);
+      expect([rfb.pixel(500, 300), rfb.pixel(100, 100), rfb.pixel(760, 760)]).toEqual([CANVAS, TEXT_BOX, BACKGROUND]);
+    });
+
+    it('spends next to nothing on strokes that lie wholly off the screen', async () => {
+      const desktop = await start();
+      const { rfb } = await viewer(desktop);
+      const before = rfb.pixels.slice();
+      expect(await longestStallHandling(rfb, drag(10_000, { x: 65535, y: 0 }, { x: 65535, y: 65535 }))).toBeLessThan(NOTICEABLE_STALL_MS);
+      await refresh(rfb);
+      expect(Buffer.from(rfb.pixels.buffer).equals(Buffer.from(before.buffer))).toBe(true);
+    });
+
+    it('spreads a burst of full-canvas strokes over turns of the event loop instead of drawing it in one', async () => {
+      const desktop = await start();
+      const { rfb } = await viewer(desktop);
+      expect(await longestStallHandling(rfb, drag(10_000, { x: 16, y: 240 }, { x: 1007, y: 750 }))).toBeLessThan(NOTICEABLE_STALL_MS);
+      await refresh(rfb);
+      expect([rfb.pixel(16, 240), rfb.pixel(512, 495), rfb.pixel(1007, 750)]).toEqual([PEN, PEN, PEN]);
+    });
+  });
+
   describe('clock and shutdown', () => {
     it('shows the time, updates it each second, and stops its timer on close', async () => {
       vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
@@ -392,6 +426,26 @@ async function countUpdates(rfb: RfbClient, idleMs: number): Promise<number> {
     idle.abort();
     if (!arrived) return count;
   }
+}
+
+/** One message of `count` pointer events with the left button held, going back and forth between `a` and `b`. */
+function drag(count: number, a: { x: number; y: number }, b: { x: number; y: number }): Buffer {
+  return Buffer.concat(Array.from({ length: count }, (_, i) => (i % 2 ? encodePointerEvent(b.x, b.y, Button.Left) : encodePointerEvent(a.x, a.y, Button.Left))));
+}
+
+/** The longest this process's event loop (the desktop's too) was blocked while the desktop handled `messages`, in ms. */
+async function longestStallHandling(rfb: RfbClient, messages: Buffer): Promise<number> {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  try {
+    rfb.send(messages);
+    // Answered only once everything sent before it has been handled; one pixel costs nothing to send.
+    rfb.requestUpdate(false, { x: 0, y: 0, width: 1, height: 1 });
+    await rfb.readUpdate();
+  } finally {
+    histogram.disable();
+  }
+  return histogram.max / 1e6;
 }
 
 /** TCP listeners and sockets open in this process. */
