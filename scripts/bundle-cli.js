@@ -8,33 +8,13 @@
  *
  *   node scripts/bundle-cli.js      (part of npm run build, after tsc)
  */
-import { readFile } from 'node:fs/promises';
-import { dirname, relative } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SRC = `${ROOT}src/`;
 const OUT = `${ROOT}dist/cli.js`;
-
-/**
- * Modules find files relative to where tsc puts them (version.ts: ../package.json from
- * dist/version.js; routes.ts: ../../src/web/static/ from dist/web/routes.js). In the bundle
- * every module would share dist/cli.js's import.meta.url, so each gets its own back.
- * @type {import('esbuild').Plugin}
- */
-const importMetaUrlPerModule = {
-  name: 'import-meta-url-per-module',
-  setup(bundle) {
-    bundle.onLoad({ filter: /\.ts$/ }, async ({ path }) => {
-      const contents = await readFile(path, 'utf8');
-      if (!path.startsWith(SRC) || !contents.includes('import.meta.url')) return { contents, loader: 'ts' };
-      const asBuilt = relative(dirname(OUT), `${ROOT}dist/${path.slice(SRC.length).replace(/\.ts$/, '.js')}`);
-      const url = `new URL(${JSON.stringify(`./${asBuilt}`)}, import.meta.url).href`;
-      return { contents: contents.replaceAll('import.meta.url', url), loader: 'ts' };
-    });
-  },
-};
 
 /**
  * zod re-exports all of its ~50 locales (390 KiB of the 1.4 MB bundle) and
@@ -57,7 +37,7 @@ const zodEnglishOnly = {
 };
 
 await build({
-  entryPoints: [`${SRC}cli.ts`],
+  entryPoints: [`${SRC}cli/main.ts`],
   outfile: OUT,
   bundle: true,
   platform: 'node',
@@ -68,6 +48,6 @@ await build({
   external: ['bufferutil', 'utf-8-validate', '@node-rs/argon2'],
   // ws and pino are CommonJS and require() Node's built-ins, which an ES module lacks.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-  plugins: [importMetaUrlPerModule, zodEnglishOnly],
+  plugins: [zodEnglishOnly],
   logLevel: 'warning',
 });

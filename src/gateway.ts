@@ -17,15 +17,15 @@ import { hostGuard, refuseOrigin } from './auth/origin.js';
 import type { RequestOrigin } from './auth/proxy.js';
 import { withoutTicket, type Ticket } from './auth/tickets.js';
 import { GatewayError } from './errors.js';
-import { DEMO_DESKTOP, isLoopbackHost, type Config } from './config.js';
+import { DEMO_DESKTOP, isLoopbackHost, type Config } from './config/schema.js';
 import { DesktopDirectory } from './desktops/directory.js';
 import { DesktopStatus } from './desktops/status.js';
 import { TargetPolicy } from './desktops/targets.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger } from './observe/log.js';
 import { buildConnector } from './relay/connector.js';
-import { startDemoDesktop, type DemoDesktop } from './rfb/demo-server.js';
-import { SessionManager, type Grant, type Session } from './sessions/sessions.js';
-import { createRequestHandler, decodePath } from './web/routes.js';
+import { startDemoDesktop, type DemoDesktop } from './demo/server.js';
+import { SessionManager, type Grant, type Session } from './sessions/session-manager.js';
+import { createRequestHandler, decodePath } from './http/routes.js';
 
 export interface GatewayOptions {
   /** Defaults to a pino logger at `config.log.level`. */

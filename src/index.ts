@@ -1,5 +1,5 @@
 /** deskgate as a library: build a config, create a gateway, mount or listen. */
 export { createGateway, type Gateway, type GatewayOptions } from './gateway.js';
-export { parseConfig, ConfigError, type Config, type ConfigInput } from './config.js';
+export { parseConfig, ConfigError, type Config, type ConfigInput } from './config/schema.js';
 export { GatewayError, ERRORS, CLOSE, type ErrorCode } from './errors.js';
-export { startDemoDesktop, type DemoDesktop, type DemoDesktopOptions } from './rfb/demo-server.js';
+export { startDemoDesktop, type DemoDesktop, type DemoDesktopOptions } from './demo/server.js';

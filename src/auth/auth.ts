@@ -5,7 +5,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { Config } from '../config.js';
+import type { Config } from '../config/schema.js';
 import { ANONYMOUS, PRINCIPAL_NAME, type Identity } from './identity.js';
 import { LoginCookies, type Login } from './login-cookie.js';
 import { MemoryOneTimeStore } from './one-time.js';

@@ -7,7 +7,7 @@
 import { createPrivateKey, createPublicKey, createSecretKey, randomUUID, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
-import type { Config } from '../config.js';
+import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { OneTimeStore } from './one-time.js';
 

@@ -7,7 +7,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { DesktopRules } from '../auth/identity.js';
-import type { DesktopConfig } from '../config.js';
+import type { DesktopConfig } from '../config/schema.js';
 import { describeSocketError, GatewayError } from '../errors.js';
 import type { ConnectTarget } from '../relay/connector.js';
 import { parseHostPort, type TargetPolicy } from './targets.js';

@@ -1,5 +1,5 @@
 /** A gateway started in-process on an ephemeral loopback port, logs silenced unless a logger is given. */
-import { parseConfig, type ConfigInput } from '../../src/config.js';
+import { parseConfig, type ConfigInput } from '../../src/config/schema.js';
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway.js';
 
 export interface RunningGateway {

@@ -1,6 +1,6 @@
 /** A pino logger for createGateway that keeps its JSON lines in memory, for tests that read the log. */
 import { pino } from 'pino';
-import type { Logger } from '../../src/log.js';
+import type { Logger } from '../../src/observe/log.js';
 
 export type LogLine = Record<string, unknown> & { msg: string };
 

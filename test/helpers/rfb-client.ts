@@ -25,7 +25,7 @@ import {
   type ProtocolMinor,
   type Rect,
 } from '../../src/rfb/protocol.js';
-import { NATIVE_PIXEL_FORMAT } from '../../src/rfb/framebuffer.js';
+import { NATIVE_PIXEL_FORMAT } from '../../src/demo/framebuffer.js';
 
 interface PendingRead {
   length: number;

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDemoDesktop, type DemoDesktop } from '../../src/rfb/demo-server.js';
+import { startDemoDesktop, type DemoDesktop } from '../../src/demo/server.js';
 import { cookieFrom, loggedIn, logIn, loginSetCookie, writeUsers, type TestUser } from '../helpers/auth.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { send } from '../helpers/http-client.js';

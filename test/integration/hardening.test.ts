@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Auth } from '../../src/auth/auth.js';
 import type { RequestOrigin } from '../../src/auth/proxy.js';
-import { parseConfig } from '../../src/config.js';
+import { parseConfig } from '../../src/config/schema.js';
 import { loggedIn, logIn, writeUsers } from '../helpers/auth.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { send } from '../helpers/http-client.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { verify as verifyPassword } from '@node-rs/argon2';
 import { decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type ConfigInput } from '../../src/config.js';
+import { parseConfig, type ConfigInput } from '../../src/config/schema.js';
 import { createGateway } from '../../src/gateway.js';
 import { runDeskgate, startCli, type CliGateway } from '../helpers/cli-process.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config.js';
+import { parseConfig } from '../../src/config/schema.js';
 import { createGateway } from '../../src/gateway.js';
 import { cookieFrom, loggedIn, logIn, loginSetCookie, writeUsers } from '../helpers/auth.js';
 import { spawnDeskgate } from '../helpers/cli-process.js';

@@ -8,7 +8,7 @@ import { accessTo, ANONYMOUS, type Identity } from '../../src/auth/identity.js';
 import { isForeignPost } from '../../src/auth/origin.js';
 import { ProxyTrust } from '../../src/auth/proxy.js';
 import { LoginThrottle } from '../../src/auth/throttle.js';
-import { safeNext } from '../../src/web/pages.js';
+import { safeNext } from '../../src/http/pages.js';
 
 const alice: Identity = { user: 'alice', groups: ['teachers'], via: 'password' };
 const bob: Identity = { user: 'bob', groups: ['students'], via: 'password' };

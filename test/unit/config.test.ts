@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ProxyTrust } from '../../src/auth/proxy.js';
-import { ConfigError, parseConfig } from '../../src/config.js';
+import { ConfigError, parseConfig } from '../../src/config/schema.js';
 import { TargetPolicy } from '../../src/desktops/targets.js';
 
 function errorOf(raw: unknown): string {

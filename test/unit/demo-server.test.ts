@@ -6,9 +6,9 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startDemoDesktop, type DemoDesktop, type DemoDesktopOptions } from '../../src/rfb/demo-server.js';
-import { CELL_WIDTH, GLYPH_HEIGHT } from '../../src/rfb/font.js';
-import { Framebuffer } from '../../src/rfb/framebuffer.js';
+import { startDemoDesktop, type DemoDesktop, type DemoDesktopOptions } from '../../src/demo/server.js';
+import { CELL_WIDTH, GLYPH_HEIGHT } from '../../src/demo/font.js';
+import { Framebuffer } from '../../src/demo/framebuffer.js';
 import {
   Button,
   encodeClientCutText,

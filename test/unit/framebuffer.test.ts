@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CELL_WIDTH, GLYPH_HEIGHT, GLYPH_WIDTH, glyph } from '../../src/rfb/font.js';
-import { createPixelEncoder, Framebuffer, NATIVE_PIXEL_FORMAT } from '../../src/rfb/framebuffer.js';
+import { CELL_WIDTH, GLYPH_HEIGHT, GLYPH_WIDTH, glyph } from '../../src/demo/font.js';
+import { createPixelEncoder, Framebuffer, NATIVE_PIXEL_FORMAT } from '../../src/demo/framebuffer.js';
 import { RfbProtocolError, type PixelFormat } from '../../src/rfb/protocol.js';
 import { NOVNC_PIXEL_FORMAT } from '../helpers/rfb-client.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { escapeHtml, renderDashboard, renderViewer, type DesktopCard } from '../../src/web/pages.js';
+import { escapeHtml, renderDashboard, renderViewer, type DesktopCard } from '../../src/http/pages.js';
 
 const HOSTILE = `lab"3'<script>alert(1)</script>&x`;
 const HOSTILE_ESCAPED = 'lab&quot;3&#39;&lt;script&gt;alert(1)&lt;/script&gt;&amp;x';

@@ -4,31 +4,24 @@
  * WebSocket; the WebSocket endpoint itself lives in gateway.ts (the upgrade path).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Auth } from '../auth/auth.js';
 import { accessTo, type Identity } from '../auth/identity.js';
 import { hostGuard } from '../auth/origin.js';
 import type { RequestOrigin } from '../auth/proxy.js';
 import { withoutTicket } from '../auth/tickets.js';
-import type { Config } from '../config.js';
+import type { Config } from '../config/schema.js';
 import type { DesktopDirectory } from '../desktops/directory.js';
 import type { DesktopStatus } from '../desktops/status.js';
 import { GatewayError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { SessionManager } from '../sessions/sessions.js';
-import { VERSION } from '../version.js';
-import { type Headers, json, redirect, send, text } from './http.js';
+import type { Logger } from '../observe/log.js';
+import type { SessionManager } from '../sessions/session-manager.js';
+import { NOVNC_ROOT, STATIC_ROOT, VERSION } from '../package.js';
+import { type Headers, json, redirect, send, text } from './respond.js';
 import { handleLogin, handleLogout } from './login.js';
 import { renderDashboard, renderLogin, renderNotice, renderViewer, safeNext } from './pages.js';
 import { serveDirectory } from './static-files.js';
 import { handleTicketRequest } from './tickets-api.js';
 
-// This file runs from src/web (tests) and dist/web (built): both are two levels below the root.
-const STATIC_ROOT = fileURLToPath(new URL('../../src/web/static/', import.meta.url));
-// noVNC's package exports core/rfb.js; its root holds core/ and vendor/.
-const NOVNC_ROOT = dirname(dirname(createRequire(import.meta.url).resolve('@novnc/novnc')));
 
 export interface RoutesContext {
   config: Config;

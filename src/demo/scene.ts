@@ -1,11 +1,11 @@
 /**
  * What the demo desktop shows: a title bar with a clock, a text box viewers type into,
  * and a white area they draw on. Pure drawing on a Framebuffer; the RFB side is in
- * demo-server.ts.
+ * server.ts.
  */
 import { CELL_HEIGHT, CELL_WIDTH, GLYPH_HEIGHT } from './font.js';
 import { Framebuffer, type Point } from './framebuffer.js';
-import { Keysym, type Rect } from './protocol.js';
+import { Keysym, type Rect } from '../rfb/protocol.js';
 
 const COLOUR = {
   background: 0x2a6f97,

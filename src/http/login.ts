@@ -1,10 +1,10 @@
 /** Password mode's login form and logout, with failed-login throttling per address. */
 import type { Auth } from '../auth/auth.js';
 import { GatewayError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { SessionManager } from '../sessions/sessions.js';
+import type { Logger } from '../observe/log.js';
+import type { SessionManager } from '../sessions/session-manager.js';
 import { isForeignPost } from '../auth/origin.js';
-import { BodyTooLarge, mediaType, readBody, redirect, text } from './http.js';
+import { BodyTooLarge, mediaType, readBody, redirect, text } from './respond.js';
 import { renderLogin, safeNext } from './pages.js';
 import type { Exchange } from './routes.js';
 

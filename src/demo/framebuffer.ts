@@ -5,7 +5,7 @@
  */
 import { endianness } from 'node:os';
 import { CELL_WIDTH, GLYPH_HEIGHT, GLYPH_WIDTH, glyph } from './font.js';
-import { RfbProtocolError, type PixelFormat, type Rect } from './protocol.js';
+import { RfbProtocolError, type PixelFormat, type Rect } from '../rfb/protocol.js';
 
 export interface Point {
   x: number;

@@ -1,14 +1,14 @@
 /**
  * The one configuration schema. Config file, environment and flags are merged into one
- * raw object (see cli.ts), validated here once at start-up, then frozen: nothing reads
+ * raw object (see sources.ts), validated here once at start-up, then frozen: nothing reads
  * process.env or re-validates later.
  */
 import { z } from 'zod';
-import { isOrigin, normalizeOrigin } from './auth/origin.js';
-import { PRINCIPAL_NAME } from './auth/identity.js';
-import { DESKTOP_NAME } from './desktops/directory.js';
-import { isValidHost, parseHostPort } from './desktops/targets.js';
-import { parseCidr } from './net/cidr.js';
+import { isOrigin, normalizeOrigin } from '../auth/origin.js';
+import { PRINCIPAL_NAME } from '../auth/identity.js';
+import { DESKTOP_NAME } from '../desktops/directory.js';
+import { isValidHost, parseHostPort } from '../desktops/targets.js';
+import { parseCidr } from '../net/cidr.js';
 
 
 const port = z

@@ -6,14 +6,14 @@ import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { hashApiKey } from './auth/auth.js';
-import { PRINCIPAL_NAME } from './auth/identity.js';
-import { MemoryOneTimeStore } from './auth/one-time.js';
-import { TicketAuthority } from './auth/tickets.js';
-import { hashPassword } from './auth/users.js';
-import { DEMO_DESKTOP, ConfigError } from './config.js';
-import { loadConfig, parseFlags } from './config-sources.js';
-import { ticketUrl } from './web/tickets-api.js';
+import { hashApiKey } from '../auth/auth.js';
+import { PRINCIPAL_NAME } from '../auth/identity.js';
+import { MemoryOneTimeStore } from '../auth/one-time.js';
+import { TicketAuthority } from '../auth/tickets.js';
+import { hashPassword } from '../auth/users.js';
+import { DEMO_DESKTOP, ConfigError } from '../config/schema.js';
+import { loadConfig, parseFlags } from '../config/sources.js';
+import { ticketUrl } from '../http/tickets-api.js';
 
 export async function hashPasswordCommand(argv: string[]): Promise<number> {
   parseFlags(() => parseArgs({ args: argv, options: {}, strict: true, allowPositionals: false }));

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 /**
  * The `deskgate` command: flags, DESKGATE_* environment variables and an optional YAML
- * config file, merged by config-sources.ts and validated once by config.ts; then the
+ * config file, merged by config/sources.ts and validated once by config/schema.ts; then the
  * gateway starts, SIGHUP reloads its users file and certificate, SIGTERM/SIGINT stop it.
  * The subcommands (hash-password, api-key, ticket) live in commands.ts.
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, type Config } from './config.js';
-import { loadConfig, parseFlags } from './config-sources.js';
-import { VERSION } from './version.js';
+import { ConfigError, type Config } from '../config/schema.js';
+import { loadConfig, parseFlags } from '../config/sources.js';
+import { VERSION } from '../package.js';
 
 const HELP = `deskgate ${VERSION} — one port, many desktops: VNC in the browser
 
@@ -101,7 +101,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 
 async function serve(config: Config): Promise<number> {
   // Loaded only now, so --help, --version and config errors answer without it.
-  const { createGateway } = await import('./gateway.js');
+  const { createGateway } = await import('../gateway.js');
   let gateway;
   try {
     gateway = await createGateway(config);

@@ -8,7 +8,7 @@
  * when it asked for an update and has drained what it was sent before.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { DemoScene } from './demo-scene.js';
+import { DemoScene } from './scene.js';
 import { createPixelEncoder, NATIVE_PIXEL_FORMAT, union, type DirtyTracker, type Point } from './framebuffer.js';
 import {
   Button,
@@ -28,7 +28,7 @@ import {
   type ClientMessage,
   type ProtocolMinor,
   type Rect,
-} from './protocol.js';
+} from '../rfb/protocol.js';
 
 export interface DemoDesktopOptions {
   host?: string;

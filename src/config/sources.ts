@@ -1,11 +1,11 @@
 /**
  * Where configuration comes from: a YAML file, DESKGATE_* environment variables and flags,
  * merged (flags win over the environment, the environment over the file) into the raw
- * object that config.ts validates. Shared by the gateway and the subcommands.
+ * object that schema.ts validates. Shared by the gateway and the subcommands.
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { ConfigError, parseConfig, type Config } from './config.js';
+import { ConfigError, parseConfig, type Config } from './schema.js';
 
 /** The flags that map onto config keys; every one is optional. */
 export interface ConfigFlags {

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { PRINCIPAL_NAME } from '../auth/identity.js';
-import { BodyTooLarge, json, mediaType, readBody } from './http.js';
+import { BodyTooLarge, json, mediaType, readBody } from './respond.js';
 import { viewerHref } from './pages.js';
 import type { Exchange, RoutesContext } from './routes.js';
 

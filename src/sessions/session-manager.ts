@@ -8,10 +8,10 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { Identity } from '../auth/identity.js';
-import type { Config } from '../config.js';
+import type { Config } from '../config/schema.js';
 import type { DesktopDirectory } from '../desktops/directory.js';
 import { CLOSE, GatewayError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observe/log.js';
 import { Bridge, type BridgeEnd } from '../relay/bridge.js';
 import { describe, type Connect, type ConnectTarget } from '../relay/connector.js';
 
