@@ -1,24 +1,30 @@
 /**
  * The one catalogue of gateway errors. Every refusal or failure a user can see has a
- * stable `code`, the WebSocket close code and HTTP status it maps to, and a message
- * with enough context to act on. The README's close-code table is checked against
- * this catalogue by a test.
+ * stable `code`, the HTTP status and WebSocket close code it maps to, and a sentence with
+ * enough context to act on. `ERRORS` holds the codes; `errors` holds every sentence, once:
+ * throw sites call it instead of writing their own. A test checks the catalogue against the
+ * README's table both ways, and that the viewer has words for every close code.
  */
 
 export const ERRORS = {
-  DG_ERR_BAD_REQUEST: { closeCode: 4400, status: 400, summary: 'malformed request (bad desktop name, bad target syntax)' },
-  DG_ERR_UNAUTHENTICATED: { closeCode: 4401, status: 401, summary: 'authentication required or failed' },
-  DG_ERR_FORBIDDEN: { closeCode: 4403, status: 403, summary: "desktop or target outside this user's policy" },
-  DG_ERR_UNKNOWN_DESKTOP: { closeCode: 4404, status: 404, summary: 'unknown desktop or token' },
-  DG_ERR_IDLE_TIMEOUT: { closeCode: 4408, status: 408, summary: 'no traffic for the idle timeout' },
-  DG_ERR_SESSION_EXPIRED: { closeCode: 4408, status: 408, summary: 'maximum session duration reached' },
-  DG_ERR_CONFLICT: { closeCode: 4409, status: 409, summary: 'desktop held exclusively, or session taken over' },
-  DG_ERR_TOO_MANY_SESSIONS: { closeCode: 4429, status: 429, summary: 'too many sessions (global, per user or per address)' },
-  DG_ERR_UPSTREAM: { closeCode: 4500, status: 500, summary: 'the VNC server ended or broke the session' },
-  DG_ERR_CONNECT_FAILED: { closeCode: 4502, status: 502, summary: 'could not connect to the VNC server' },
-  DG_ERR_NOT_READY: { closeCode: 4503, status: 503, summary: 'gateway not ready or shutting down for maintenance' },
-  DG_ERR_CONNECT_TIMEOUT: { closeCode: 4504, status: 504, summary: 'connecting to the VNC server timed out' },
-} as const;
+  DG_ERR_BAD_REQUEST: { status: 400, closeCode: 4400, summary: 'malformed request: bad desktop name, bad target syntax, not exactly one of `desktop`/`target`' },
+  DG_ERR_UNAUTHENTICATED: { status: 401, closeCode: 4401, summary: 'authentication required or failed; during a session: the user logged out, or their account or password changed' },
+  DG_ERR_FORBIDDEN: { status: 403, closeCode: 4403, summary: 'desktop or target outside the policy (e.g. ad-hoc targets disabled, or not in the allow rules)' },
+  DG_ERR_UNKNOWN_DESKTOP: { status: 404, closeCode: 4404, summary: 'unknown desktop or token' },
+  DG_ERR_NOT_ENABLED: { status: 404, closeCode: 4404, summary: 'a feature this gateway does not have configured (the ticket API)' },
+  DG_ERR_IDLE_TIMEOUT: { status: 408, closeCode: 4408, summary: 'no traffic for `session.idleTimeoutMs`' },
+  DG_ERR_SESSION_EXPIRED: { status: 408, closeCode: 4408, summary: '`session.maxDurationMs` reached' },
+  DG_ERR_CONFLICT: { status: 409, closeCode: 4409, summary: 'desktop held exclusively, or this session was taken over' },
+  DG_ERR_TOO_LARGE: { status: 413, closeCode: 1009, summary: 'a WebSocket message over `session.maxMessageBytes`, or a request body over its limit' },
+  DG_ERR_UNSUPPORTED: { status: 415, closeCode: 1003, summary: 'a text WebSocket message (RFB is binary), or a request body of the wrong type' },
+  DG_ERR_TOO_MANY_SESSIONS: { status: 429, closeCode: 4429, summary: 'too many sessions (global, per user or per address)' },
+  DG_ERR_THROTTLED: { status: 429, closeCode: 4429, summary: 'too many failed logins or API keys from this address' },
+  DG_ERR_INTERNAL: { status: 500, closeCode: 1011, summary: 'an unexpected error in the gateway (a bug: the log has the details)' },
+  DG_ERR_UPSTREAM: { status: 500, closeCode: 4500, summary: 'the VNC server closed or broke the connection during the session' },
+  DG_ERR_CONNECT_FAILED: { status: 502, closeCode: 4502, summary: 'could not connect to the VNC server (refused, DNS failure, unreachable)' },
+  DG_ERR_NOT_READY: { status: 503, closeCode: 4503, summary: 'gateway not ready, shutting down, or too busy to check a password' },
+  DG_ERR_CONNECT_TIMEOUT: { status: 504, closeCode: 4504, summary: 'connecting to the VNC server timed out' },
+} as const satisfies Record<string, { status: number; closeCode: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
 
@@ -28,6 +34,7 @@ export const CLOSE = {
   GOING_AWAY: 1001,
   UNSUPPORTED_DATA: 1003,
   MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
 } as const;
 
 /** WebSocket close reasons are limited to 123 bytes of UTF-8. */
@@ -38,6 +45,8 @@ export class GatewayError extends Error {
   readonly code: ErrorCode;
   readonly closeCode: number;
   readonly status: number;
+  /** Who was refused, when the gateway knew by then: for the log. */
+  user: string | undefined;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -50,7 +59,87 @@ export class GatewayError extends Error {
   get reason(): string {
     return truncateReason(this.message);
   }
+
+  /** This error, naming who was refused. */
+  of(user: string): this {
+    this.user = user;
+    return this;
+  }
+
+  /** This error with what caused it attached, for the log. */
+  causedBy(cause: unknown): this {
+    Object.defineProperty(this, 'cause', { value: cause, writable: true, configurable: true });
+    return this;
+  }
 }
+
+const make =
+  <A extends unknown[]>(code: ErrorCode, message: (...args: A) => string) =>
+  (...args: A): GatewayError =>
+    new GatewayError(code, message(...args));
+
+/** Every sentence the gateway refuses or ends something with, by what happened. */
+export const errors = {
+  // What was asked for
+  malformedUrl: make('DG_ERR_BAD_REQUEST', () => 'Malformed URL'),
+  notOneTarget: make('DG_ERR_BAD_REQUEST', () => 'Name exactly one desktop (?desktop=NAME) or one target (?target=HOST:PORT)'),
+  malformedDesktopName: make('DG_ERR_BAD_REQUEST', () => 'Malformed desktop name: use letters, digits, ".", "_" and "-"'),
+  malformedTarget: make('DG_ERR_BAD_REQUEST', () => 'Malformed target: expected HOST:PORT or [IPv6]:PORT'),
+  ticketForOneDesktop: make('DG_ERR_BAD_REQUEST', () => 'A ticket opens one desktop: ?desktop=NAME&ticket=TICKET'),
+  unknownDesktop: make('DG_ERR_UNKNOWN_DESKTOP', (name: string) => `There is no desktop named '${name}'`),
+
+  // Who is asking
+  logInFirst: make('DG_ERR_UNAUTHENTICATED', () => 'Log in first'),
+  authenticationRequired: make('DG_ERR_UNAUTHENTICATED', () => 'Authentication required'),
+  signInThroughSso: make('DG_ERR_UNAUTHENTICATED', () => "Authentication required: sign in through your organisation's single sign-on"),
+  wrongPassword: make('DG_ERR_UNAUTHENTICATED', () => 'Wrong user name or password'),
+  apiKeyRequired: make('DG_ERR_UNAUTHENTICATED', () => 'Send a valid API key as Authorization: Bearer KEY'),
+  loggedOut: make('DG_ERR_UNAUTHENTICATED', () => 'You logged out'),
+  accountChanged: make('DG_ERR_UNAUTHENTICATED', () => 'Your account was removed or its password changed: log in again'),
+  ticketsNotEnabled: make('DG_ERR_UNAUTHENTICATED', () => 'Tickets are not enabled on this gateway'),
+  ticketInvalid: make('DG_ERR_UNAUTHENTICATED', () => 'The ticket is not valid'),
+  ticketExpired: make('DG_ERR_UNAUTHENTICATED', () => 'The ticket has expired: ask for a new one'),
+  ticketTooLong: make('DG_ERR_UNAUTHENTICATED', (maxSeconds: number) => `The ticket lives longer than this gateway allows (${maxSeconds} s)`),
+  ticketFromBeforeStart: make('DG_ERR_UNAUTHENTICATED', () => 'The ticket was issued before the gateway last started: ask for a new one'),
+  ticketUsed: make('DG_ERR_UNAUTHENTICATED', () => 'The ticket has already been used: ask for a new one'),
+
+  // What they may do
+  foreignHost: make('DG_ERR_FORBIDDEN', (host: string) =>
+    `Host ${host} is not a name of this gateway: without authentication it answers to IP addresses, localhost and the host of publicUrl only`),
+  foreignOrigin: make('DG_ERR_FORBIDDEN', (origin: string) => `Origin ${origin} is not allowed`),
+  originRequired: make('DG_ERR_FORBIDDEN', () => 'An Origin header is required'),
+  foreignPost: make('DG_ERR_FORBIDDEN', () => 'Cross-site form posts are not accepted'),
+  notAllowed: make('DG_ERR_FORBIDDEN', (user: string, desktop: string) => `${user} may not open desktop '${desktop}'`),
+  ticketForAnotherDesktop: make('DG_ERR_FORBIDDEN', () => 'The ticket is for another desktop'),
+  targetsNotEnabled: make('DG_ERR_FORBIDDEN', () => 'Ad-hoc targets are not enabled on this gateway'),
+  targetNotAllowed: make('DG_ERR_FORBIDDEN', (target: string) => `Target ${target} is not allowed by this gateway's rules`),
+  ticketApiNotEnabled: make('DG_ERR_NOT_ENABLED', () => 'This gateway does not issue tickets (configure tickets and tickets.apiKeys)'),
+
+  // Limits
+  gatewayFull: make('DG_ERR_TOO_MANY_SESSIONS', (limit: number) => `The gateway is at its limit of ${limit} sessions`),
+  tooManyFromAddress: make('DG_ERR_TOO_MANY_SESSIONS', (address: string, limit: number) => `Too many sessions from ${address} (limit ${limit})`),
+  tooManyForUser: make('DG_ERR_TOO_MANY_SESSIONS', (user: string, limit: number) => `Too many sessions for ${user} (limit ${limit})`),
+  throttled: make('DG_ERR_THROTTLED', () => 'Too many failed attempts from this address'),
+  loginsBlocked: make('DG_ERR_THROTTLED', (minutes: number) => `Too many failed logins from your address: try again in ${minutes} minute${minutes === 1 ? '' : 's'}`),
+  busyCheckingLogins: make('DG_ERR_NOT_READY', () => 'The gateway is busy checking other logins: try again in a moment'),
+  formTooLarge: make('DG_ERR_TOO_LARGE', () => 'The form is too large'),
+  bodyTooLarge: make('DG_ERR_TOO_LARGE', (limit: number) => `The request body is larger than ${limit} bytes`),
+  notAForm: make('DG_ERR_UNSUPPORTED', () => 'Expected a form (application/x-www-form-urlencoded)'),
+  notJson: make('DG_ERR_UNSUPPORTED', () => 'Expected Content-Type: application/json'),
+  bodyNotJson: make('DG_ERR_BAD_REQUEST', () => 'The request body is not valid JSON'),
+  badField: make('DG_ERR_BAD_REQUEST', (field: string, expected: string) => `${field}: ${expected}`),
+  textMessage: make('DG_ERR_UNSUPPORTED', () => 'Text messages are not supported: the RFB stream is binary'),
+
+  // The session
+  idle: make('DG_ERR_IDLE_TIMEOUT', (duration: string) => `Session closed after ${duration} without activity`),
+  expired: make('DG_ERR_SESSION_EXPIRED', (duration: string) => `Session reached its maximum duration of ${duration}`),
+  upstreamClosed: make('DG_ERR_UPSTREAM', (label: string) => `${label} closed the connection`),
+  upstreamBroke: make('DG_ERR_UPSTREAM', (label: string, why: string) => `${label} broke the connection (${why})`),
+  unreachable: make('DG_ERR_CONNECT_FAILED', (label: string, why: string) => `${label} is not reachable (${why})`),
+  connectTimeout: make('DG_ERR_CONNECT_TIMEOUT', (label: string, ms: number) => `${label} did not answer within ${ms} ms`),
+  shuttingDown: make('DG_ERR_NOT_READY', () => 'The gateway is shutting down'),
+  internal: make('DG_ERR_INTERNAL', () => 'Unexpected gateway error'),
+};
 
 export function truncateReason(text: string): string {
   if (Buffer.byteLength(text) <= MAX_REASON_BYTES) return text;
@@ -75,4 +164,12 @@ export function describeSocketError(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code && SOCKET_ERROR_WORDS[code]) return SOCKET_ERROR_WORDS[code];
   return code ?? (err instanceof Error ? err.message : String(err));
+}
+
+/** "90 s", "1 minute", "12 hours": for close reasons people read. */
+export function formatDuration(ms: number): string {
+  const plural = (n: number, unit: string): string => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return plural(ms / 3_600_000, 'hour');
+  if (ms >= 60_000 && ms % 60_000 === 0) return plural(ms / 60_000, 'minute');
+  return `${Math.round(ms / 100) / 10} s`;
 }

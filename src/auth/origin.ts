@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
+import { errors, type GatewayError } from '../errors.js';
 import type { RequestOrigin } from './proxy.js';
 
 export interface OriginPolicy {
@@ -15,12 +16,12 @@ export interface OriginPolicy {
 }
 
 /** Why the request's Origin is refused, or undefined when it may proceed. */
-export function refuseOrigin(req: IncomingMessage, policy: OriginPolicy, from: RequestOrigin): string | undefined {
+export function refuseOrigin(req: IncomingMessage, policy: OriginPolicy, from: RequestOrigin): GatewayError | undefined {
   const origin = req.headers.origin;
-  if (origin === undefined) return policy.requireOrigin ? 'An Origin header is required' : undefined;
+  if (origin === undefined) return policy.requireOrigin ? errors.originRequired() : undefined;
   const normalized = normalizeOrigin(origin);
   if (normalized !== undefined && (normalized === ownOrigin(from) || policy.allowedOrigins.includes(normalized))) return undefined;
-  return `Origin ${origin.slice(0, 100)} is not allowed`;
+  return errors.foreignOrigin(origin.slice(0, 100));
 }
 
 /**
@@ -61,14 +62,14 @@ function ownOrigin(from: RequestOrigin): string | undefined {
  * and proxies are bound to our real names; in mode `none` nothing else stands in the way, so
  * there a request must name an address, `localhost`, or the host of `publicUrl`.
  */
-export function hostGuard(config: { auth: { mode: string }; publicUrl?: string | undefined }): (from: RequestOrigin) => string | undefined {
+export function hostGuard(config: { auth: { mode: string }; publicUrl?: string | undefined }): (from: RequestOrigin) => GatewayError | undefined {
   if (config.auth.mode !== 'none') return () => undefined;
   const ownName = config.publicUrl === undefined ? undefined : new URL(config.publicUrl).hostname;
   return (from) => {
     if (from.host === undefined) return undefined; // not a browser
     const name = hostnameOf(from.host);
     if (name !== undefined && (isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || name === ownName)) return undefined;
-    return `Host ${from.host.slice(0, 100)} is not a name of this gateway: without authentication it answers to IP addresses, localhost and the host of publicUrl only`;
+    return errors.foreignHost(from.host.slice(0, 100));
   };
 }
 

@@ -8,7 +8,7 @@ import { createPrivateKey, createPublicKey, createSecretKey, randomUUID, sign, v
 import { readFileSync } from 'node:fs';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { Config } from '../config/schema.js';
-import { GatewayError } from '../errors.js';
+import { errors } from '../errors.js';
 import type { OneTimeStore } from './one-time.js';
 
 export interface Ticket {
@@ -99,32 +99,27 @@ export class TicketAuthority {
         clockTolerance: CLOCK_TOLERANCE_SECONDS,
       }));
     } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket has expired: ask for a new one', { cause: err });
-      throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket is not valid', { cause: err });
+      throw (err instanceof joseErrors.JWTExpired ? errors.ticketExpired() : errors.ticketInvalid()).causedBy(err);
     }
     const { desk, vo, sub, jti, exp, iat } = payload as { desk: unknown; vo?: unknown; sub: string; jti: string; exp: number; iat?: number };
-    if (typeof desk !== 'string' || (vo !== undefined && typeof vo !== 'boolean')) {
-      throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket is not valid');
-    }
+    if (typeof desk !== 'string' || (vo !== undefined && typeof vo !== 'boolean')) throw errors.ticketInvalid();
     if (exp - Date.now() / 1000 > this.#config.maxTtlSeconds + CLOCK_TOLERANCE_SECONDS) {
-      throw new GatewayError('DG_ERR_UNAUTHENTICATED', `The ticket lives longer than this gateway allows (${this.#config.maxTtlSeconds} s)`);
+      throw errors.ticketTooLong(this.#config.maxTtlSeconds);
     }
     // Without `iat`, the earliest it can have been issued is what the longest lifetime allows.
     const issuedAt = iat ?? exp - this.#config.maxTtlSeconds - CLOCK_TOLERANCE_SECONDS;
     if (issuedAt * 1000 < this.#used.since) {
-      throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket was issued before the gateway last started: ask for a new one');
+      throw errors.ticketFromBeforeStart();
     }
-    if (desk !== desktop) throw new GatewayError('DG_ERR_FORBIDDEN', 'The ticket is for another desktop');
+    if (desk !== desktop) throw errors.ticketForAnotherDesktop();
     return { desktop: desk, user: sub, viewOnly: vo === true, id: jti, expiresAt: new Date(exp * 1000) };
   }
 
-  /** Check the ticket and use it up: a second use is refused. */
-  async redeem(token: string, desktop: string): Promise<Ticket> {
-    const ticket = await this.check(token, desktop);
+  /** Use up a checked ticket: a second use is refused. */
+  async redeem(ticket: Ticket): Promise<void> {
     if (!(await this.#used.claim(`ticket:${ticket.id}`, ticket.expiresAt.getTime() + CLOCK_TOLERANCE_SECONDS * 1000))) {
-      throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket has already been used: ask for a new one');
+      throw errors.ticketUsed();
     }
-    return ticket;
   }
 
   /** Whether the ticket was used already (for pages: a reload says so instead of failing later). */

@@ -1,5 +1,6 @@
 /** Small helpers for answering HTTP requests: one place for content types, lengths and headers. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { GatewayError } from '../errors.js';
 
 export type Headers = Record<string, string | string[]>;
 
@@ -14,6 +15,11 @@ export function json(res: ServerResponse, status: number, body: unknown, headers
 
 export function text(res: ServerResponse, status: number, body: string, headers: Headers = {}): void {
   send(res, status, 'text/plain; charset=utf-8', `${body}\n`, { 'X-Content-Type-Options': 'nosniff', ...headers });
+}
+
+/** A catalogue error as a plain-text answer: its status and its sentence. */
+export function problem(res: ServerResponse, error: GatewayError, headers: Headers = {}): void {
+  text(res, error.status, error.message, headers);
 }
 
 /** 303: after a form POST the browser follows with a GET. */

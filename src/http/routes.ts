@@ -1,7 +1,7 @@
 /**
  * The HTTP side of the gateway: dashboard, viewer, login, the ticket API, health, and the
- * browser code (ours and noVNC's). Pages are behind the same authentication as the
- * WebSocket; the WebSocket endpoint itself lives in gateway.ts (the upgrade path).
+ * browser code (ours and noVNC's). The viewer page is decided by the same access decision
+ * as the WebSocket (admission.ts); the WebSocket endpoint itself is upgrade.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Auth } from '../auth/auth.js';
@@ -12,24 +12,27 @@ import { withoutTicket } from '../auth/tickets.js';
 import type { Config } from '../config/schema.js';
 import type { DesktopDirectory } from '../desktops/directory.js';
 import type { DesktopStatus } from '../desktops/status.js';
-import { GatewayError } from '../errors.js';
-import type { Logger } from '../observe/log.js';
-import type { SessionManager } from '../sessions/session-manager.js';
+import { errors, GatewayError } from '../errors.js';
+import { events } from '../observe/events.js';
 import { NOVNC_ROOT, STATIC_ROOT, VERSION } from '../package.js';
-import { type Headers, json, redirect, send, text } from './respond.js';
+import type { SessionManager } from '../sessions/session-manager.js';
+import type { Admission } from './admission.js';
 import { handleLogin, handleLogout } from './login.js';
 import { renderDashboard, renderLogin, renderNotice, renderViewer, safeNext } from './pages.js';
+import { type Headers, json, problem, redirect, send, text } from './respond.js';
+import { parseViewerRequest } from './session-request.js';
 import { serveDirectory } from './static-files.js';
 import { handleTicketRequest } from './tickets-api.js';
 
-
 export interface RoutesContext {
+  /** Whom events name as their source. */
+  gateway: object;
   config: Config;
   directory: DesktopDirectory;
   status: DesktopStatus;
   auth: Auth;
+  admission: Admission;
   sessions: SessionManager;
-  logger: Logger;
   /** Ready to take sessions: listening and not shutting down. */
   ready(): boolean;
 }
@@ -41,9 +44,14 @@ export interface Exchange {
   from: RequestOrigin;
   /** Sends an HTML page with the page security headers. */
   page(status: number, body: string, headers?: Headers): void;
+  /** Publishes the refusal of this request (the log sees it); `desktop`: what it asked for. */
+  refused(error: GatewayError, desktop?: string): void;
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** Notice titles for the refusals of a viewer page. */
+const NOTICE_TITLES: Partial<Record<number, string>> = { 400: 'Malformed request', 403: 'Not allowed', 404: 'No such desktop' };
 
 export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   const serveStatic = serveDirectory(STATIC_ROOT, 'no-cache');
@@ -64,7 +72,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   async function route(x: Exchange, path: string): Promise<void> {
     const { req, res } = x;
     if (req.method === 'POST') {
-      if (path === '/login' && auth.mode === 'password') return handleLogin(x, auth, ctx.logger);
+      if (path === '/login' && auth.mode === 'password') return handleLogin(x, auth, ctx.gateway);
       if (path === '/logout' && auth.mode === 'password') return handleLogout(x, auth, ctx.sessions);
       if (path === '/api/tickets') return handleTicketRequest(x, ctx);
       return methodNotAllowed(res, 'GET, HEAD');
@@ -80,13 +88,10 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     text(res, 404, 'Not found');
   }
 
-  /** The identity behind a page request; otherwise answers with a login redirect or 401. */
-  async function identify(x: Exchange): Promise<Identity | undefined> {
-    const identity = await auth.identify(x.req, x.from);
-    if (identity) return identity;
-    if (auth.mode === 'password') redirect(x.res, `/login?next=${encodeURIComponent(x.req.url ?? '/')}`);
-    else text(x.res, 401, 'Authentication required: sign in through your organisation\'s single sign-on');
-    return undefined;
+  /** An unauthenticated page request goes to the login form (mode password), or is refused with 401. */
+  function askToLogIn(x: Exchange): void {
+    if (auth.mode === 'password') return redirect(x.res, `/login?next=${encodeURIComponent(x.req.url ?? '/')}`);
+    problem(x.res, errors.signInThroughSso());
   }
 
   async function loginPage(x: Exchange): Promise<void> {
@@ -96,8 +101,8 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   }
 
   async function dashboard(x: Exchange): Promise<void> {
-    const identity = await identify(x);
-    if (!identity) return;
+    const identity: Identity | undefined = await auth.identify(x.req, x.from);
+    if (!identity) return askToLogIn(x);
     const desktops = ctx.directory.list().filter((d) => accessTo(d, identity) !== 'none');
     const cards = await Promise.all(
       desktops.map(async (d) => {
@@ -108,54 +113,50 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     x.page(200, renderDashboard(cards, { version: VERSION, user: identity.via === 'password' ? identity.user : undefined }));
   }
 
+  /** The viewer, for whoever the WebSocket would admit; a ticket link opens it without a login, and is used up by the WebSocket, not here. */
   async function viewer(x: Exchange, name: string): Promise<void> {
-    const ticket = new URL(x.req.url ?? '/', 'http://x').searchParams.get('ticket');
-    if (ticket !== null) return ticketViewer(x, name, ticket);
-    const identity = await identify(x);
-    if (!identity) return;
-    const desktop = ctx.directory.get(name);
-    if (!desktop) return x.page(404, renderNotice('No such desktop', `There is no desktop named '${name}'`));
-    const access = accessTo(desktop, identity);
-    if (access === 'none') {
-      ctx.logger.warn({ remote: x.from.address, user: identity.user, desktop: name, status: 403 }, 'page refused');
-      return x.page(403, renderNotice('Not allowed', `${identity.user} may not open desktop '${name}'`));
-    }
-    x.page(200, renderViewer(desktop, { viewOnly: access === 'view' }));
-  }
-
-  /** A ticket link opens the viewer without a login; the ticket is used up by the WebSocket, not here. */
-  async function ticketViewer(x: Exchange, name: string, token: string): Promise<void> {
+    const query = new URL(x.req.url ?? '/', 'http://x').searchParams;
     try {
-      // The ticket first: without one, a stranger must not learn which desktop names exist.
-      if (!auth.tickets) throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'Tickets are not enabled on this gateway');
-      const ticket = await auth.tickets.check(token, name);
-      if (await auth.tickets.used(ticket)) throw new GatewayError('DG_ERR_UNAUTHENTICATED', 'The ticket has already been used: ask for a new one');
-      const desktop = ctx.directory.get(name);
-      if (!desktop) return x.page(404, renderNotice('No such desktop', `There is no desktop named '${name}'`));
-      x.page(200, renderViewer(desktop, { viewOnly: ticket.viewOnly }));
+      const grant = await ctx.admission.decide(x.req, x.from, parseViewerRequest(name, query), x.req.socket.localPort ?? 0);
+      // A reload of a used ticket link says so, instead of failing at the WebSocket.
+      if (grant.ticket && (await auth.tickets?.used(grant.ticket))) throw errors.ticketUsed();
+      x.page(200, renderViewer(ctx.directory.get(grant.target.name) ?? { name }, { viewOnly: grant.viewOnly }));
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
-      ctx.logger.warn({ remote: x.from.address, desktop: name, status: err.status, reason: err.message }, 'ticket refused');
-      x.page(err.status, renderNotice('This link cannot be used', err.message));
+      const withTicket = query.has('ticket');
+      if (err.code === 'DG_ERR_UNAUTHENTICATED' && !withTicket) return askToLogIn(x);
+      x.refused(err, name);
+      x.page(err.status, renderNotice(withTicket ? 'This link cannot be used' : (NOTICE_TITLES[err.status] ?? 'Refused'), err.message));
     }
   }
 
   return function handleRequest(req, res) {
     const from = auth.proxy.describe(req);
+    const refused = (error: GatewayError, desktop?: string): void =>
+      events.requestRefused.publish(() => ({
+        gateway: ctx.gateway,
+        remote: from.address,
+        user: error.user,
+        desktop,
+        code: error.code,
+        status: error.status,
+        reason: error.message,
+        url: withoutTicket(req.url),
+      }));
     // Under TLS (ours or a trusted proxy's), browsers should never come back over plain HTTP.
     if (from.secure) res.setHeader('Strict-Transport-Security', 'max-age=31536000');
     const badHost = refuseHost(from);
     if (badHost) {
-      ctx.logger.warn({ remote: from.address, host: from.host, status: 403, reason: badHost }, 'request refused');
-      return text(res, 403, badHost);
+      refused(badHost);
+      return problem(res, badHost);
     }
     const path = decodePath(req.url ?? '/');
-    if (path === undefined) return text(res, 400, 'Malformed URL');
+    if (path === undefined) return problem(res, errors.malformedUrl());
     const page = (status: number, body: string, headers: Headers = {}): void =>
       send(res, status, 'text/html; charset=utf-8', body, { ...pageHeaders, ...headers });
-    route({ req, res, from, page }, path).catch((err: unknown) => {
-      ctx.logger.error({ err, url: withoutTicket(req.url) }, 'request failed');
-      if (!res.headersSent) text(res, 500, 'Internal error');
+    route({ req, res, from, page, refused }, path).catch((err: unknown) => {
+      events.failed.publish(() => ({ gateway: ctx.gateway, what: 'while answering a request', err, url: withoutTicket(req.url) }));
+      if (!res.headersSent) problem(res, errors.internal());
       else res.destroy();
     });
   };

@@ -1,8 +1,37 @@
+/**
+ * The log: JSON lines (pino) on stdout, written by one subscriber to the lifecycle events
+ * (events.ts), so every line of a kind has the same fields: `remote`, `user`, `desktop`,
+ * `session`; `error` is a catalogue code, `err` an Error with its stack.
+ */
 import { pino, type Logger } from 'pino';
+import { events } from './events.js';
 
 export type { Logger };
 
-/** JSON lines on stdout: one line per session start and end, one per refusal. */
 export function createLogger(level: string): Logger {
   return pino({ level, base: { name: 'deskgate' } });
+}
+
+/** Log the events of `gateway` to `logger`; returns the function that stops it. */
+export function logEvents(gateway: object, logger: Logger): () => void {
+  const mine = <T extends { gateway: object }>(write: (message: Omit<T, 'gateway'>) => void) =>
+    (message: T): void => {
+      if (message.gateway !== gateway) return;
+      const fields: Omit<T, 'gateway'> & { gateway?: object } = { ...message };
+      delete fields.gateway;
+      write(fields);
+    };
+  const stops = [
+    events.upgradeRefused.subscribe(mine((m) => logger.warn(m, 'upgrade refused'))),
+    events.requestRefused.subscribe(mine((m) => logger.warn(m, 'request refused'))),
+    events.sessionStarted.subscribe(mine((m) => logger.info(m, 'session start'))),
+    events.sessionEnded.subscribe(mine((m) => logger.info(m, 'session end'))),
+    events.sessionRefused.subscribe(mine((m) => logger.warn(m, 'session refused'))),
+    events.loggedIn.subscribe(mine((m) => logger.info(m, 'login'))),
+    events.ticketIssued.subscribe(mine((m) => logger.info(m, 'ticket issued'))),
+    events.failed.subscribe(mine(({ what, ...m }) => logger.error(m, `unexpected error ${what}`))),
+  ];
+  return () => {
+    for (const stop of stops) stop();
+  };
 }

@@ -7,12 +7,15 @@
  * - VNC -> browser: when the WebSocket's buffered amount passes the high-water mark the
  *   TCP socket stops reading until a send completes with the buffer below half of it.
  *
- * No policy, logging or metrics here: the bridge reports how it ended through `onEnd`.
+ * No policy, wording, logging or metrics here: the session layer says how the ends the
+ * bridge detects are worded (`endings`), and the bridge reports how it ended through `onEnd`.
+ * Features that need to see the bytes plug in as stages (stages.ts), one per direction.
  */
 import type { Socket } from 'node:net';
 import type { RawData, WebSocket } from 'ws';
-import { CLOSE, describeSocketError, ERRORS, truncateReason } from '../errors.js';
+import { CLOSE, errors, truncateReason } from '../errors.js';
 import { recycleReadBuffer, SHARED_READ_BUFFER, takeReadBuffer } from './read-buffers.js';
+import type { BrowserTap, RelayStages, StageSession, UpstreamFilter } from './stages.js';
 
 /**
  * Reads of at least this size are copied into a recycled 256 KiB buffer, smaller ones into
@@ -20,13 +23,32 @@ import { recycleReadBuffer, SHARED_READ_BUFFER, takeReadBuffer } from './read-bu
  */
 const POOLED_FROM = 64 * 1024;
 
+/** How the gateway closes a session: a catalogue error's close code and reason. */
+export interface Closing {
+  readonly closeCode: number;
+  readonly reason: string;
+}
+
+/** The ends the bridge detects, as the session layer words them. */
+export interface BridgeEndings {
+  /** No bytes either way for `idleTimeoutMs`. */
+  idle(): Closing;
+  /** `maxDurationMs` has passed. */
+  expired(): Closing;
+  /** The VNC server closed the connection, or broke it with `err`. */
+  upstreamClosed(err?: Error): Closing;
+}
+
 export interface BridgeOptions {
-  /** How close reasons name the VNC server to the user, e.g. "Desktop 'lab1'". */
-  label: string;
+  endings: BridgeEndings;
   highWaterMarkBytes: number;
   idleTimeoutMs: number;
   maxDurationMs: number;
+  /** Hooks on the relay (a view-only filter, a recorder); none: the unstaged path. */
+  stages?: RelayStages | undefined;
 }
+
+const TEXT_MESSAGE = errors.textMessage();
 
 export interface BridgeEnd {
   /** The close code of the session: the one the gateway sent, or the one the browser sent. */
@@ -36,9 +58,11 @@ export interface BridgeEnd {
   by: 'browser' | 'upstream' | 'gateway';
   bytesToUpstream: number;
   bytesToBrowser: number;
+  /** What a stage threw, if one did (the session then closed with 1011): for the log. */
+  stageError?: unknown;
 }
 
-export class Bridge {
+export class Bridge implements StageSession {
   bytesToUpstream = 0;
   bytesToBrowser = 0;
   /** Pass to `net.connect()`: how the VNC side is read (see read-buffers.ts). */
@@ -47,6 +71,10 @@ export class Bridge {
   #tcp: Socket | undefined;
   readonly #options: BridgeOptions;
   readonly #onEnd: (end: BridgeEnd) => void;
+  readonly #toUpstream: UpstreamFilter | undefined;
+  readonly #toBrowser: BrowserTap | undefined;
+  /** `wsOnMessage`, or `wsOnMessageFiltered` when there is a browser -> VNC stage. */
+  readonly #onBrowserMessage: (data: RawData, isBinary: boolean) => void;
   #idleTimer: NodeJS.Timeout | undefined;
   #durationTimer: NodeJS.Timeout | undefined;
   #bytesAtLastIdleCheck = 0;
@@ -55,6 +83,7 @@ export class Bridge {
   readonly #sending: Buffer[] = [];
   #closing: { code: number; reason: string; by: BridgeEnd['by'] } | undefined;
   #ended = false;
+  #stageError: unknown;
 
   constructor(ws: WebSocket, options: BridgeOptions, onEnd: (end: BridgeEnd) => void) {
     this.#ws = ws;
@@ -70,14 +99,22 @@ export class Bridge {
     this.tcpOnEnd = this.tcpOnEnd.bind(this);
     this.tcpOnError = this.tcpOnError.bind(this);
     this.tcpOnClose = this.tcpOnClose.bind(this);
-    this.upstreamRead = { buffer: SHARED_READ_BUFFER, callback: this.tcpOnRead };
+    // Each direction's handler is chosen here, once per session, instead of testing for a stage
+    // on every message or read: with no stage the relay runs exactly the unstaged handlers (no
+    // call, branch or allocation added per chunk), and a stage costs only its own direction.
+    // The read callback has to be fixed before connecting (net.connect takes `upstreamRead`).
+    this.#toUpstream = options.stages?.toUpstream;
+    this.#toBrowser = options.stages?.toBrowser;
+    this.#onBrowserMessage = this.#toUpstream ? this.wsOnMessageFiltered.bind(this) : this.wsOnMessage;
+    const onUpstreamRead = this.#toBrowser ? this.tcpOnReadTapped.bind(this) : this.tcpOnRead;
+    this.upstreamRead = { buffer: SHARED_READ_BUFFER, callback: onUpstreamRead };
   }
 
   /** Start relaying once the VNC server is connected (with `upstreamRead` as its reader). */
   start(tcp: Socket): void {
     this.#tcp = tcp;
     const ws = this.#ws;
-    ws.on('message', this.wsOnMessage);
+    ws.on('message', this.#onBrowserMessage);
     ws.on('close', this.wsOnClose);
     tcp.on('drain', this.tcpOnDrain);
     tcp.on('end', this.tcpOnEnd);
@@ -86,10 +123,7 @@ export class Bridge {
     // One timer per session, checked against the byte counters instead of being reset on
     // every chunk: the hot path only increments counters.
     this.#idleTimer = setTimeout(this.idleCheck.bind(this), this.#options.idleTimeoutMs);
-    this.#durationTimer = setTimeout(
-      () => this.close(ERRORS.DG_ERR_SESSION_EXPIRED.closeCode, `Session reached its maximum duration of ${formatDuration(this.#options.maxDurationMs)}`),
-      this.#options.maxDurationMs,
-    );
+    this.#durationTimer = setTimeout(() => this.close(this.#options.endings.expired()), this.#options.maxDurationMs);
     ws.resume();
   }
 
@@ -99,21 +133,37 @@ export class Bridge {
   }
 
   /** Close the session from the gateway's side. Idempotent; the first reason wins. */
-  close(code: number, reason: string): void {
+  close(closing: Closing): void {
     if (this.#closing) return;
-    this.#closing = { code, reason: truncateReason(reason), by: 'gateway' };
+    this.#closing = { code: closing.closeCode, reason: truncateReason(closing.reason), by: 'gateway' };
     this.#shutdown();
   }
 
   private wsOnMessage(data: RawData, isBinary: boolean): void {
     if (this.#closing) return;
     if (!isBinary) {
-      this.close(CLOSE.UNSUPPORTED_DATA, 'Text messages are not supported: the RFB stream is binary');
+      this.close(TEXT_MESSAGE);
       return;
     }
     const chunk = data as Buffer; // binaryType is 'nodebuffer'
     this.bytesToUpstream += chunk.length;
     if (!this.#tcp?.write(chunk)) this.#ws.pause();
+  }
+
+  /** The browser -> VNC filter, then `wsOnMessage` with what it passed: one write path. */
+  private wsOnMessageFiltered(data: RawData, isBinary: boolean): void {
+    if (this.#closing || !isBinary) {
+      this.wsOnMessage(data, isBinary); // closes on a text message: filters see binary only
+      return;
+    }
+    let message: Buffer | null | undefined;
+    try {
+      message = this.#toUpstream?.filter(data as Buffer, this);
+    } catch (err) {
+      this.#stageFailed(err);
+      return;
+    }
+    if (message) this.wsOnMessage(message, true); // does nothing if the filter closed the session
   }
 
   private tcpOnDrain(): void {
@@ -138,6 +188,24 @@ export class Bridge {
     return true;
   }
 
+  /** The VNC -> browser tap, then `tcpOnRead`: the tap sees the chunk while it is valid. */
+  private tcpOnReadTapped(bytes: number, shared: Buffer): boolean {
+    if (this.#closing) return false;
+    try {
+      this.#toBrowser?.tap(shared.subarray(0, bytes), this);
+    } catch (err) {
+      this.#stageFailed(err);
+      return false;
+    }
+    return this.tcpOnRead(bytes, shared); // false, sending nothing, if the tap closed the session
+  }
+
+  /** A stage threw: a bug, not the peers' doing. The session ends with 1011; onEnd carries the error. */
+  #stageFailed(err: unknown): void {
+    this.#stageError ??= err;
+    this.close(errors.internal());
+  }
+
   private wsOnSentPooled(): void {
     const buffer = this.#sending.shift();
     if (buffer) recycleReadBuffer(buffer);
@@ -152,20 +220,21 @@ export class Bridge {
   }
 
   private tcpOnEnd(): void {
-    this.#upstreamClosed('closed the connection');
+    this.#upstreamClosed();
   }
 
   private tcpOnError(err: Error): void {
-    this.#upstreamClosed(`broke the connection (${describeSocketError(err)})`);
+    this.#upstreamClosed(err);
   }
 
   private tcpOnClose(): void {
-    this.#upstreamClosed('closed the connection');
+    this.#upstreamClosed();
   }
 
-  #upstreamClosed(what: string): void {
+  #upstreamClosed(err?: Error): void {
     if (this.#closing) return;
-    this.#closing = { code: ERRORS.DG_ERR_UPSTREAM.closeCode, reason: truncateReason(`${this.#options.label} ${what}`), by: 'upstream' };
+    const { closeCode, reason } = this.#options.endings.upstreamClosed(err);
+    this.#closing = { code: closeCode, reason: truncateReason(reason), by: 'upstream' };
     this.#shutdown();
   }
 
@@ -182,7 +251,7 @@ export class Bridge {
       this.#idleTimer?.refresh();
       return;
     }
-    this.close(ERRORS.DG_ERR_IDLE_TIMEOUT.closeCode, `Session closed after ${formatDuration(this.#options.idleTimeoutMs)} without activity`);
+    this.close(this.#options.endings.idle());
   }
 
   /** Close both sides; the session ends when the WebSocket reports 'close'. */
@@ -201,7 +270,7 @@ export class Bridge {
     if (this.#ended) return;
     this.#ended = true;
     const ws = this.#ws;
-    ws.off('message', this.wsOnMessage);
+    ws.off('message', this.#onBrowserMessage);
     ws.off('close', this.wsOnClose);
     this.#tcp?.off('drain', this.tcpOnDrain);
     this.#tcp?.off('end', this.tcpOnEnd);
@@ -209,15 +278,9 @@ export class Bridge {
     // The TCP error listener stays: a late error on a destroyed socket must not crash the
     // process. (The WebSocket's is the session's, added before connecting.)
     const closing = this.#closing ?? { code: CLOSE.NORMAL, reason: '', by: 'gateway' as const };
-    this.#onEnd({ ...closing, bytesToUpstream: this.bytesToUpstream, bytesToBrowser: this.bytesToBrowser });
+    const end: BridgeEnd = { ...closing, bytesToUpstream: this.bytesToUpstream, bytesToBrowser: this.bytesToBrowser };
+    if (this.#stageError !== undefined) end.stageError = this.#stageError;
+    this.#onEnd(end);
   }
 }
 
-
-/** "90 s", "1 minute", "12 hours": for close reasons people read. */
-export function formatDuration(ms: number): string {
-  const plural = (n: number, unit: string): string => `${n} ${unit}${n === 1 ? '' : 's'}`;
-  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return plural(ms / 3_600_000, 'hour');
-  if (ms >= 60_000 && ms % 60_000 === 0) return plural(ms / 60_000, 'minute');
-  return `${Math.round(ms / 100) / 10} s`;
-}

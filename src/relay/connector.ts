@@ -4,7 +4,7 @@
  * that names the desktop, the address and what went wrong.
  */
 import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
-import { describeSocketError, GatewayError } from '../errors.js';
+import { describeSocketError, errors, GatewayError } from '../errors.js';
 
 export interface ConnectTarget {
   /** A configured desktop, or an ad-hoc `?target=` allowed by the operator's rules. */
@@ -50,18 +50,14 @@ export function buildConnector(options: { timeoutMs: number }): Connect {
         settle();
       }
       function onError(err: Error): void {
-        settle(
-          new GatewayError('DG_ERR_CONNECT_FAILED', `${describe(target)} is not reachable (${describeSocketError(err)})`, {
-            cause: err,
-          }),
-        );
+        settle(errors.unreachable(describe(target), describeSocketError(err)).causedBy(err));
       }
       function onTimeout(): void {
-        settle(new GatewayError('DG_ERR_CONNECT_TIMEOUT', `${describe(target)} did not answer within ${timeoutMs} ms`));
+        settle(errors.connectTimeout(describe(target), timeoutMs));
       }
       function onAbort(): void {
         const reason: unknown = signal?.reason;
-        settle(reason instanceof GatewayError ? reason : new GatewayError('DG_ERR_NOT_READY', 'The gateway is shutting down'));
+        settle(reason instanceof GatewayError ? reason : errors.shuttingDown());
       }
 
       socket.once('connect', onConnect);

@@ -1,26 +1,28 @@
 /**
- * The sessions of this gateway: each accepted WebSocket is resolved to a target, connected
- * and bridged, or closed with the documented code and reason. Logs one line when a
- * session starts and one when it ends; refusals are logged with the reason.
+ * The live sessions of this gateway: each admitted WebSocket is connected to its target
+ * and bridged, or closed with the catalogue's code and reason. Starts, ends and refusals
+ * are published as lifecycle events (observe/events.ts); the limits are counted here.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { Identity } from '../auth/identity.js';
+import type { Ticket } from '../auth/tickets.js';
 import type { Config } from '../config/schema.js';
-import type { DesktopDirectory } from '../desktops/directory.js';
-import { CLOSE, GatewayError } from '../errors.js';
-import type { Logger } from '../observe/log.js';
-import { Bridge, type BridgeEnd } from '../relay/bridge.js';
+import { CLOSE, describeSocketError, errors, formatDuration, GatewayError } from '../errors.js';
+import { events } from '../observe/events.js';
+import { Bridge, type BridgeEnd, type BridgeEndings, type Closing } from '../relay/bridge.js';
 import { describe, type Connect, type ConnectTarget } from '../relay/connector.js';
 
-/** What the upgrade decided: who opens the session, from where, and whether they may only watch. */
+/** What the gateway decided: who opens the session, from where, to what, and whether they may only watch. */
 export interface Grant {
   /** The client's address (behind a trusted proxy: the forwarded one). */
   readonly address: string;
   readonly identity: Identity;
   readonly viewOnly: boolean;
+  readonly target: ConnectTarget;
+  /** The ticket that let them in: used up once the session is sure to open. */
+  readonly ticket?: Ticket | undefined;
 }
 
 export interface Session {
@@ -29,10 +31,25 @@ export interface Session {
   readonly identity: Identity;
   readonly viewOnly: boolean;
   readonly startedAt: number;
-  /** Set once the request is resolved. */
-  target: ConnectTarget | undefined;
+  readonly target: ConnectTarget;
   /** Set once the VNC server is connected. */
   bridge: Bridge | undefined;
+}
+
+/** What the public API shows of a session: a copy, not the live object. */
+export interface SessionSnapshot {
+  readonly id: string;
+  readonly desktop: string;
+  readonly user: string;
+  readonly remoteAddress: string;
+  readonly viewOnly: boolean;
+  readonly startedAt: Date;
+  /** Whether it is bridged to the VNC server yet. */
+  readonly connected: boolean;
+  readonly bytesToUpstream: number;
+  readonly bytesToBrowser: number;
+  /** Bytes the gateway holds for it right now, both directions. */
+  readonly bufferedBytes: number;
 }
 
 interface LiveSession extends Session {
@@ -41,14 +58,15 @@ interface LiveSession extends Session {
 }
 
 export interface SessionManagerOptions {
-  directory: DesktopDirectory;
+  /** Whom events name as their source. */
+  gateway: object;
   connect: Connect;
   session: Config['session'];
   limits: Config['limits'];
-  logger: Logger;
 }
 
-const SHUTDOWN_REASON = 'The gateway is shutting down';
+/** Sessions closed because the gateway stops get 1001, with the catalogue's sentence. */
+const SHUTDOWN: Closing = { closeCode: CLOSE.GOING_AWAY, reason: errors.shuttingDown().reason };
 
 export class SessionManager {
   readonly #sessions = new Set<LiveSession>();
@@ -70,26 +88,42 @@ export class SessionManager {
     return this.#sessions.values();
   }
 
+  /** Copies of the live sessions, for the public API and admin views. */
+  snapshot(): SessionSnapshot[] {
+    return [...this.#sessions].map((s) => ({
+      id: s.id,
+      desktop: s.target.name,
+      user: s.identity.user,
+      remoteAddress: s.remoteAddress,
+      viewOnly: s.viewOnly,
+      startedAt: new Date(s.startedAt),
+      connected: s.bridge !== undefined,
+      bytesToUpstream: s.bridge?.bytesToUpstream ?? 0,
+      bytesToBrowser: s.bridge?.bytesToBrowser ?? 0,
+      bufferedBytes: s.bridge?.bufferedBytes ?? 0,
+    }));
+  }
+
   /** Why one more session for this grant would exceed a limit, or undefined if it may open. */
-  refuseOverLimit({ address, identity }: Grant): string | undefined {
+  refuseOverLimit({ address, identity }: Grant): GatewayError | undefined {
     const { maxSessions, maxSessionsPerAddress, maxSessionsPerUser } = this.#options.limits;
     const { user } = identity;
-    if (this.#sessions.size >= maxSessions) return `The gateway is at its limit of ${maxSessions} sessions`;
-    if (this.#perAddress.get(address) >= maxSessionsPerAddress) return `Too many sessions from ${address} (limit ${maxSessionsPerAddress})`;
+    if (this.#sessions.size >= maxSessions) return errors.gatewayFull(maxSessions);
+    if (this.#perAddress.get(address) >= maxSessionsPerAddress) return errors.tooManyFromAddress(address, maxSessionsPerAddress);
     // In mode none everyone is the same anonymous user: only the address limit can tell them apart.
-    if (identity.via !== 'none' && this.#perUser.get(user) >= maxSessionsPerUser) return `Too many sessions for ${user} (limit ${maxSessionsPerUser})`;
+    if (identity.via !== 'none' && this.#perUser.get(user) >= maxSessionsPerUser) return errors.tooManyForUser(user, maxSessionsPerUser);
     return undefined;
   }
 
-  /** Take over an accepted WebSocket: resolve, connect, bridge — or close with a reason. */
-  async open(ws: WebSocket, request: IncomingMessage, query: URLSearchParams, grant: Grant): Promise<void> {
+  /** Take over an admitted WebSocket: connect, bridge — or close with a reason. */
+  open(ws: WebSocket, grant: Grant): void {
     const session: LiveSession = {
       id: randomUUID(),
       remoteAddress: grant.address,
       identity: grant.identity,
       viewOnly: grant.viewOnly,
       startedAt: Date.now(),
-      target: undefined,
+      target: grant.target,
       bridge: undefined,
       ws,
       connecting: new AbortController(),
@@ -104,11 +138,14 @@ export class SessionManager {
     ws.once('close', () => {
       if (!session.bridge) session.connecting.abort();
     });
+    void this.#connect(session);
+  }
+
+  async #connect(session: LiveSession): Promise<void> {
+    const { ws, target } = session;
     try {
-      const target = await this.#options.directory.resolve(query, request.socket.localPort ?? 0);
-      session.target = target;
       const { highWaterMarkBytes, idleTimeoutMs, maxDurationMs } = this.#options.session;
-      const options = { label: describe(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs };
+      const options = { endings: this.#endings(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs };
       const bridge = new Bridge(ws, options, (end) => this.#ended(session, end));
       const tcp = await this.#options.connect(target, {
         signal: session.connecting.signal,
@@ -128,32 +165,52 @@ export class SessionManager {
     }
   }
 
+  /** How this session's bridge words the ends it detects. */
+  #endings(target: ConnectTarget): BridgeEndings {
+    const { idleTimeoutMs, maxDurationMs } = this.#options.session;
+    const label = describe(target);
+    return {
+      idle: () => errors.idle(formatDuration(idleTimeoutMs)),
+      expired: () => errors.expired(formatDuration(maxDurationMs)),
+      upstreamClosed: (err) => (err ? errors.upstreamBroke(label, describeSocketError(err)) : errors.upstreamClosed(label)),
+    };
+  }
+
   /** The browser went away before the session was bridged. */
   #leftEarly(session: LiveSession): void {
     this.#ended(session, { code: CLOSE.GOING_AWAY, reason: 'browser left while connecting', by: 'browser', bytesToUpstream: 0, bytesToBrowser: 0 });
   }
 
   #start(session: LiveSession, bridge: Bridge, tcp: Socket): void {
-    const target = session.target as ConnectTarget;
+    const { target } = session;
     session.bridge = bridge;
     bridge.start(tcp);
-    this.#options.logger.info(
-      { session: session.id, desktop: target.name, remote: session.remoteAddress, user: session.identity.user, viewOnly: session.viewOnly, upstream: `${target.host}:${target.port}` },
-      'session start',
-    );
+    events.sessionStarted.publish(() => ({
+      gateway: this.#options.gateway,
+      session: session.id,
+      desktop: target.name,
+      remote: session.remoteAddress,
+      user: session.identity.user,
+      viewOnly: session.viewOnly,
+      upstream: `${target.host}:${target.port}`,
+    }));
   }
 
   #refused(session: LiveSession, err: unknown): void {
-    const error =
-      this.#shuttingDown ? new GatewayError('DG_ERR_NOT_READY', SHUTDOWN_REASON)
-      : err instanceof GatewayError ? err
-      : new GatewayError('DG_ERR_UPSTREAM', 'Unexpected gateway error', { cause: err });
+    const { gateway } = this.#options;
+    const error = this.#shuttingDown ? errors.shuttingDown() : err instanceof GatewayError ? err : errors.internal().causedBy(err);
     const code = this.#shuttingDown ? CLOSE.GOING_AWAY : error.closeCode;
-    this.#options.logger.warn(
-      { session: session.id, desktop: session.target?.name, remote: session.remoteAddress, user: session.identity.user, code, err: error.code, reason: error.message },
-      'session refused',
-    );
-    if (!(err instanceof GatewayError)) this.#options.logger.error({ err }, 'unexpected error while opening a session');
+    events.sessionRefused.publish(() => ({
+      gateway,
+      session: session.id,
+      desktop: session.target.name,
+      remote: session.remoteAddress,
+      user: session.identity.user,
+      code,
+      error: error.code,
+      reason: error.message,
+    }));
+    if (!(err instanceof GatewayError)) events.failed.publish(() => ({ gateway, what: 'while opening a session', err }));
     const { ws } = session;
     ws.resume(); // paused since open(): it must read the browser's half of the closing handshake
     if (ws.readyState === ws.OPEN) ws.close(code, error.reason);
@@ -161,21 +218,19 @@ export class SessionManager {
   }
 
   #ended(session: LiveSession, end: BridgeEnd): void {
-    this.#options.logger.info(
-      {
-        session: session.id,
-        desktop: session.target?.name,
-        remote: session.remoteAddress,
-        user: session.identity.user,
-        durationMs: Date.now() - session.startedAt,
-        bytesToUpstream: end.bytesToUpstream,
-        bytesToBrowser: end.bytesToBrowser,
-        code: end.code,
-        reason: end.reason,
-        by: end.by,
-      },
-      'session end',
-    );
+    events.sessionEnded.publish(() => ({
+      gateway: this.#options.gateway,
+      session: session.id,
+      desktop: session.target.name,
+      remote: session.remoteAddress,
+      user: session.identity.user,
+      durationMs: Date.now() - session.startedAt,
+      bytesToUpstream: end.bytesToUpstream,
+      bytesToBrowser: end.bytesToBrowser,
+      code: end.code,
+      reason: end.reason,
+      by: end.by,
+    }));
     this.#forget(session);
   }
 
@@ -192,7 +247,7 @@ export class SessionManager {
     for (const session of this.#sessions) {
       if (!match(session)) continue;
       ended += 1;
-      if (session.bridge) session.bridge.close(error.closeCode, error.reason);
+      if (session.bridge) session.bridge.close(error);
       else session.connecting.abort(error);
     }
     return ended;
@@ -202,7 +257,7 @@ export class SessionManager {
   async closeAll(timeoutMs: number): Promise<void> {
     this.#shuttingDown = true;
     for (const session of this.#sessions) {
-      if (session.bridge) session.bridge.close(CLOSE.GOING_AWAY, SHUTDOWN_REASON);
+      if (session.bridge) session.bridge.close(SHUTDOWN);
       else session.connecting.abort();
     }
     await this.#whenEmpty(timeoutMs);

@@ -89,7 +89,7 @@ describe('authentication in Chromium', () => {
   }
 
   function sessionOf(user: string) {
-    return [...gw.gateway.sessions].find((session) => session.identity.user === user);
+    return gw.gateway.sessions().find((session) => session.user === user);
   }
 
   it('logs a person in with the right password and opens the desktop they asked for', async () => {

@@ -39,7 +39,7 @@ function ruledDesktops(rules: Record<string, object>) {
 /** Cut this file's WebSockets and wait until the gateway has let their sessions go. */
 async function endSessions(gw: RunningGateway): Promise<void> {
   closeOpenedSockets();
-  await waitFor(() => gw.gateway.sessions.size === 0, 'the sessions to end');
+  await waitFor(() => gw.gateway.sessions().length === 0, 'the sessions to end');
 }
 
 /** What a page and the upgrade answer to the same credentials. */
@@ -264,7 +264,7 @@ describe('header mode behind a trusted proxy', () => {
     const refused = await tryUpgrade(gw.wsUrl('demo'), from('u2', '203.0.113.5'));
     expect(refused).toMatchObject({ status: 429, body: 'Too many sessions from 203.0.113.5 (limit 1)\n' });
     await openDesktop(gw.wsUrl('demo'), from('u2', '203.0.113.6'));
-    expect(gw.gateway.sessions.size).toBe(2); // both through the one proxy address 127.0.0.1
+    expect(gw.gateway.sessions().length).toBe(2); // both through the one proxy address 127.0.0.1
   });
 
   it('refuses a user over maxSessionsPerUser with 429 while another user still gets in', async () => {

@@ -45,7 +45,7 @@ describe('back-pressure', () => {
   function watchBuffered(): { stop(): number } {
     let max = 0;
     const timer = setInterval(() => {
-      for (const session of gw.gateway.sessions) max = Math.max(max, session.bridge?.bufferedBytes ?? 0);
+      for (const session of gw.gateway.sessions()) max = Math.max(max, session.bufferedBytes);
     }, 1);
     return {
       stop() {

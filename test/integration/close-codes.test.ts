@@ -1,6 +1,7 @@
 /**
- * Every way a session can be refused or end, with its documented close code and reason,
- * and the gateway still serving afterwards. Targets are plain TCP peers on loopback; the
+ * Every way a session can be refused or end: refused before the 101 with its documented
+ * HTTP status and reason, or closed with its documented close code and reason; and the
+ * gateway still serving afterwards. Targets are plain TCP peers on loopback; the
  * canary counts accepted connections to prove that refused targets are never connected.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -9,7 +10,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { freePort, requireCommand, within } from '../helpers/processes.js';
 import { startPeer, type Peer } from '../helpers/tcp-peers.js';
-import { connectWs, roundTrip } from '../helpers/ws-client.js';
+import { connectWs, roundTrip, tryUpgrade } from '../helpers/ws-client.js';
+
+/** How an upgrade the gateway knows to refuse is answered: an HTTP status and reason, never a WebSocket. */
+async function refusalOf(url: string): Promise<{ status: number; reason: string }> {
+  const answer = await tryUpgrade(url);
+  if ('client' in answer) {
+    answer.client.ws.terminate();
+    throw new Error(`expected a refusal before the 101, got a WebSocket for ${url}`);
+  }
+  return { status: answer.status, reason: answer.body.trimEnd() };
+}
 
 /** A listener whose accept queue is full: SYNs to it go unanswered, so connects time out. */
 async function startBlackhole(): Promise<{ port: number; child: ChildProcess; fillers: Socket[] }> {
@@ -90,21 +101,18 @@ describe('close codes', () => {
     await Promise.all([withProtocol.closed, without.closed]);
   });
 
-  it('unknown desktop -> 4404', async () => {
-    expect(await closeOf('nosuch')).toEqual({ code: 4404, reason: "There is no desktop named 'nosuch'" });
+  it('unknown desktop -> HTTP 404 before the 101', async () => {
+    expect(await refusalOf(gw.wsUrl('nosuch'))).toEqual({ status: 404, reason: "There is no desktop named 'nosuch'" });
   });
 
-  it('malformed requests -> 4400', async () => {
-    expect((await closeOf('?desktop=../etc')).code).toBe(4400);
-    expect((await closeOf('?desktop=a&desktop=b')).code).toBe(4400);
-    expect((await closeOf('?')).code).toBe(4400);
-    expect((await closeOf('?target=127.0.0.1')).code).toBe(4400);
-    expect((await closeOf('?target=2130706433:5900')).code).toBe(4400);
+  it('malformed requests -> HTTP 400 before the 101', async () => {
+    for (const query of ['?desktop=../etc', '?desktop=a&desktop=b', '?', '?target=127.0.0.1', '?target=2130706433:5900']) {
+      expect((await refusalOf(gw.wsUrl(query))).status, query).toBe(400);
+    }
   });
 
-  it('ad-hoc target without allow rules -> 4403, and no TCP connection is made', async () => {
-    const closed = await closeOf(`?target=127.0.0.1:${canary.port}`);
-    expect(closed).toEqual({ code: 4403, reason: 'Ad-hoc targets are not enabled on this gateway' });
+  it('ad-hoc target without allow rules -> HTTP 403 before the 101, and no TCP connection is made', async () => {
+    expect(await refusalOf(gw.wsUrl(`?target=127.0.0.1:${canary.port}`))).toEqual({ status: 403, reason: 'Ad-hoc targets are not enabled on this gateway' });
     expect(canary.accepted).toBe(0);
   });
 
@@ -141,7 +149,7 @@ describe('close codes', () => {
 
   it('keeps serving sessions after every refusal above', async () => {
     await expectEchoWorks();
-    expect(gw.gateway.sessions.size).toBe(0);
+    expect(gw.gateway.sessions().length).toBe(0);
   });
 
   it('refuses upgrades on other paths with HTTP 404 and no WebSocket', async () => {
@@ -172,12 +180,12 @@ describe('with allow rules', () => {
     expect(await roundTrip(ok, 'hi')).toBe('hi');
     ok.ws.close();
 
-    const refused = await connectWs(gw.wsUrl(`?target=127.0.0.1:${canary.port}`)).closed;
-    expect(refused).toEqual({ code: 4403, reason: `Target 127.0.0.1:${canary.port} is not allowed by this gateway's rules` });
-    const own = await connectWs(gw.wsUrl(`?target=127.0.0.1:${gw.port}`)).closed;
-    expect(own.code).toBe(4403);
-    const metadata = await connectWs(gw.wsUrl('?target=169.254.169.254:80')).closed;
-    expect(metadata.code).toBe(4403);
+    expect(await refusalOf(gw.wsUrl(`?target=127.0.0.1:${canary.port}`))).toEqual({
+      status: 403,
+      reason: `Target 127.0.0.1:${canary.port} is not allowed by this gateway's rules`,
+    });
+    expect((await refusalOf(gw.wsUrl(`?target=127.0.0.1:${gw.port}`))).status).toBe(403);
+    expect((await refusalOf(gw.wsUrl('?target=169.254.169.254:80'))).status).toBe(403);
     expect(canary.accepted).toBe(0);
   });
 });
@@ -194,7 +202,7 @@ describe('shutdown deadline', () => {
       const started = Date.now();
       await gw.gateway.close();
       expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-      expect(gw.gateway.sessions.size).toBe(0);
+      expect(gw.gateway.sessions().length).toBe(0);
       client.ws.resume();
       expect((await client.closed).code).toBe(1001);
     } finally {

@@ -37,12 +37,12 @@ describe('session limits', () => {
 
     second.ws.close();
     await second.closed;
-    await waitFor(() => gw.gateway.sessions.size === 2, 'the closed session to be forgotten');
+    await waitFor(() => gw.gateway.sessions().length === 2, 'the closed session to be forgotten');
     await openFrom('127.0.0.1'); // a freed slot can be used again
   });
 
   it('refuses any client once the gateway is at its global limit', async () => {
-    expect(gw.gateway.sessions.size).toBe(3);
+    expect(gw.gateway.sessions().length).toBe(3);
     await expect(connectWs(gw.wsUrl('echo'), { localAddress: '127.0.0.3' }).opened).rejects.toThrow('HTTP 429');
   });
 });

@@ -29,7 +29,7 @@ describe('Origin check', () => {
   });
 
   it('refuses foreign and malformed origins with 403, and never connects to the desktop', async () => {
-    await waitFor(() => gw.gateway.sessions.size === 0, 'earlier sessions to end');
+    await waitFor(() => gw.gateway.sessions().length === 0, 'earlier sessions to end');
     const before = canary.accepted;
     for (const origin of ['https://evil.example', `https://127.0.0.1:${gw.port}`, `http://127.0.0.1:${gw.port + 1}`, 'null', 'not a url', 'file://x']) {
       expect(await upgradeStatus(gw.wsUrl('canary'), { origin }), origin).toBe(403);

@@ -68,11 +68,11 @@ describe('through the gateway to TigerVNC', () => {
   it('closes every session with 1001 on shutdown, then refuses new ones', async () => {
     const local = await startGateway({ desktops: [`red=127.0.0.1:${red.port}`] });
     const sessions = await Promise.all([connectRfb(local.wsUrl('red')), connectRfb(local.wsUrl('red'))]);
-    expect(local.gateway.sessions.size).toBe(2);
+    expect(local.gateway.sessions().length).toBe(2);
     const stopping = local.gateway.close();
     for (const s of sessions) expect(await s.closed).toEqual({ code: 1001, reason: 'The gateway is shutting down' });
     await stopping;
-    expect(local.gateway.sessions.size).toBe(0);
+    expect(local.gateway.sessions().length).toBe(0);
     await expect(fetch(`${local.httpUrl}/healthz`)).rejects.toThrow();
   });
 });

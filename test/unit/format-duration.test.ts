@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatDuration } from '../../src/relay/bridge.js';
+import { formatDuration } from '../../src/errors.js';
 
 describe('formatDuration', () => {
   it('says durations in the largest whole unit people read easily', () => {

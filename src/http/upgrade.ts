@@ -1,0 +1,156 @@
+/**
+ * The WebSocket upgrade, as ws's own server does it: protocol checks, then one access
+ * decision, then the 101. Everything the gateway can know before the 101 is decided
+ * before it: the path, shutdown, Host and Origin, the request itself, who is asking and
+ * what they may open (admission.ts), the session limits, and the ticket used up last. A
+ * refused upgrade gets a plain HTTP answer, never a WebSocket, and never causes a
+ * connection to a VNC server.
+ */
+import type { IncomingMessage, Server } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import type { Auth } from '../auth/auth.js';
+import { hostGuard, refuseOrigin } from '../auth/origin.js';
+import type { RequestOrigin } from '../auth/proxy.js';
+import { withoutTicket } from '../auth/tickets.js';
+import type { Config } from '../config/schema.js';
+import { errors, GatewayError } from '../errors.js';
+import { events } from '../observe/events.js';
+import type { SessionManager } from '../sessions/session-manager.js';
+import type { Grant } from '../sessions/session-manager.js';
+import type { Admission } from './admission.js';
+import { decodePath } from './routes.js';
+import { parseUpgradeQuery, type SessionRequest } from './session-request.js';
+
+export const WEBSOCKET_PATH = '/websockify';
+
+/** How long a refused upgrade's answer may take to leave before its connection is cut. */
+const REFUSAL_FLUSH_MS = 2_000;
+
+export interface UpgradeContext {
+  /** Whom events name as their source. */
+  gateway: object;
+  config: Config;
+  auth: Auth;
+  admission: Admission;
+  sessions: SessionManager;
+  /** Whether the gateway is shutting down. */
+  closing(): boolean;
+}
+
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
+  const { auth, sessions } = ctx;
+  const refuseHost = hostGuard(ctx.config);
+  const wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    perMessageDeflate: false, // RFB is compressed already; deflate would cost CPU for nothing
+    maxPayload: ctx.config.session.maxMessageBytes, // larger messages are closed with 1009
+    // noVNC asks for "binary"; Chrome refuses the connection unless the server echoes it.
+    handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
+  });
+
+  /** Who is asking, what for, whether they may, and within the limits; the ticket is used up last. */
+  async function admit(req: IncomingMessage, from: RequestOrigin, request: SessionRequest): Promise<Grant> {
+    const grant = await ctx.admission.decide(req, from, request, req.socket.localPort ?? 0);
+    const overLimit = sessions.refuseOverLimit(grant);
+    if (overLimit) throw overLimit.of(grant.identity.user);
+    // Used up last, so a refusal above does not waste the ticket.
+    if (grant.ticket) await auth.tickets?.redeem(grant.ticket);
+    return grant;
+  }
+
+  function open(req: IncomingMessage, socket: Duplex, head: Buffer, from: RequestOrigin, grant: Grant): void {
+    if (socket.destroyed) return;
+    if (ctx.closing()) return refuse(socket, req, from, errors.shuttingDown());
+    // Again, now that nothing awaits between here and the session being counted:
+    // concurrent upgrades may have passed the first check together.
+    const overLimit = sessions.refuseOverLimit(grant);
+    if (overLimit) return refuse(socket, req, from, overLimit.of(grant.identity.user));
+    wss.handleUpgrade(req, socket, head, (ws) => sessions.open(ws, grant));
+    socket.off('error', ignoreSocketError); // ws has its own listeners from here on
+  }
+
+  function refuse(socket: Duplex, req: IncomingMessage, from: RequestOrigin, error: GatewayError): void {
+    events.upgradeRefused.publish(() => ({
+      gateway: ctx.gateway,
+      remote: from.address,
+      user: error.user,
+      desktop: asked(req.url),
+      code: error.code,
+      status: error.status,
+      reason: error.message,
+      origin: req.headers.origin,
+      url: withoutTicket(req.url),
+    }));
+    refuseUpgrade(socket, error);
+  }
+
+  return function handleUpgrade(req, socket, head) {
+    const url = req.url ?? '';
+    if (req.headers.upgrade?.toLowerCase() !== 'websocket' || decodePath(url) !== WEBSOCKET_PATH) return answerPlainly(req, socket, head);
+    socket.on('error', ignoreSocketError); // the HTTP server no longer listens for errors on an upgrading socket
+    const from = auth.proxy.describe(req);
+    if (ctx.closing()) return refuse(socket, req, from, errors.shuttingDown());
+    const foreign = refuseHost(from) ?? refuseOrigin(req, ctx.config, from);
+    if (foreign) return refuse(socket, req, from, foreign);
+    let request: SessionRequest;
+    try {
+      request = parseUpgradeQuery(new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : ''));
+    } catch (err) {
+      return refuse(socket, req, from, err as GatewayError);
+    }
+    admit(req, from, request).then(
+      (grant) => open(req, socket, head, from, grant),
+      (err: unknown) => {
+        if (err instanceof GatewayError) return refuse(socket, req, from, err);
+        events.failed.publish(() => ({ gateway: ctx.gateway, what: 'while admitting an upgrade', err, url: withoutTicket(req.url) }));
+        refuse(socket, req, from, errors.internal());
+      },
+    );
+  };
+}
+
+function ignoreSocketError(): void {}
+
+/** The desktop or target a refused upgrade asked for, as written, for the log. */
+function asked(url: string | undefined): string | undefined {
+  const query = new URLSearchParams(url?.split('?', 2)[1] ?? '');
+  return query.get('desktop') ?? query.get('target') ?? undefined;
+}
+
+/**
+ * Answer an upgrade we will not take with a plain HTTP response; no WebSocket is made. The
+ * connection is closed once the answer has left, or after a short deadline: a client that
+ * keeps its side open must not hold a socket (and a file descriptor) for good.
+ */
+function refuseUpgrade(socket: Duplex, error: GatewayError): void {
+  const deadline = setTimeout(() => socket.destroy(), REFUSAL_FLUSH_MS);
+  socket.once('close', () => clearTimeout(deadline));
+  socket.once('finish', () => socket.destroy());
+  const body = `${error.message}\n`;
+  socket.end(
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * Node hands every request with an Upgrade header to 'upgrade', and `curl --http2` offers
+ * h2c on each plain-HTTP request, bodies included. Anything but a WebSocket upgrade of the
+ * WebSocket path is the HTTP/1.1 request it also is: it goes back, as written less its
+ * Upgrade header, to the server that accepted the connection, and is answered like any other.
+ */
+function answerPlainly(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    if (req.rawHeaders[i]?.toLowerCase() !== 'upgrade') lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+  }
+  // Node decodes header bytes as Latin-1: encoding them back the same way restores them exactly.
+  socket.unshift(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), head]));
+  const { server, encrypted } = socket as Duplex & { server: Server; encrypted?: boolean };
+  server.emit(encrypted ? 'secureConnection' : 'connection', socket);
+}

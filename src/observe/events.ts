@@ -1,0 +1,109 @@
+/**
+ * The gateway's lifecycle events, published on `node:diagnostics_channel` as undici does:
+ * the code that refuses, admits or ends something says so here and knows nothing of logs
+ * or metrics, which subscribe (see log.ts). Publishing costs nothing while no one listens.
+ * Channels are process-wide: every message names the gateway it comes from, so that two
+ * gateways in one process each log their own.
+ */
+import { channel, type Channel } from 'node:diagnostics_channel';
+
+/** Who a request came from, as the gateway believes it. */
+interface From {
+  readonly gateway: object;
+  /** The client's address (behind a trusted proxy: the forwarded one). */
+  readonly remote: string;
+  readonly user?: string | undefined;
+}
+
+export interface Refused extends From {
+  readonly desktop?: string | undefined;
+  /** The catalogue code, e.g. DG_ERR_FORBIDDEN. */
+  readonly code: string;
+  readonly status: number;
+  readonly reason: string;
+  readonly origin?: string | undefined;
+  /** The request URL, tickets blanked out. */
+  readonly url?: string | undefined;
+}
+
+export interface SessionStarted extends From {
+  readonly session: string;
+  readonly desktop: string;
+  readonly viewOnly: boolean;
+  readonly upstream: string;
+}
+
+export interface SessionEnded extends From {
+  readonly session: string;
+  readonly desktop: string;
+  readonly durationMs: number;
+  readonly bytesToUpstream: number;
+  readonly bytesToBrowser: number;
+  readonly code: number;
+  readonly reason: string;
+  readonly by: 'browser' | 'upstream' | 'gateway';
+}
+
+export interface SessionRefused extends From {
+  readonly session: string;
+  readonly desktop: string;
+  /** The close code sent. */
+  readonly code: number;
+  readonly error: string;
+  readonly reason: string;
+}
+
+export interface LoggedIn extends From {
+  readonly user: string;
+}
+
+export interface TicketIssued extends From {
+  readonly desktop: string;
+  readonly user: string;
+  readonly viewOnly: boolean;
+  readonly ticket: string;
+  readonly expiresAt: Date;
+}
+
+/** Something went wrong that should not have: a bug. */
+export interface Failed {
+  readonly gateway: object;
+  readonly what: string;
+  readonly err: unknown;
+  readonly url?: string | undefined;
+}
+
+/** One named channel carrying messages of one shape. */
+export class LifecycleEvent<T> {
+  readonly #channel: Channel;
+
+  constructor(name: string) {
+    this.#channel = channel(name);
+  }
+
+  /** Publish only when someone listens: building the message is the cost. */
+  publish(message: () => T): void {
+    if (this.#channel.hasSubscribers) this.#channel.publish(message());
+  }
+
+  /** Listen; returns the function that stops listening. */
+  subscribe(listener: (message: T) => void): () => void {
+    const onMessage = (message: unknown): void => listener(message as T);
+    this.#channel.subscribe(onMessage);
+    return () => this.#channel.unsubscribe(onMessage);
+  }
+}
+
+export const events = {
+  /** An upgrade answered with an HTTP status instead of a WebSocket. */
+  upgradeRefused: new LifecycleEvent<Refused>('deskgate:upgrade:refused'),
+  /** A page, form or API request refused (login, viewer, tickets). */
+  requestRefused: new LifecycleEvent<Refused>('deskgate:request:refused'),
+  sessionStarted: new LifecycleEvent<SessionStarted>('deskgate:session:started'),
+  sessionEnded: new LifecycleEvent<SessionEnded>('deskgate:session:ended'),
+  /** A WebSocket accepted and then closed before it was bridged (the VNC server not reachable, say). */
+  sessionRefused: new LifecycleEvent<SessionRefused>('deskgate:session:refused'),
+  loggedIn: new LifecycleEvent<LoggedIn>('deskgate:login'),
+  ticketIssued: new LifecycleEvent<TicketIssued>('deskgate:ticket:issued'),
+  failed: new LifecycleEvent<Failed>('deskgate:failed'),
+};
