@@ -84,20 +84,34 @@ function listen(kind, bytes) {
   });
 }
 
-/** @param {any} message */
-async function onMessage(message) {
-  const { id, cmd } = message;
+/**
+ * What peers-control.js sends.
+ * @typedef {{ id: number, cmd: 'listen', kind: 'source' | 'sink' | 'echo', bytes?: number }
+ *   | { id: number, cmd: 'expect', port: number, bytes: number }} Request
+ */
+
+/**
+ * Carries out one request and replies; a failure becomes an `{ id, error }` reply.
+ * @param {Request} request
+ */
+async function answer(request) {
+  const { id, cmd } = request;
   try {
-    if (cmd === 'listen') process.send?.({ id, port: await listen(message.kind, message.bytes ?? 0) });
+    if (cmd === 'listen') process.send?.({ id, port: await listen(request.kind, request.bytes ?? 0) });
     else if (cmd === 'expect') {
-      const sink = sinks.get(message.port);
-      if (!sink) throw new Error(`no sink on port ${message.port}`);
-      sink.expected = message.bytes;
+      const sink = sinks.get(request.port);
+      if (!sink) throw new Error(`no sink on port ${request.port}`);
+      sink.expected = request.bytes;
       process.send?.({ id });
     } else throw new Error(`unknown command ${cmd}`);
   } catch (err) {
     process.send?.({ id, error: /** @type {Error} */ (err).message });
   }
+}
+
+/** @param {unknown} message */
+function onMessage(message) {
+  void answer(/** @type {Request} */ (message));
 }
 
 process.on('message', onMessage);

@@ -38,7 +38,9 @@ const OUTPUT_TAIL_CHARS = 2000;
  * @returns {Proc}
  */
 export function startProcess(name, command, args, options = {}) {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe', ...(options.ipc ? ['ipc'] : [])] });
+  /** @type {import('node:child_process').StdioOptions} */
+  const stdio = options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
+  const child = spawn(command, args, { stdio });
   if (child.pid === undefined) throw new Error(`cannot start ${name} (${command})`);
   const pid = child.pid;
   let tail = '';

@@ -191,6 +191,7 @@ async function main() {
     nodeArgs: flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : [],
     log: (message) => process.stderr.write(`  ${message}\n`),
   };
+  /** @type {Record<string, string>} the machine, then the load at the end is added */
   const info = { ...machine(), 'CPU used by other processes just before': await othersBeforeStart() };
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   process.stdout.write(`${command}\n${Object.entries(info).map(([k, v]) => `${k}: ${v}`).join('\n')}\n\n`);

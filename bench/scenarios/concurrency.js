@@ -179,17 +179,18 @@ export async function run(ctx) {
     );
   });
 
+  /** @type {import('../report.js').Metric[]} */
   const metrics = [
-    { label: 'sessions open at once', digits: 0, rounds: m.sessions, compare: false },
-    { label: 'failures', digits: 0, rounds: m.failures, summary: /** @type {const} */ ('sum'), compare: false },
-    { label: 'time to open all (s)', digits: 2, rounds: m.seconds, compare: false },
-    { label: 'sessions per second', digits: 0, rounds: m.rate },
-    { label: 'relay RSS idle, warmed up (MiB)', digits: 1, rounds: m.idle },
-    { label: 'relay RSS at plateau (MiB)', digits: 1, rounds: m.rss, summary: /** @type {const} */ ('max'), compare: false },
-    { label: 'RSS per session (KiB)', digits: 1, rounds: m.rssPer },
-    { label: 'relay PSS at plateau (MiB)', digits: 1, rounds: m.pss, summary: /** @type {const} */ ('max'), compare: false },
-    { label: 'PSS per session (KiB)', digits: 1, rounds: m.pssPer },
-    { label: 'relay RSS 1 s after all closed (MiB)', digits: 1, rounds: m.closed },
+    { label: 'sessions open at once', digits: 0, rounds: m.sessions ?? {}, compare: false },
+    { label: 'failures', digits: 0, rounds: m.failures ?? {}, summary: 'sum', compare: false },
+    { label: 'time to open all (s)', digits: 2, rounds: m.seconds ?? {}, compare: false },
+    { label: 'sessions per second', digits: 0, rounds: m.rate ?? {} },
+    { label: 'relay RSS idle, warmed up (MiB)', digits: 1, rounds: m.idle ?? {} },
+    { label: 'relay RSS at plateau (MiB)', digits: 1, rounds: m.rss ?? {}, summary: 'max', compare: false },
+    { label: 'RSS per session (KiB)', digits: 1, rounds: m.rssPer ?? {} },
+    { label: 'relay PSS at plateau (MiB)', digits: 1, rounds: m.pss ?? {}, summary: 'max', compare: false },
+    { label: 'PSS per session (KiB)', digits: 1, rounds: m.pssPer ?? {} },
+    { label: 'relay RSS 1 s after all closed (MiB)', digits: 1, rounds: m.closed ?? {} },
   ];
   const [, failures, , rate, , rss, rssPer] = metrics.map(summarize);
   const full = ctx.sessions >= GOAL_SESSIONS;

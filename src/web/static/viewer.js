@@ -4,7 +4,7 @@
  *
  * The page opens the WebSocket itself and hands it to noVNC, because noVNC keeps the
  * close code and reason to itself: the gateway explains every refusal in the close
- * frame (DESIGN.md, "WebSocket close codes"), and this is how the user gets to read it.
+ * frame (README.md, "Close codes"), and this is how the user gets to read it.
  *
  * State for tests: <body data-state="connecting|connected|disconnected">, and
  * data-close-code once the gateway closed with a code; #connection-state holds the state
