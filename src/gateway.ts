@@ -6,14 +6,15 @@
  * so the gateway can be mounted inside an existing Node.js HTTP server.
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { Auth } from './auth/auth.js';
-import { DEMO_DESKTOP, isLoopbackHost, type Config } from './config/schema.js';
+import { DEMO_DESKTOP, FileError, type Config } from './config/schema.js';
+import { isLoopbackHost } from './net/host-port.js';
+import { readOperatorFile } from './config/sources.js';
 import { startDemoDesktop, type DemoDesktop } from './demo/server.js';
 import { DesktopDirectory } from './desktops/directory.js';
 import { DesktopStatus } from './desktops/status.js';
@@ -78,18 +79,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   });
   const handleUpgrade = createUpgradeHandler({ gateway: self, config, auth, admission, sessions, closing: () => state === 'closing' });
 
-  const httpOptions = {
-    headersTimeout: config.http.headersTimeoutMs,
-    requestTimeout: config.http.requestTimeoutMs,
-    maxHeaderSize: config.http.maxHeaderBytes,
-    // Node checks the two timeouts above every 30 s by default: a slow-loris client would get up to 30 s more.
-    connectionsCheckingInterval: Math.min(1_000, config.http.headersTimeoutMs),
-  };
-  const server: Server = tlsFiles
-    ? createHttpsServer({ ...httpOptions, ...tlsFiles, handshakeTimeout: config.http.headersTimeoutMs }, handleRequest)
-    : createServer(httpOptions, handleRequest);
-  // A connection on which nothing moves, say a client that stopped reading a response, is closed.
-  server.setTimeout(config.http.idleTimeoutMs);
+  const server = createHttpServer(config.http, tlsFiles, handleRequest);
   server.on('upgrade', handleUpgrade);
   if (tlsFiles) server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'TLS handshake failed'));
 
@@ -149,20 +139,40 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   };
 }
 
-async function readTlsFiles(tls: NonNullable<Config['tls']>): Promise<{ cert: Buffer; key: Buffer }> {
-  const read = async (file: string, key: string): Promise<Buffer> => {
-    try {
-      return await readFile(file);
-    } catch (err) {
-      throw new Error(`cannot read ${key} ${file}: ${(err as Error).message}`, { cause: err });
-    }
+/** The gateway's own server, HTTP or HTTPS, with every wait bounded. */
+function createHttpServer(http: Config['http'], tlsFiles: TlsFiles | undefined, handleRequest: (req: IncomingMessage, res: ServerResponse) => void): Server {
+  const options = {
+    headersTimeout: http.headersTimeoutMs,
+    requestTimeout: http.requestTimeoutMs,
+    maxHeaderSize: http.maxHeaderBytes,
+    // Node checks the two timeouts above every 30 s by default: a slow-loris client would get up to 30 s more.
+    connectionsCheckingInterval: Math.min(1_000, http.headersTimeoutMs),
   };
-  const files = { cert: await read(tls.cert, 'tls.cert'), key: await read(tls.key, 'tls.key') };
-  createSecureContext(files); // a bad pair fails here, with OpenSSL's reason
+  const server: Server = tlsFiles
+    ? createHttpsServer({ ...options, ...tlsFiles, handshakeTimeout: http.headersTimeoutMs }, handleRequest)
+    : createServer(options, handleRequest);
+  // A connection on which nothing moves, say a client that stopped reading a response, is closed.
+  server.setTimeout(http.idleTimeoutMs);
+  return server;
+}
+
+interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** The certificate and key, checked to make a pair; a FileError, naming the file, if they cannot be used. */
+async function readTlsFiles(tls: NonNullable<Config['tls']>): Promise<TlsFiles> {
+  const files = { cert: readOperatorFile('tls.cert', tls.cert), key: readOperatorFile('tls.key', tls.key) };
+  try {
+    createSecureContext(files); // a bad pair fails here, with OpenSSL's reason
+  } catch (err) {
+    throw new FileError('tls.key', tls.key, `tls.cert ${tls.cert} and tls.key ${tls.key} cannot be used: ${(err as Error).message}`, { cause: err });
+  }
   // OpenSSL compares a key with the certificate only when both are of one type (say EC):
   // an RSA key beside an EC certificate passes, and no handshake could succeed.
   if (!new X509Certificate(files.cert).checkPrivateKey(createPrivateKey(files.key))) {
-    throw new Error(`the key in tls.key ${tls.key} does not belong to the certificate in tls.cert ${tls.cert}`);
+    throw new FileError('tls.key', tls.key, `the key in tls.key ${tls.key} does not belong to the certificate in tls.cert ${tls.cert}`);
   }
   return files;
 }

@@ -6,7 +6,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/schema.js';
-import { ANONYMOUS, PRINCIPAL_NAME, type Identity } from './identity.js';
+import { PRINCIPAL_NAME } from '../config/names.js';
+import { ANONYMOUS, type Identity } from './identity.js';
 import { LoginCookies, type Login } from './login-cookie.js';
 import { MemoryOneTimeStore } from './one-time.js';
 import { ProxyTrust, type RequestOrigin } from './proxy.js';

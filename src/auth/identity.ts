@@ -4,8 +4,6 @@
  * nowhere at all; the desktop rules then decide between full control, view-only and no.
  */
 
-/** User and group names: they appear in logs, cookies and ticket claims. */
-export const PRINCIPAL_NAME = /^[^\s,\p{Cc}]{1,128}$/u;
 
 export interface Identity {
   readonly user: string;

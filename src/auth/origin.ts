@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import { errors, type GatewayError } from '../errors.js';
+import { normalizeOrigin } from '../net/origin.js';
 import type { RequestOrigin } from './proxy.js';
 
 export interface OriginPolicy {
@@ -33,23 +34,6 @@ export function isForeignPost(req: IncomingMessage, from: RequestOrigin): boolea
   const origin = req.headers.origin;
   if (origin === 'null') return req.headers['sec-fetch-site'] !== 'same-origin';
   return origin !== undefined && normalizeOrigin(origin) !== ownOrigin(from);
-}
-
-/** `scheme://host[:port]` in canonical form (lower case, default port dropped), or undefined. */
-export function normalizeOrigin(text: string): string | undefined {
-  try {
-    const url = new URL(text);
-    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin !== 'null' ? url.origin : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether an operator's text names an origin only: no path, query, fragment or credentials. */
-export function isOrigin(text: string): boolean {
-  if (normalizeOrigin(text) === undefined) return false;
-  const url = new URL(text);
-  return url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
 }
 
 function ownOrigin(from: RequestOrigin): string | undefined {

@@ -5,9 +5,9 @@
  * application can mint its own; the algorithm is fixed by the key, never by the token.
  */
 import { createPrivateKey, createPublicKey, createSecretKey, randomUUID, sign, verify, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
-import type { Config } from '../config/schema.js';
+import { FileError, type Config } from '../config/schema.js';
+import { readOperatorFile } from '../config/sources.js';
 import { errors } from '../errors.js';
 import type { OneTimeStore } from './one-time.js';
 
@@ -44,12 +44,16 @@ export class TicketAuthority {
       this.#verifyKey = this.#signKey = createSecretKey(Buffer.from(config.secret));
       return;
     }
-    const publicKey = createPublicKey(readKeyFile(config.publicKeyFile as string, 'tickets.publicKeyFile'));
-    this.#algorithm = algorithmOf(publicKey);
+    const publicFile = config.publicKeyFile as string;
+    const publicKey = readKey('tickets.publicKeyFile', publicFile, createPublicKey);
+    this.#algorithm = algorithmOf(publicKey, publicFile);
     this.#verifyKey = publicKey;
     if (config.privateKeyFile) {
-      const privateKey = createPrivateKey(readKeyFile(config.privateKeyFile, 'tickets.privateKeyFile'));
-      if (!keysMatch(privateKey, publicKey)) throw new Error('tickets.privateKeyFile does not belong to tickets.publicKeyFile');
+      const privateFile = config.privateKeyFile;
+      const privateKey = readKey('tickets.privateKeyFile', privateFile, createPrivateKey);
+      if (!keysMatch(privateKey, publicKey)) {
+        throw new FileError('tickets.privateKeyFile', privateFile, `tickets.privateKeyFile does not belong to tickets.publicKeyFile: ${privateFile} is not the key of ${publicFile}`);
+      }
       this.#signKey = privateKey;
     }
   }
@@ -133,18 +137,20 @@ export function withoutTicket(url: string | undefined): string | undefined {
   return url?.replace(/([?&]ticket=)[^&]*/g, '$1…');
 }
 
-function readKeyFile(file: string, key: string): string {
+/** A key from the PEM file the operator named under `key`. */
+function readKey(key: string, file: string, create: (pem: Buffer) => KeyObject): KeyObject {
+  const pem = readOperatorFile(key, file);
   try {
-    return readFileSync(file, 'utf8');
+    return create(pem);
   } catch (err) {
-    throw new Error(`cannot read ${key} ${file}: ${(err as Error).message}`, { cause: err });
+    throw new FileError(key, file, `${key} ${file} holds no PEM key deskgate can read: ${(err as Error).message}`, { cause: err });
   }
 }
 
-function algorithmOf(key: KeyObject): 'EdDSA' | 'ES256' {
+function algorithmOf(key: KeyObject, file: string): 'EdDSA' | 'ES256' {
   if (key.asymmetricKeyType === 'ed25519') return 'EdDSA';
   if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256';
-  throw new Error(`tickets.publicKeyFile must be an Ed25519 or P-256 public key, not ${key.asymmetricKeyType ?? 'unknown'}`);
+  throw new FileError('tickets.publicKeyFile', file, `tickets.publicKeyFile must be an Ed25519 or P-256 public key, not ${key.asymmetricKeyType ?? 'unknown'}: ${file}`);
 }
 
 /** Sign and verify a probe: a typo between two key files must fail at start-up, not at the first ticket. */

@@ -3,18 +3,19 @@
  * again on SIGHUP. A user removed from the file loses access at the next request, since
  * login cookies are checked against the file each time.
  */
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { PRINCIPAL_NAME } from './identity.js';
+import { FileError } from '../config/schema.js';
+import { readOperatorFile } from '../config/sources.js';
+import { groupName, userName } from '../config/names.js';
 
 const ARGON2ID_HASH = /^\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/;
 
 const usersFileSchema = z.strictObject({
   users: z.record(
-    z.string().regex(PRINCIPAL_NAME, 'expected a user name: 1-128 characters, no spaces, commas or control characters'),
+    userName,
     z.strictObject({
       password: z.string().regex(ARGON2ID_HASH, 'expected an argon2id hash (deskgate hash-password prints one)'),
-      groups: z.array(z.string().regex(PRINCIPAL_NAME, 'expected a group name')).default([]),
+      groups: z.array(groupName).default([]),
     }),
   ),
 });
@@ -93,23 +94,18 @@ export class UserDirectory {
 }
 
 async function readUsersFile(file: string): Promise<Map<string, User>> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read users file ${file}: ${(err as Error).message}`, { cause: err });
-  }
+  const text = readOperatorFile('auth.usersFile', file).toString('utf8');
   const { parse } = await import('yaml');
   let data: unknown;
   try {
     data = parse(text);
   } catch (err) {
-    throw new Error(`users file ${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
+    throw new FileError('auth.usersFile', file, `users file ${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
   }
   const result = usersFileSchema.safeParse(data);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => `  ${issue.path.join('.') || '(file)'}: ${issue.message}`);
-    throw new Error(`users file ${file} is not valid:\n${problems.join('\n')}`);
+    throw new FileError('auth.usersFile', file, `users file ${file} is not valid:\n${problems.join('\n')}`);
   }
   const users = new Map<string, User>();
   for (const [name, entry] of Object.entries(result.data.users)) users.set(name, { name, passwordHash: entry.password, groups: entry.groups });

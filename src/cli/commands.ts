@@ -7,10 +7,11 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { hashApiKey } from '../auth/auth.js';
-import { PRINCIPAL_NAME } from '../auth/identity.js';
+import { PRINCIPAL_NAME, USER_NAME_EXPECTED } from '../config/names.js';
 import { MemoryOneTimeStore } from '../auth/one-time.js';
 import { TicketAuthority } from '../auth/tickets.js';
 import { hashPassword } from '../auth/users.js';
+import { CONFIG_FILE, flagsOf } from '../config/options.js';
 import { DEMO_DESKTOP, ConfigError } from '../config/schema.js';
 import { loadConfig, parseFlags } from '../config/sources.js';
 import { ticketUrl } from '../http/tickets-api.js';
@@ -31,7 +32,7 @@ export async function apiKeyCommand(argv: string[]): Promise<number> {
 }
 
 const TICKET_FLAGS = {
-  config: { type: 'string' },
+  ...flagsOf([CONFIG_FILE]),
   desktop: { type: 'string' },
   user: { type: 'string' },
   'view-only': { type: 'boolean' },
@@ -45,7 +46,7 @@ export async function ticketCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
   if (!desktop || !user) throw new ConfigError('deskgate ticket needs --desktop NAME and --user USER (see deskgate --help)');
   // The same rule as the ticket API: the name ends up in logs, cookies and ticket claims.
   if (!PRINCIPAL_NAME.test(user)) {
-    throw new ConfigError(`--user: got ${JSON.stringify(user)}; expected a user name: 1-128 characters, no spaces, commas or control characters`);
+    throw new ConfigError(`--user: got ${JSON.stringify(user)}; ${USER_NAME_EXPECTED}`);
   }
   const ttlSeconds = ttl === undefined ? undefined : Number(ttl);
   if (ttlSeconds !== undefined && !(Number.isInteger(ttlSeconds) && ttlSeconds > 0)) throw new ConfigError(`--ttl: got "${ttl}"; expected a whole number of seconds`);
@@ -53,12 +54,7 @@ export async function ticketCommand(argv: string[], env: NodeJS.ProcessEnv): Pro
   if (!config.desktops.some((d) => d.name === desktop) && !(config.demo && desktop === DEMO_DESKTOP)) {
     throw new ConfigError(`--desktop: there is no desktop named '${desktop}' in the configuration`);
   }
-  let authority;
-  try {
-    authority = TicketAuthority.from(config.tickets, new MemoryOneTimeStore());
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
+  const authority = TicketAuthority.from(config.tickets, new MemoryOneTimeStore());
   if (!authority?.canIssue) throw new ConfigError('issuing tickets needs tickets.secret (or DESKGATE_TICKET_SECRET), or tickets.publicKeyFile with tickets.privateKeyFile');
   if (ttlSeconds !== undefined && ttlSeconds > authority.maxTtlSeconds) throw new ConfigError(`--ttl: got ${ttlSeconds}; expected at most tickets.maxTtlSeconds (${authority.maxTtlSeconds})`);
   const { token } = await authority.issue({ desktop, user, viewOnly, ttlSeconds });

@@ -1,14 +1,17 @@
 #!/usr/bin/env node
 /**
  * The `deskgate` command: flags, DESKGATE_* environment variables and an optional YAML
- * config file, merged by config/sources.ts and validated once by config/schema.ts; then the
- * gateway starts, SIGHUP reloads its users file and certificate, SIGTERM/SIGINT stop it.
- * The subcommands (hash-password, api-key, ticket) live in commands.ts.
+ * config file (config/options.ts lists them), merged by config/sources.ts and validated once
+ * by config/schema.ts; then the gateway starts, SIGHUP reloads its users file and
+ * certificate, SIGTERM/SIGINT stop it. The subcommands (hash-password, api-key, ticket) live
+ * in commands.ts; how an error ends the command, in exit.ts.
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, type Config } from '../config/schema.js';
-import { loadConfig, parseFlags } from '../config/sources.js';
+import { flagsOf, OPTIONS, optionsHelp } from '../config/options.js';
+import type { Config } from '../config/schema.js';
+import { loadConfig, parseFlags, type FlagValues } from '../config/sources.js';
 import { VERSION } from '../package.js';
+import { EXIT, failure } from './exit.js';
 
 const HELP = `deskgate ${VERSION} — one port, many desktops: VNC in the browser
 
@@ -18,31 +21,7 @@ Usage: deskgate [options]                 run the gateway
        deskgate ticket --desktop NAME --user USER [--view-only] [--ttl SECONDS] [--config FILE]
                                           print a one-time viewer URL (needs tickets.secret or keys)
 
-Options (each also a config-file key and an environment variable):
-  --config FILE            YAML config file                       DESKGATE_CONFIG
-  --listen HOST:PORT       address to listen on                   DESKGATE_LISTEN      listen
-                           (default 127.0.0.1:6080)
-  --desktop NAME=HOST:PORT a VNC server to offer; repeatable      DESKGATE_DESKTOP     desktops
-                           (the variable takes a comma-separated list)
-  --demo                   serve the built-in demo desktop 'demo' DESKGATE_DEMO        demo
-                           (default: on when no desktop is configured)
-  --auth MODE              none|password|header (default none,    DESKGATE_AUTH        auth.mode
-                           which is refused beyond loopback)
-  --users FILE             users file for --auth password         DESKGATE_USERS       auth.usersFile
-  --insecure-no-auth       allow --auth none on a non-loopback    DESKGATE_INSECURE_NO_AUTH
-                           address: anyone who reaches the port                        auth.insecureNoAuth
-                           can open every desktop (isolated labs only)
-  --tls-cert FILE          PEM certificate chain: serve HTTPS     DESKGATE_TLS_CERT    tls.cert
-  --tls-key FILE           PEM private key (SIGHUP reloads both)  DESKGATE_TLS_KEY     tls.key
-  --log-level LEVEL        fatal|error|warn|info|debug|trace|silent
-                                                                  DESKGATE_LOG_LEVEL   log.level
-  -h, --help               show this help and exit
-  -v, --version            print the version and exit
-
-Secrets come from the config file or the environment only, never from flags (they would
-show in the process list): DESKGATE_AUTH_SECRET (auth.secret), DESKGATE_TICKET_SECRET
-(tickets.secret).
-
+${optionsHelp()}
 Examples:
   deskgate                                  # the demo desktop on http://127.0.0.1:6080
   deskgate --desktop lab1=10.0.0.5:5901 --desktop lab2=10.0.0.6:5900
@@ -50,23 +29,8 @@ Examples:
   deskgate ticket --config /etc/deskgate.yaml --desktop lab1 --user alice --ttl 60
 `;
 
-const FLAGS = {
-  config: { type: 'string' },
-  listen: { type: 'string' },
-  desktop: { type: 'string', multiple: true },
-  demo: { type: 'boolean' },
-  auth: { type: 'string' },
-  users: { type: 'string' },
-  'insecure-no-auth': { type: 'boolean' },
-  'tls-cert': { type: 'string' },
-  'tls-key': { type: 'string' },
-  'log-level': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean', short: 'v' },
-} as const;
-
-function parseCommandLine(argv: string[]) {
-  return parseFlags(() => parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values);
+function parseCommandLine(argv: string[]): FlagValues {
+  return parseFlags(() => parseArgs({ args: argv, options: flagsOf(OPTIONS), strict: true, allowPositionals: false }).values);
 }
 
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -76,17 +40,17 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     const flags = parseCommandLine(argv);
     if (flags.help) {
       process.stdout.write(HELP);
-      return 0;
+      return EXIT.ok;
     }
     if (flags.version) {
       process.stdout.write(`${VERSION}\n`);
-      return 0;
+      return EXIT.ok;
     }
     return await serve(await loadConfig(flags, env));
   } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`deskgate: ${err.message}\n`);
-    return 2;
+    const { exitCode, message } = failure(err);
+    process.stderr.write(message);
+    return exitCode;
   }
 }
 
@@ -102,19 +66,14 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 async function serve(config: Config): Promise<number> {
   // Loaded only now, so --help, --version and config errors answer without it.
   const { createGateway } = await import('../gateway.js');
-  let gateway;
-  try {
-    gateway = await createGateway(config);
-  } catch (err) {
-    throw new ConfigError((err as Error).message); // a users file, key or certificate that cannot be used
-  }
+  const gateway = await createGateway(config);
   try {
     await gateway.listen();
   } catch (err) {
     const { host, port } = config.listen;
     process.stderr.write(`deskgate: cannot listen on ${host}:${port}: ${(err as Error).message}\n`);
     await gateway.destroy();
-    return 1;
+    return EXIT.cannotListen;
   }
   const reload = (): void => {
     gateway.reload().catch((err: unknown) => process.stderr.write(`deskgate: reload failed, nothing changed: ${(err as Error).message}\n`));
@@ -125,7 +84,7 @@ async function serve(config: Config): Promise<number> {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
       process.off('SIGHUP', reload);
-      void gateway.close().then(() => resolve(0));
+      void gateway.close().then(() => resolve(EXIT.ok));
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);

@@ -4,11 +4,11 @@
  * process.env or re-validates later.
  */
 import { z } from 'zod';
-import { isOrigin, normalizeOrigin } from '../auth/origin.js';
-import { PRINCIPAL_NAME } from '../auth/identity.js';
-import { DESKTOP_NAME } from '../desktops/directory.js';
-import { isValidHost, parseHostPort } from '../desktops/targets.js';
+import { desktopName, groupName, userName } from './names.js';
+import { isLoopbackHost, isValidHost, parseHostPort } from '../net/host-port.js';
+import { isOrigin, normalizeOrigin } from '../net/origin.js';
 import { parseCidr } from '../net/cidr.js';
+import { sourcesOf } from './options.js';
 
 
 const port = z
@@ -21,19 +21,12 @@ const host = z
   .string({ error: 'expected a host name or IP address' })
   .refine(isValidHost, 'expected a host name or IP address');
 
-const desktopName = z
-  .string({ error: 'expected a desktop name' })
-  .regex(DESKTOP_NAME, 'expected a desktop name: 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
-
-const principalName = z
-  .string({ error: 'expected a user or group name' })
-  .regex(PRINCIPAL_NAME, 'expected a user or group name: 1-128 characters, no spaces, commas or control characters');
 
 /** Who a desktop rule names: users and groups. */
 const principals = z
   .strictObject({
-    users: z.array(principalName, { error: 'expected a list of user names' }).default([]),
-    groups: z.array(principalName, { error: 'expected a list of group names' }).default([]),
+    users: z.array(userName, { error: 'expected a list of user names' }).default([]),
+    groups: z.array(groupName, { error: 'expected a list of group names' }).default([]),
   });
 
 const desktopObject = z.strictObject({
@@ -273,31 +266,26 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type DesktopConfig = Config['desktops'][number];
 export type AllowRule = Config['targets']['allow'][number];
 
-/** Where a key can also be set, so an error names what the user actually typed. */
-const KEY_SOURCES: Record<string, string> = {
-  listen: '--listen, DESKGATE_LISTEN',
-  desktops: '--desktop, DESKGATE_DESKTOP',
-  demo: '--demo, DESKGATE_DEMO',
-  'log.level': '--log-level, DESKGATE_LOG_LEVEL',
-  'auth.mode': '--auth, DESKGATE_AUTH',
-  'auth.insecureNoAuth': '--insecure-no-auth, DESKGATE_INSECURE_NO_AUTH',
-  'auth.usersFile': '--users, DESKGATE_USERS',
-  'auth.secret': 'DESKGATE_AUTH_SECRET',
-  'tickets.secret': 'DESKGATE_TICKET_SECRET',
-  'tls.cert': '--tls-cert, DESKGATE_TLS_CERT',
-  'tls.key': '--tls-key, DESKGATE_TLS_KEY',
-};
 
-const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|::1)$/i;
-
-/** Whether a listen host only takes connections from this machine. */
-export function isLoopbackHost(host: string): boolean {
-  return LOOPBACK_HOST.test(host);
-}
-
+/** A bad flag, value or configuration: the operator's to fix (exit code 2). */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   readonly code = 'DG_ERR_CONFIG';
+}
+
+/** A file the operator named, under `key`, that cannot be read or used: theirs to fix too (exit code 2). */
+export class FileError extends Error {
+  override readonly name = 'FileError';
+  readonly code = 'DG_ERR_FILE';
+
+  constructor(
+    readonly key: string,
+    readonly path: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
 }
 
 /** Validate once, then deep-freeze: the rest of the program can trust and share it. */
@@ -306,7 +294,7 @@ export function parseConfig(raw: unknown): Config {
   if (!result.success) {
     const lines = result.error.issues.map((issue) => {
       const key = formatPath(issue.path);
-      const source = KEY_SOURCES[key.replace(/\[\d+\]$/, '')];
+      const source = sourcesOf(key.replace(/\[\d+\]$/, '')); // names what the user actually typed
       const value =
         /secret/i.test(key) ? '(not shown)'
         : 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input)

@@ -1,25 +1,16 @@
 /**
  * Where configuration comes from: a YAML file, DESKGATE_* environment variables and flags,
  * merged (flags win over the environment, the environment over the file) into the raw
- * object that schema.ts validates. Shared by the gateway and the subcommands.
+ * object that schema.ts validates. Which flag and variable set which key is options.ts's
+ * table. Shared by the gateway and the subcommands.
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { ConfigError, parseConfig, type Config } from './schema.js';
+import { CONFIG_FILE, OPTIONS, PATH_KEYS, type Option } from './options.js';
+import { ConfigError, FileError, parseConfig, type Config } from './schema.js';
 
-/** The flags that map onto config keys; every one is optional. */
-export interface ConfigFlags {
-  config?: string | undefined;
-  listen?: string | undefined;
-  desktop?: string[] | undefined;
-  demo?: boolean | undefined;
-  auth?: string | undefined;
-  users?: string | undefined;
-  'insecure-no-auth'?: boolean | undefined;
-  'tls-cert'?: string | undefined;
-  'tls-key'?: string | undefined;
-  'log-level'?: string | undefined;
-}
+/** Flag values as parseArgs returns them, by long flag name. */
+export type FlagValues = Readonly<Record<string, string | boolean | (string | boolean)[] | undefined>>;
 
 /** Run parseArgs, turning its errors into ones that name the flag. */
 export function parseFlags<T>(parse: () => T): T {
@@ -36,73 +27,89 @@ export function parseFlags<T>(parse: () => T): T {
   }
 }
 
-/** Environment booleans: true/false, 1/0, yes/no; anything else goes to the schema to be named. */
-function envBoolean(value: string): boolean | string {
-  if (/^(true|1|yes|on)$/i.test(value)) return true;
-  if (/^(false|0|no|off)$/i.test(value)) return false;
-  return value;
+/**
+ * Read a file the operator named under `key` (`tls.cert`, ...): one that cannot be read is
+ * theirs to fix, not a bug. Synchronous: these are small files, read at start-up and on
+ * SIGHUP, and the ticket authority reads its keys in a constructor.
+ */
+export function readOperatorFile(key: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new FileError(key, path, `cannot read ${key} ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Merge file, environment and flags into the raw object the schema validates. */
+export async function loadConfig(flags: FlagValues, env: NodeJS.ProcessEnv): Promise<Config> {
+  const file = valueOf(CONFIG_FILE, flags, env) as string | undefined;
+  let raw: Record<string, unknown> = file ? await readConfigFile(file) : {};
+  for (const option of OPTIONS) {
+    const value = valueOf(option, flags, env);
+    if (option.key && value !== undefined) raw = withValue(raw, option, value);
+  }
+  return parseConfig(raw);
 }
 
 async function readConfigFile(file: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
-  }
+  const text = readOperatorFile('config file', file).toString('utf8');
   const { parse: parseYaml } = await import('yaml'); // loaded only when a file is given: start-up time
   try {
     const data: unknown = parseYaml(text) ?? {};
     if (typeof data !== 'object' || Array.isArray(data)) throw new Error('expected a mapping of keys to values at the top level');
     return resolvePaths(data as Record<string, unknown>, dirname(resolve(file)));
   } catch (err) {
-    throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`);
+    throw new FileError('config file', file, `config file ${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
   }
 }
 
-/** File paths in a config file are relative to the file, as its author reads them. */
-const PATH_KEYS = [
-  ['auth', 'usersFile'],
-  ['tls', 'cert'],
-  ['tls', 'key'],
-  ['tickets', 'publicKeyFile'],
-  ['tickets', 'privateKeyFile'],
-] as const;
+/** An option's value from its flag, else from its variable; undefined when neither is set. */
+function valueOf(option: Option, flags: FlagValues, env: NodeJS.ProcessEnv): unknown {
+  const flagged = option.flag === undefined ? undefined : flags[option.flag];
+  if (flagged !== undefined) return flagged;
+  const text = option.env === undefined ? undefined : env[option.env];
+  if (text === undefined) return undefined;
+  if (option.kind === 'boolean') return envBoolean(text);
+  if (option.kind === 'list') return text.split(',').map((s) => s.trim()).filter(Boolean);
+  return text;
+}
 
+/** Environment booleans: true/false, 1/0, yes/no, on/off; anything else goes to the schema to be named. */
+function envBoolean(value: string): boolean | string {
+  if (/^(true|1|yes|on)$/i.test(value)) return true;
+  if (/^(false|0|no|off)$/i.test(value)) return false;
+  return value;
+}
+
+/** The raw config with an option's value set, keeping what the file put beside it; a list adds to the file's. */
+function withValue(raw: Record<string, unknown>, option: Option, value: unknown): Record<string, unknown> {
+  const key = option.key as readonly string[];
+  if (option.kind !== 'list') return setIn(raw, key, value);
+  const current = getIn(raw, key);
+  return setIn(raw, key, [...(Array.isArray(current) ? current : []), ...(value as unknown[])]);
+}
+
+function getIn(holder: unknown, key: readonly string[]): unknown {
+  return key.reduce((value, name) => (isObject(value) ? value[name] : undefined), holder);
+}
+
+/** A copy of `holder` with `value` at `key`; a section the file gave as something else becomes an object. */
+function setIn(holder: unknown, [name, ...rest]: readonly string[], value: unknown): Record<string, unknown> {
+  const copy = isObject(holder) ? { ...holder } : {};
+  copy[name as string] = rest.length > 0 ? setIn(copy[name as string], rest, value) : value;
+  return copy;
+}
+
+/** File paths in a config file are relative to the file, as its author reads them. */
 function resolvePaths(raw: Record<string, unknown>, base: string): Record<string, unknown> {
-  for (const [section, key] of PATH_KEYS) {
-    const holder = raw[section] as Record<string, unknown> | undefined;
-    if (holder && typeof holder === 'object' && typeof holder[key] === 'string') holder[key] = resolve(base, holder[key]);
+  for (const key of PATH_KEYS) {
+    const section = getIn(raw, key.slice(0, -1));
+    const name = key.at(-1) as string;
+    if (isObject(section) && typeof section[name] === 'string') section[name] = resolve(base, section[name]);
   }
   return raw;
 }
 
-/** Set `raw[a][b]` from a flag or variable, keeping what the file put beside it. */
-function setNested(raw: Record<string, unknown>, section: string, key: string, value: unknown): void {
-  if (value === undefined) return;
-  const current = raw[section];
-  raw[section] = { ...(typeof current === 'object' && current !== null ? current : {}), [key]: value };
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
 }
-
-/** Merge file, environment and flags into the raw object the schema validates. */
-export async function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): Promise<Config> {
-  const file = flags.config ?? env.DESKGATE_CONFIG;
-  const raw: Record<string, unknown> = file ? await readConfigFile(file) : {};
-  const listen = flags.listen ?? env.DESKGATE_LISTEN;
-  if (listen !== undefined) raw.listen = listen;
-  const extraDesktops = flags.desktop ?? env.DESKGATE_DESKTOP?.split(',').map((s) => s.trim()).filter(Boolean);
-  if (extraDesktops) raw.desktops = [...(Array.isArray(raw.desktops) ? raw.desktops : []), ...extraDesktops];
-  const demo = flags.demo ?? (env.DESKGATE_DEMO !== undefined ? envBoolean(env.DESKGATE_DEMO) : undefined);
-  if (demo !== undefined) raw.demo = demo;
-  setNested(raw, 'log', 'level', flags['log-level'] ?? env.DESKGATE_LOG_LEVEL);
-  setNested(raw, 'auth', 'mode', flags.auth ?? env.DESKGATE_AUTH);
-  setNested(raw, 'auth', 'usersFile', flags.users ?? env.DESKGATE_USERS);
-  const insecure = flags['insecure-no-auth'] ?? (env.DESKGATE_INSECURE_NO_AUTH !== undefined ? envBoolean(env.DESKGATE_INSECURE_NO_AUTH) : undefined);
-  setNested(raw, 'auth', 'insecureNoAuth', insecure);
-  setNested(raw, 'auth', 'secret', env.DESKGATE_AUTH_SECRET);
-  setNested(raw, 'tickets', 'secret', env.DESKGATE_TICKET_SECRET);
-  setNested(raw, 'tls', 'cert', flags['tls-cert'] ?? env.DESKGATE_TLS_CERT);
-  setNested(raw, 'tls', 'key', flags['tls-key'] ?? env.DESKGATE_TLS_KEY);
-  return parseConfig(raw);
-}
-

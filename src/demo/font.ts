@@ -15,6 +15,8 @@ export const CELL_HEIGHT = GLYPH_HEIGHT + 1;
 
 const FIRST_CODE = 32;
 
+// Eight glyphs a line, each line labelled with its characters: kept as written.
+// prettier-ignore
 const TABLE = [
   '', '4444404', 'aaa', 'aavavaa', '4fke5u4', 'pp248jj', 'cik8lid', '448', //  !"#$%&'
   '2488842', '8422248', '04lel4', '044v44', '00000cc48', '000v', '00000cc', '11248gg', // ()*+,-./

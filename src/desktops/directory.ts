@@ -10,7 +10,8 @@ import type { DesktopRules } from '../auth/identity.js';
 import type { DesktopConfig } from '../config/schema.js';
 import { describeSocketError, errors } from '../errors.js';
 import type { ConnectTarget } from '../relay/connector.js';
-import type { HostPort, TargetPolicy } from './targets.js';
+import type { HostPort } from '../net/host-port.js';
+import type { TargetPolicy } from './targets.js';
 
 export interface Desktop extends DesktopRules {
   name: string;
@@ -18,9 +19,6 @@ export interface Desktop extends DesktopRules {
   port: number;
   description?: string | undefined;
 }
-
-/** How desktops may be named: they appear in URLs and close reasons. */
-export const DESKTOP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export class DesktopDirectory {
   readonly #desktops = new Map<string, Desktop>();

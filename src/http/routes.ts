@@ -53,6 +53,7 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 /** Notice titles for the refusals of a viewer page. */
 const NOTICE_TITLES: Partial<Record<number, string>> = { 400: 'Malformed request', 403: 'Not allowed', 404: 'No such desktop' };
 
+/** One closure over the routes' shared state (the context, static roots, page headers); each route inside is a short function of its own. */
 export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   const serveStatic = serveDirectory(STATIC_ROOT, 'no-cache');
   const serveNoVnc = serveDirectory(NOVNC_ROOT, 'public, max-age=3600');

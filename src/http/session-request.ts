@@ -3,8 +3,8 @@
  * or one ad-hoc `host:port`, and the ticket it carries, if any. Malformed requests are
  * refused here with the catalogue's 400s, before anything is looked up.
  */
-import { DESKTOP_NAME } from '../desktops/directory.js';
-import { parseHostPort, type HostPort } from '../desktops/targets.js';
+import { DESKTOP_NAME } from '../config/names.js';
+import { parseHostPort, type HostPort } from '../net/host-port.js';
 import { errors } from '../errors.js';
 
 export type Wanted = { readonly kind: 'desktop'; readonly name: string } | ({ readonly kind: 'target' } & HostPort);

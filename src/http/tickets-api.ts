@@ -3,7 +3,7 @@
  * ticket that opens one desktop for one user, and embeds the returned URL.
  */
 import { z } from 'zod';
-import { PRINCIPAL_NAME } from '../auth/identity.js';
+import { userName } from '../config/names.js';
 import { errors, type GatewayError } from '../errors.js';
 import { events } from '../observe/events.js';
 import { BodyTooLarge, json, mediaType, readBody } from './respond.js';
@@ -14,7 +14,7 @@ const MAX_BODY_BYTES = 4 * 1024;
 
 const ticketRequest = z.strictObject({
   desktop: z.string({ error: 'expected the name of a desktop' }),
-  user: z.string({ error: 'expected a user name' }).regex(PRINCIPAL_NAME, 'expected a user name: 1-128 characters, no spaces, commas or control characters'),
+  user: userName,
   viewOnly: z.boolean({ error: 'expected true or false' }).optional(),
   ttlSeconds: z.number({ error: 'expected a number of seconds' }).int('expected a whole number of seconds').min(1, 'expected at least 1 second').optional(),
 });

@@ -278,9 +278,8 @@ export class Bridge implements StageSession {
     // The TCP error listener stays: a late error on a destroyed socket must not crash the
     // process. (The WebSocket's is the session's, added before connecting.)
     const closing = this.#closing ?? { code: CLOSE.NORMAL, reason: '', by: 'gateway' as const };
-    const end: BridgeEnd = { ...closing, bytesToUpstream: this.bytesToUpstream, bytesToBrowser: this.bytesToBrowser };
-    if (this.#stageError !== undefined) end.stageError = this.#stageError;
-    this.#onEnd(end);
+    const { bytesToUpstream, bytesToBrowser } = this;
+    this.#onEnd({ ...closing, bytesToUpstream, bytesToBrowser, stageError: this.#stageError });
   }
 }
 

@@ -218,8 +218,10 @@ export class SessionManager {
   }
 
   #ended(session: LiveSession, end: BridgeEnd): void {
+    const { gateway } = this.#options;
+    if (end.stageError !== undefined) events.failed.publish(() => ({ gateway, what: 'in a relay stage', err: end.stageError }));
     events.sessionEnded.publish(() => ({
-      gateway: this.#options.gateway,
+      gateway,
       session: session.id,
       desktop: session.target.name,
       remote: session.remoteAddress,

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { OPTIONS } from '../../src/config/options.js';
 import { runDeskgate, spawnDeskgate, startCli, waitHealthy, type DeskgateProcess } from '../helpers/cli-process.js';
 import { freePort } from '../helpers/processes.js';
 import { connectWs } from '../helpers/ws-client.js';
@@ -26,11 +27,14 @@ async function listenOn(port: number): Promise<DeskgateProcess> {
 }
 
 describe('deskgate command', () => {
-  it('documents every flag in --help', async () => {
+  it('documents every flag in --help, with its variable and config key', async () => {
     const cli = await runDeskgate(['--help']);
     expect(cli.code).toBe(0);
     for (const flag of ['--config', '--listen', '--desktop', '--demo', '--log-level', '--help', '--version']) {
       expect(cli.stdout).toContain(flag);
+    }
+    for (const { flag, env, key } of OPTIONS) {
+      for (const name of [flag && `--${flag}`, env, key?.join('.')]) if (name) expect(cli.stdout).toContain(name);
     }
   });
 
@@ -73,6 +77,28 @@ describe('deskgate command', () => {
     const cli = await runDeskgate(['--config', '/nonexistent/deskgate.yaml']);
     expect(cli.code).toBe(2);
     expect(cli.stderr).toContain('cannot read config file /nonexistent/deskgate.yaml');
+  });
+
+  it('exits 2 naming the key and the file when the users file cannot be read', async () => {
+    const cli = await runDeskgate(['--auth', 'password', '--users', '/nonexistent/users.yaml']);
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toMatch(/^deskgate: cannot read auth\.usersFile \/nonexistent\/users\.yaml: ENOENT/);
+  });
+
+  // A certificate that is not PEM used to stop start-up with OpenSSL's reason alone, naming no file.
+  it('exits 2 naming the key and the file when the TLS certificate cannot be used', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deskgate-'));
+    try {
+      const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+      writeFileSync(cert, 'not a certificate\n');
+      writeFileSync(key, 'not a key\n');
+      const cli = await runDeskgate(['--tls-cert', cert, '--tls-key', key]);
+      expect(cli.code).toBe(2);
+      expect(cli.stderr).toContain(`tls.cert ${cert}`);
+      expect(cli.stderr).not.toContain('unexpected error');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reads desktops from a YAML config file, and adds those given by flag', async () => {

@@ -1,6 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ProxyTrust } from '../../src/auth/proxy.js';
-import { ConfigError, parseConfig } from '../../src/config/schema.js';
+import { OPTIONS, optionsHelp, type Option } from '../../src/config/options.js';
+import { ConfigError, FileError, parseConfig } from '../../src/config/schema.js';
+import { loadConfig, readOperatorFile } from '../../src/config/sources.js';
 import { TargetPolicy } from '../../src/desktops/targets.js';
 
 function errorOf(raw: unknown): string {
@@ -163,5 +168,127 @@ describe('authentication settings', () => {
     expect(errorOf({ tickets: { apiKeys: [`sha256:${'0'.repeat(64)}`] } })).toContain('tickets.apiKeys');
     expect(errorOf({ tickets: { secret, apiKeys: ['dgk_plain_key'] } })).toContain('tickets.apiKeys[0]: got "dgk_plain_key"; expected sha256:');
     expect(errorOf({ tickets: { secret, defaultTtlSeconds: 600 } })).toContain('tickets.defaultTtlSeconds');
+  });
+});
+
+describe('configuration sources', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'deskgate-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** A config file in the temporary directory holding this YAML. */
+  function configFile(yaml: string): string {
+    const file = join(dir, `config-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yaml);
+    return file;
+  }
+
+  it('takes a flag over its variable, and the variable over the config file', async () => {
+    const config = configFile('listen: 127.0.0.1:1001\nlog: { level: warn }\nauth: { maxFailedLogins: 7 }\n');
+    const env = { DESKGATE_CONFIG: config, DESKGATE_LISTEN: '127.0.0.1:1002', DESKGATE_LOG_LEVEL: 'debug', DESKGATE_AUTH: 'none' };
+    expect((await loadConfig({}, env)).listen.port).toBe(1002);
+    const flagged = await loadConfig({ listen: '127.0.0.1:1003', 'log-level': 'trace' }, env);
+    expect(flagged.listen.port).toBe(1003);
+    expect(flagged.log.level).toBe('trace');
+    expect(flagged.auth.maxFailedLogins).toBe(7); // what the file put beside a key set by variable stays
+    expect((await loadConfig({}, { DESKGATE_CONFIG: config })).log.level).toBe('warn');
+  });
+
+  it('adds desktops from --desktop, or else from the comma-separated DESKGATE_DESKTOP, to the file\'s', async () => {
+    const config = configFile('desktops: [lab1=10.0.0.5:5901]\n');
+    const names = async (flags: Record<string, string[]>, env: Record<string, string>) =>
+      (await loadConfig({ config, ...flags }, env)).desktops.map((d) => d.name);
+    expect(await names({}, { DESKGATE_DESKTOP: ' lab2=10.0.0.6:5900, lab3=10.0.0.7:5900,' })).toEqual(['lab1', 'lab2', 'lab3']);
+    expect(await names({ desktop: ['lab4=10.0.0.8:5900', 'lab5=10.0.0.9:5900'] }, { DESKGATE_DESKTOP: 'lab2=10.0.0.6:5900' })).toEqual(['lab1', 'lab4', 'lab5']);
+  });
+
+  it('reads booleans from the environment as true/false, 1/0, yes/no, on/off, and names any other word', async () => {
+    for (const [word, value] of [['true', true], ['1', true], ['YES', true], ['on', true], ['false', false], ['0', false], ['no', false], ['Off', false]] as const) {
+      expect((await loadConfig({}, { DESKGATE_DEMO: word })).demo, word).toBe(value);
+      expect((await loadConfig({}, { DESKGATE_INSECURE_NO_AUTH: word })).auth.insecureNoAuth, word).toBe(value);
+    }
+    expect((await loadConfig({ demo: false }, { DESKGATE_DEMO: 'yes' })).demo).toBe(false);
+    await expect(loadConfig({}, { DESKGATE_INSECURE_NO_AUTH: 'maybe' })).rejects.toThrow('auth.insecureNoAuth (--insecure-no-auth, DESKGATE_INSECURE_NO_AUTH): got "maybe"; expected true or false');
+  });
+
+  it('takes secrets from the environment and hides them in errors', async () => {
+    const secret = 's'.repeat(32);
+    const config = await loadConfig({}, { DESKGATE_AUTH_SECRET: secret, DESKGATE_TICKET_SECRET: secret });
+    expect([config.auth.secret, config.tickets.secret]).toEqual([secret, secret]);
+    await expect(loadConfig({}, { DESKGATE_TICKET_SECRET: 'hunter2' })).rejects.toThrow('tickets.secret (DESKGATE_TICKET_SECRET): got (not shown)');
+  });
+
+  it('resolves file paths in a config file against its directory, and leaves those of flags and variables as given', async () => {
+    const config = configFile(
+      'auth: { usersFile: users.yaml }\ntls: { cert: tls/cert.pem, key: /etc/key.pem }\ntickets: { publicKeyFile: pub.pem, privateKeyFile: ../priv.pem }\n',
+    );
+    const fromFile = await loadConfig({ config }, {});
+    expect(fromFile.auth.usersFile).toBe(join(dir, 'users.yaml'));
+    expect(fromFile.tls).toEqual({ cert: join(dir, 'tls/cert.pem'), key: '/etc/key.pem' });
+    expect(fromFile.tickets).toMatchObject({ publicKeyFile: join(dir, 'pub.pem'), privateKeyFile: join(dir, '../priv.pem') });
+    const given = await loadConfig({ config, users: 'here.yaml' }, { DESKGATE_TLS_CERT: 'cert.pem' });
+    expect(given.auth.usersFile).toBe('here.yaml');
+    expect(given.tls?.cert).toBe('cert.pem');
+  });
+
+  it('says which config file cannot be read, or is not YAML, with a FileError', async () => {
+    const missing = join(dir, 'missing.yaml');
+    const unreadable = loadConfig({ config: missing }, {});
+    await expect(unreadable).rejects.toThrow(`cannot read config file ${missing}: ENOENT`);
+    await expect(unreadable).rejects.toMatchObject({ key: 'config file', path: missing, code: 'DG_ERR_FILE' });
+    const broken = configFile('listen: [oops\n');
+    const invalid = loadConfig({}, { DESKGATE_CONFIG: broken });
+    await expect(invalid).rejects.toBeInstanceOf(FileError);
+    await expect(invalid).rejects.toThrow(`config file ${broken} is not valid YAML`);
+  });
+
+  it('reads an operator\'s file for a key, or throws a FileError naming the key and the file', () => {
+    const file = configFile('hello');
+    expect(readOperatorFile('tls.cert', file).toString()).toBe('hello');
+    const missing = join(dir, 'nope.pem');
+    expect(() => readOperatorFile('tls.cert', missing)).toThrow(`cannot read tls.cert ${missing}: ENOENT`);
+    expect(() => readOperatorFile('tickets.publicKeyFile', missing)).toThrow(expect.objectContaining({ name: 'FileError', key: 'tickets.publicKeyFile', path: missing }));
+  });
+});
+
+describe('the option table', () => {
+  /** The names an option goes by: flag, variable, config key. */
+  const namesOf = (option: Option): string[] =>
+    [option.flag && `--${option.flag}`, option.env, option.key?.join('.')].filter((name): name is string => Boolean(name));
+
+  it('gives every option a flag or a variable or a config key, and secrets no flag', () => {
+    for (const option of OPTIONS) {
+      expect(namesOf(option).length, option.help[0]).toBeGreaterThan(0);
+      if (option.key?.at(-1) === 'secret') expect(option.flag, option.key.join('.')).toBeUndefined();
+    }
+  });
+
+  it('documents every option in --help: its flag, variable and config key', () => {
+    const help = optionsHelp();
+    for (const option of OPTIONS) {
+      for (const name of namesOf(option)) expect(help, name).toMatch(new RegExp(`(?<![\\w.-])${name.replace(/\./g, '\\.')}(?![\\w.-])`));
+      if (option.short) expect(help).toContain(`-${option.short}, --${option.flag}`);
+    }
+  });
+
+  it('matches the README flag table: every option has its row, and every row names options of the table', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const lines = readme.slice(readme.indexOf('### Flags, environment, config file')).split('\n');
+    const start = lines.findIndex((line) => line.startsWith('|'));
+    const end = lines.findIndex((line, i) => i > start && !line.startsWith('|'));
+    const table = lines.slice(start + 2, end); // without the header and its separator
+    expect(table.length).toBeGreaterThan(10);
+    // The names in a row's first three cells: `--flag PLACEHOLDER`, `DESKGATE_X` (a note), `config.key`.
+    const patterns = [/`(--[\w-]+)/g, /`(DESKGATE_\w+)`/g, /`([\w.]+)`/g];
+    const named = table.map((row) => row.split('|').slice(1, 4).flatMap((cell, i) => [...cell.matchAll(patterns[i] as RegExp)].map((m) => m[1] as string)));
+    const known = new Set(OPTIONS.flatMap(namesOf));
+    for (const [i, names] of named.entries()) {
+      expect(names.length, table[i]).toBeGreaterThan(0);
+      for (const name of names) expect(known, `${name} in README row ${table[i]}`).toContain(name);
+    }
+    for (const option of OPTIONS) {
+      const row = named.find((names) => names.some((name) => namesOf(option).includes(name)));
+      expect(row, namesOf(option).join(' ')).toBeDefined();
+      expect(row, table[named.indexOf(row as string[])]).toEqual(expect.arrayContaining(namesOf(option)));
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isValidHost, parseHostPort, TargetPolicy } from '../../src/desktops/targets.js';
+import { TargetPolicy } from '../../src/desktops/targets.js';
+import { isValidHost, parseHostPort } from '../../src/net/host-port.js';
 import { normalizeAddress } from '../../src/net/cidr.js';
 
 const GATEWAY_PORT = 6080;
