@@ -79,13 +79,13 @@ export class PatternChecker {
   }
 }
 
-/** Write `total` pattern bytes to the socket, honouring its back-pressure, then end it. */
-export function floodPattern(socket: Socket, total: number, chunkSize = 64 * 1024): void {
+/** Write `total` pattern bytes, from offset `from` of the stream on, honouring the socket's back-pressure, then end it. */
+export function floodPattern(socket: Socket, total: number, chunkSize = 64 * 1024, from = 0): void {
   let sent = 0;
   const write = (): void => {
     while (sent < total) {
       const chunk = Buffer.allocUnsafe(Math.min(chunkSize, total - sent));
-      fillPattern(chunk, sent);
+      fillPattern(chunk, from + sent);
       sent += chunk.length;
       if (!socket.write(chunk)) {
         socket.once('drain', write);

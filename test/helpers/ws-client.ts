@@ -7,6 +7,7 @@
  */
 import { WebSocket } from 'ws';
 import { RfbClient, type ServerInit } from './rfb-client.js';
+import { fillPattern } from './tcp-peers.js';
 
 export interface UpgradeOptions {
   /** Request headers, e.g. a Cookie or identity headers. */
@@ -201,4 +202,24 @@ class Inbox {
     }
     return data;
   }
+}
+
+/**
+ * Send `total` bytes of the pattern stream in 64 KiB binary messages, as fast as the
+ * client's own socket takes them (at most 4 MiB queued); resolves once all are sent.
+ */
+export function sendPattern(client: TestClient, total: number): Promise<void> {
+  let sent = 0;
+  return new Promise<void>((resolve, reject) => {
+    const sendMore = (): void => {
+      while (sent < total && client.ws.bufferedAmount < 4 * 1024 * 1024) {
+        const chunk = Buffer.allocUnsafe(64 * 1024);
+        fillPattern(chunk, sent);
+        sent += chunk.length;
+        client.ws.send(chunk, (err) => (err ? reject(err) : sent >= total ? resolve() : undefined));
+      }
+      if (sent < total) setTimeout(sendMore, 1);
+    };
+    sendMore();
+  });
 }

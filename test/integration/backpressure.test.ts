@@ -3,9 +3,9 @@
  * high-water mark per direction for a session, and every byte arrives intact and in order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { floodPattern, PatternChecker, startPeer, fillPattern, type Peer } from '../helpers/tcp-peers.js';
+import { floodPattern, PatternChecker, startPeer, type Peer } from '../helpers/tcp-peers.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
-import { connectWs } from '../helpers/ws-client.js';
+import { connectWs, sendPattern } from '../helpers/ws-client.js';
 
 const MiB = 1024 * 1024;
 const HIGH_WATER_MARK = MiB;
@@ -81,20 +81,7 @@ describe('back-pressure', () => {
     const watch = watchBuffered();
     const client = connectWs(gw.wsUrl('sink'));
     await client.opened;
-    let sent = 0;
-    // Send as fast as the client's own socket takes it, 64 KiB per message.
-    await new Promise<void>((resolve, reject) => {
-      const sendMore = (): void => {
-        while (sent < UPLOAD_BYTES && client.ws.bufferedAmount < 4 * MiB) {
-          const chunk = Buffer.allocUnsafe(64 * 1024);
-          fillPattern(chunk, sent);
-          sent += chunk.length;
-          client.ws.send(chunk, (err) => (err ? reject(err) : sent >= UPLOAD_BYTES ? resolve() : undefined));
-        }
-        if (sent < UPLOAD_BYTES) setTimeout(sendMore, 1);
-      };
-      sendMore();
-    });
+    await sendPattern(client, UPLOAD_BYTES);
     const deadline = Date.now() + 60_000;
     while (sinkChecker.received < UPLOAD_BYTES && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const maxBuffered = watch.stop();

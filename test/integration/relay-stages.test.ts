@@ -14,8 +14,8 @@ import { Bridge, type BridgeEnd, type BridgeEndings } from '../../src/relay/brid
 import { buildConnector } from '../../src/relay/connector.js';
 import type { BrowserTap, RelayStages, UpstreamFilter } from '../../src/relay/stages.js';
 import { waitFor, within } from '../helpers/processes.js';
-import { fillPattern, PatternChecker, startPeer, type Peer } from '../helpers/tcp-peers.js';
-import { closeOpenedSockets, connectWs, type TestClient } from '../helpers/ws-client.js';
+import { fillPattern, floodPattern, PatternChecker, startPeer, type Peer } from '../helpers/tcp-peers.js';
+import { closeOpenedSockets, connectWs, sendPattern, type TestClient } from '../helpers/ws-client.js';
 
 const MiB = 1024 * 1024;
 const DESKTOP = "Desktop 'test'";
@@ -132,23 +132,6 @@ function patternBytes(offset: number, length: number): Buffer {
   return bytes;
 }
 
-/** Write `total` pattern bytes from `offset` on, honouring the socket's back-pressure, then end it. */
-function floodPatternFrom(socket: Socket, offset: number, total: number): void {
-  let sent = 0;
-  const write = (): void => {
-    while (sent < total) {
-      const chunk = patternBytes(offset + sent, Math.min(100_000, total - sent));
-      sent += chunk.length;
-      if (!socket.write(chunk)) {
-        socket.once('drain', write);
-        return;
-      }
-    }
-    socket.end();
-  };
-  write();
-}
-
 const KEY_EVENT = 4;
 const POINTER_EVENT = 5;
 
@@ -252,7 +235,7 @@ describe('relay stages: VNC -> browser tap', () => {
     // A greeting-sized first write, then the flood: reads of both sizes the bridge copies differently.
     const source = await startPeerWithTeardown((socket) => {
       socket.write(patternBytes(0, GREETING_BYTES));
-      setTimeout(() => floodPatternFrom(socket, GREETING_BYTES, FLOOD_BYTES), 50);
+      setTimeout(() => floodPattern(socket, FLOOD_BYTES, 100_000, GREETING_BYTES), 50);
     });
     const tapped: Buffer[] = [];
     const recorder: BrowserTap = { tap: (chunk) => void tapped.push(Buffer.from(chunk)) }; // copies: the chunk is reused
@@ -396,19 +379,7 @@ describe('relay stages: back-pressure', () => {
     const sampler = setInterval(() => (maxBuffered = Math.max(maxBuffered, session.bridge.bufferedBytes)), 1);
     teardown.push(() => clearInterval(sampler));
 
-    let sent = 0;
-    await new Promise<void>((resolve, reject) => {
-      const sendMore = (): void => {
-        while (sent < UPLOAD_BYTES && client.ws.bufferedAmount < 4 * MiB) {
-          const chunk = Buffer.allocUnsafe(64 * 1024);
-          fillPattern(chunk, sent);
-          sent += chunk.length;
-          client.ws.send(chunk, (err) => (err ? reject(err) : sent >= UPLOAD_BYTES ? resolve() : undefined));
-        }
-        if (sent < UPLOAD_BYTES) setTimeout(sendMore, 1);
-      };
-      sendMore();
-    });
+    await sendPattern(client, UPLOAD_BYTES);
     await waitFor(() => sinkChecker.received >= UPLOAD_BYTES, 'the upload at the VNC server', 60_000);
     clearInterval(sampler);
     client.ws.close(1000);
