@@ -107,7 +107,12 @@ export function markdownReport({ machine, command, sections, failures }) {
   out.push('');
   for (const section of sections) {
     out.push(`### ${section.number}. ${section.title}`, '', section.setup, '');
-    out.push(`| ${HEADER.join(' | ')} |`, `| --- | ${HEADER.slice(1).map(() => '---:').join(' | ')} |`);
+    out.push(
+      `| ${HEADER.join(' | ')} |`,
+      `| --- | ${HEADER.slice(1)
+        .map(() => '---:')
+        .join(' | ')} |`,
+    );
     for (const metric of section.metrics) out.push(`| ${rows(metric).join(' | ')} |`);
     out.push('');
     for (const g of section.goals) out.push(`- Goal: ${g.goal} — **${g.status}** (${g.detail})`);

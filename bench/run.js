@@ -194,7 +194,11 @@ async function main() {
   /** @type {Record<string, string>} the machine, then the load at the end is added */
   const info = { ...machine(), 'CPU used by other processes just before': await othersBeforeStart() };
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-  process.stdout.write(`${command}\n${Object.entries(info).map(([k, v]) => `${k}: ${v}`).join('\n')}\n\n`);
+  process.stdout.write(
+    `${command}\n${Object.entries(info)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('\n')}\n\n`,
+  );
 
   /** @type {import('./report.js').Section[]} */
   const sections = [];

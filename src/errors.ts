@@ -7,8 +7,16 @@
  */
 
 export const ERRORS = {
-  DG_ERR_BAD_REQUEST: { status: 400, closeCode: 4400, summary: 'malformed request: bad desktop name, bad target syntax, not exactly one of `desktop`/`target`' },
-  DG_ERR_UNAUTHENTICATED: { status: 401, closeCode: 4401, summary: 'authentication required or failed; during a session: the user logged out, or their account or password changed' },
+  DG_ERR_BAD_REQUEST: {
+    status: 400,
+    closeCode: 4400,
+    summary: 'malformed request: bad desktop name, bad target syntax, not exactly one of `desktop`/`target`',
+  },
+  DG_ERR_UNAUTHENTICATED: {
+    status: 401,
+    closeCode: 4401,
+    summary: 'authentication required or failed; during a session: the user logged out, or their account or password changed',
+  },
   DG_ERR_FORBIDDEN: { status: 403, closeCode: 4403, summary: 'desktop or target outside the policy (e.g. ad-hoc targets disabled, or not in the allow rules)' },
   DG_ERR_UNKNOWN_DESKTOP: { status: 404, closeCode: 4404, summary: 'unknown desktop or token' },
   DG_ERR_NOT_ENABLED: { status: 404, closeCode: 4404, summary: 'a feature this gateway does not have configured (the ticket API)' },
@@ -104,8 +112,10 @@ export const errors = {
   ticketUsed: make('DG_ERR_UNAUTHENTICATED', () => 'The ticket has already been used: ask for a new one'),
 
   // What they may do
-  foreignHost: make('DG_ERR_FORBIDDEN', (host: string) =>
-    `Host ${host} is not a name of this gateway: without authentication it answers to IP addresses, localhost and the host of publicUrl only`),
+  foreignHost: make(
+    'DG_ERR_FORBIDDEN',
+    (host: string) => `Host ${host} is not a name of this gateway: without authentication it answers to IP addresses, localhost and the host of publicUrl only`,
+  ),
   foreignOrigin: make('DG_ERR_FORBIDDEN', (origin: string) => `Origin ${origin} is not allowed`),
   originRequired: make('DG_ERR_FORBIDDEN', () => 'An Origin header is required'),
   foreignPost: make('DG_ERR_FORBIDDEN', () => 'Cross-site form posts are not accepted'),
@@ -120,7 +130,10 @@ export const errors = {
   tooManyFromAddress: make('DG_ERR_TOO_MANY_SESSIONS', (address: string, limit: number) => `Too many sessions from ${address} (limit ${limit})`),
   tooManyForUser: make('DG_ERR_TOO_MANY_SESSIONS', (user: string, limit: number) => `Too many sessions for ${user} (limit ${limit})`),
   throttled: make('DG_ERR_THROTTLED', () => 'Too many failed attempts from this address'),
-  loginsBlocked: make('DG_ERR_THROTTLED', (minutes: number) => `Too many failed logins from your address: try again in ${minutes} minute${minutes === 1 ? '' : 's'}`),
+  loginsBlocked: make(
+    'DG_ERR_THROTTLED',
+    (minutes: number) => `Too many failed logins from your address: try again in ${minutes} minute${minutes === 1 ? '' : 's'}`,
+  ),
   busyCheckingLogins: make('DG_ERR_NOT_READY', () => 'The gateway is busy checking other logins: try again in a moment'),
   formTooLarge: make('DG_ERR_TOO_LARGE', () => 'The form is too large'),
   bodyTooLarge: make('DG_ERR_TOO_LARGE', (limit: number) => `The request body is larger than ${limit} bytes`),

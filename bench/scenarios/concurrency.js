@@ -154,27 +154,30 @@ export async function run(ctx) {
     // A fresh relay every round: memory a gateway keeps after earlier rounds would blur the plateau.
     /** @type {import('../relays.js').RelayName[]} */
     const names = ['deskgate', 'websockify', 'direct'];
-    await alternate(ctx.otherRounds, names, (name, round) =>
-      withRelays([name], { echo }, ctx, async ([relay]) => {
-        if (!relay) return;
-        const r = await measure(relay, counts[name]);
-        const opened = r.open.length;
-        record('sessions', name, opened);
-        record('failures', name, r.failures);
-        record('seconds', name, r.seconds);
-        record('rate', name, opened / r.seconds);
-        record('idle', name, r.idle.rss / MiB);
-        record('rss', name, r.peak.rss / MiB);
-        record('rssPer', name, (r.peak.rss - r.idle.rss) / opened / 1024);
-        record('pss', name, r.peak.pss / MiB);
-        record('pssPer', name, (r.peak.pss - r.idle.pss) / opened / 1024);
-        record('closed', name, r.closedRss / MiB);
-        const why = [...r.errors].map(([message, n]) => `${n}× ${message}`).join('; ');
-        ctx.log(
-          `round ${round + 1} ${name}: ${opened}/${counts[name]} open in ${r.seconds.toFixed(2)} s, ` +
-            `RSS ${(r.idle.rss / MiB).toFixed(0)} -> ${(r.peak.rss / MiB).toFixed(0)} MiB${why ? `, failures: ${why}` : ''}`,
-        );
-      }),
+    await alternate(
+      ctx.otherRounds,
+      names,
+      (name, round) =>
+        withRelays([name], { echo }, ctx, async ([relay]) => {
+          if (!relay) return;
+          const r = await measure(relay, counts[name]);
+          const opened = r.open.length;
+          record('sessions', name, opened);
+          record('failures', name, r.failures);
+          record('seconds', name, r.seconds);
+          record('rate', name, opened / r.seconds);
+          record('idle', name, r.idle.rss / MiB);
+          record('rss', name, r.peak.rss / MiB);
+          record('rssPer', name, (r.peak.rss - r.idle.rss) / opened / 1024);
+          record('pss', name, r.peak.pss / MiB);
+          record('pssPer', name, (r.peak.pss - r.idle.pss) / opened / 1024);
+          record('closed', name, r.closedRss / MiB);
+          const why = [...r.errors].map(([message, n]) => `${n}× ${message}`).join('; ');
+          ctx.log(
+            `round ${round + 1} ${name}: ${opened}/${counts[name]} open in ${r.seconds.toFixed(2)} s, ` +
+              `RSS ${(r.idle.rss / MiB).toFixed(0)} -> ${(r.peak.rss / MiB).toFixed(0)} MiB${why ? `, failures: ${why}` : ''}`,
+          );
+        }),
       ctx.signal,
     );
   });
@@ -216,7 +219,9 @@ export async function run(ctx) {
         goal(
           'gateway RSS < 300 MB (286 MiB) at the plateau',
           (full ? (rss?.deskgate ?? Infinity) : extrapolated) < 300e6 / MiB,
-          full ? `${rss?.deskgate.toFixed(1)} MiB` : `${rss?.deskgate.toFixed(1)} MiB at ${ctx.sessions}, ≈ ${extrapolated.toFixed(1)} MiB at ${GOAL_SESSIONS} with the measured cost per session`,
+          full
+            ? `${rss?.deskgate.toFixed(1)} MiB`
+            : `${rss?.deskgate.toFixed(1)} MiB at ${ctx.sessions}, ≈ ${extrapolated.toFixed(1)} MiB at ${GOAL_SESSIONS} with the measured cost per session`,
         ),
       ],
       notes: [

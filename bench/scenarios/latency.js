@@ -61,13 +61,18 @@ export async function run(ctx) {
     const echo = await peers.listen('echo');
     await withRelays(RELAYS, { echo }, ctx, async (relays) => {
       for (const relay of relays) await roundTrips(relay.endpoint('echo'), WARMUP_TRIPS);
-      await alternate(ctx.throughputRounds, relays, async (relay, round) => {
-        const samples = await roundTrips(relay.endpoint('echo'), trips);
-        for (const [name, rounds] of Object.entries(byPercentile)) {
-          (rounds[relay.name] ??= []).push(percentile(samples, Number(name.slice(1))));
-        }
-        ctx.log(`round ${round + 1} ${relay.name}: p50 ${percentile(samples, 50).toFixed(0)} µs, p99 ${percentile(samples, 99).toFixed(0)} µs`);
-      }, ctx.signal);
+      await alternate(
+        ctx.throughputRounds,
+        relays,
+        async (relay, round) => {
+          const samples = await roundTrips(relay.endpoint('echo'), trips);
+          for (const [name, rounds] of Object.entries(byPercentile)) {
+            (rounds[relay.name] ??= []).push(percentile(samples, Number(name.slice(1))));
+          }
+          ctx.log(`round ${round + 1} ${relay.name}: p50 ${percentile(samples, 50).toFixed(0)} µs, p99 ${percentile(samples, 99).toFixed(0)} µs`);
+        },
+        ctx.signal,
+      );
     });
   });
 

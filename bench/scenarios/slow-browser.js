@@ -79,12 +79,17 @@ export async function run(ctx) {
     const flood = await peers.listen('source', GiB);
     // No direct row: without a relay there is no process in between whose memory could grow.
     await withRelays(['deskgate', 'websockify'], { flood }, ctx, async (relays) => {
-      await alternate(ctx.otherRounds, relays, async (relay, round) => {
-        const result = await slowSession(relay, seconds);
-        (growth[relay.name] ??= []).push(result.growth / MiB);
-        (rate[relay.name] ??= []).push(result.rate / MB);
-        ctx.log(`round ${round + 1} ${relay.name}: RSS +${(result.growth / MiB).toFixed(1)} MiB, read ${(result.rate / MB).toFixed(2)} MB/s`);
-      }, ctx.signal);
+      await alternate(
+        ctx.otherRounds,
+        relays,
+        async (relay, round) => {
+          const result = await slowSession(relay, seconds);
+          (growth[relay.name] ??= []).push(result.growth / MiB);
+          (rate[relay.name] ??= []).push(result.rate / MB);
+          ctx.log(`round ${round + 1} ${relay.name}: RSS +${(result.growth / MiB).toFixed(1)} MiB, read ${(result.rate / MB).toFixed(2)} MB/s`);
+        },
+        ctx.signal,
+      );
     });
   });
 

@@ -65,28 +65,33 @@ export async function run(ctx) {
     const targets = { source: await peers.listen('source', bytes), warmup: await peers.listen('source', WARMUP_BYTES) };
     await withRelays(RELAYS, targets, ctx, async (relays) => {
       for (const relay of relays) await receive(relay.endpoint('warmup'), WARMUP_BYTES);
-      await alternate(ctx.throughputRounds, relays, async (relay, round) => {
-        const pid = relay.pid('source');
-        const relayBefore = await settledCpuTimes(pid);
-        const sourceBefore = treeCpuTimes(peers.pid);
-        const clientBefore = process.cpuUsage();
-        const seconds = await receive(relay.endpoint('source'), bytes);
-        const client = process.cpuUsage(clientBefore);
-        const source = treeCpuTimes(peers.pid);
-        const relayAfter = await settledCpuTimes(pid);
-        const relayUser = relayAfter.user - relayBefore.user;
-        const relaySystem = relayAfter.system - relayBefore.system;
-        const clientSeconds = (client.user + client.system) / 1e6;
-        const sourceSeconds = source.user + source.system - sourceBefore.user - sourceBefore.system;
-        record('rate', relay.name, bytes / seconds / MB);
-        record('client', relay.name, (100 * clientSeconds) / seconds);
-        record('pipeline', relay.name, (clientSeconds + sourceSeconds + (pid ? relayUser + relaySystem : 0)) / gib);
-        if (pid !== undefined) {
-          record('cpu', relay.name, (relayUser + relaySystem) / gib);
-          record('system', relay.name, relaySystem / gib);
-        }
-        ctx.log(`round ${round + 1} ${relay.name}: ${(bytes / seconds / MB).toFixed(0)} MB/s, relay CPU ${(relayUser + relaySystem).toFixed(2)} s`);
-      }, ctx.signal);
+      await alternate(
+        ctx.throughputRounds,
+        relays,
+        async (relay, round) => {
+          const pid = relay.pid('source');
+          const relayBefore = await settledCpuTimes(pid);
+          const sourceBefore = treeCpuTimes(peers.pid);
+          const clientBefore = process.cpuUsage();
+          const seconds = await receive(relay.endpoint('source'), bytes);
+          const client = process.cpuUsage(clientBefore);
+          const source = treeCpuTimes(peers.pid);
+          const relayAfter = await settledCpuTimes(pid);
+          const relayUser = relayAfter.user - relayBefore.user;
+          const relaySystem = relayAfter.system - relayBefore.system;
+          const clientSeconds = (client.user + client.system) / 1e6;
+          const sourceSeconds = source.user + source.system - sourceBefore.user - sourceBefore.system;
+          record('rate', relay.name, bytes / seconds / MB);
+          record('client', relay.name, (100 * clientSeconds) / seconds);
+          record('pipeline', relay.name, (clientSeconds + sourceSeconds + (pid ? relayUser + relaySystem : 0)) / gib);
+          if (pid !== undefined) {
+            record('cpu', relay.name, (relayUser + relaySystem) / gib);
+            record('system', relay.name, relaySystem / gib);
+          }
+          ctx.log(`round ${round + 1} ${relay.name}: ${(bytes / seconds / MB).toFixed(0)} MB/s, relay CPU ${(relayUser + relaySystem).toFixed(2)} s`);
+        },
+        ctx.signal,
+      );
     });
   });
 

@@ -52,7 +52,6 @@ export async function send(peers, sinkPort, endpoint, bytes) {
   }
 }
 
-
 /** @param {import('../run.js').Context} ctx @returns {Promise<import('../report.js').Section[]>} */
 export async function run(ctx) {
   const bytes = ctx.quick ? 64 * MiB : 256 * MiB;
@@ -67,19 +66,24 @@ export async function run(ctx) {
     const sink = await peers.listen('sink');
     await withRelays(RELAYS, { sink }, ctx, async (relays) => {
       for (const relay of relays) await send(peers, sink, relay.endpoint('sink'), WARMUP_BYTES);
-      await alternate(ctx.throughputRounds, relays, async (relay, round) => {
-        const pid = relay.pid('sink');
-        const cpuBefore = await settledCpuTimes(pid);
-        const client = process.cpuUsage();
-        const seconds = await send(peers, sink, relay.endpoint('sink'), bytes);
-        const { user, system } = process.cpuUsage(client);
-        const cpuAfter = await settledCpuTimes(pid);
-        const cpu = cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system;
-        (clientBusy[relay.name] ??= []).push((user + system) / 1e4 / seconds);
-        (rates[relay.name] ??= []).push(bytes / seconds / MB);
-        if (pid !== undefined) (cpuPerGiB[relay.name] ??= []).push(cpu / (bytes / GiB));
-        ctx.log(`round ${round + 1} ${relay.name}: ${(bytes / seconds / MB).toFixed(0)} MB/s, ${cpu.toFixed(2)} CPU s`);
-      }, ctx.signal);
+      await alternate(
+        ctx.throughputRounds,
+        relays,
+        async (relay, round) => {
+          const pid = relay.pid('sink');
+          const cpuBefore = await settledCpuTimes(pid);
+          const client = process.cpuUsage();
+          const seconds = await send(peers, sink, relay.endpoint('sink'), bytes);
+          const { user, system } = process.cpuUsage(client);
+          const cpuAfter = await settledCpuTimes(pid);
+          const cpu = cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system;
+          (clientBusy[relay.name] ??= []).push((user + system) / 1e4 / seconds);
+          (rates[relay.name] ??= []).push(bytes / seconds / MB);
+          if (pid !== undefined) (cpuPerGiB[relay.name] ??= []).push(cpu / (bytes / GiB));
+          ctx.log(`round ${round + 1} ${relay.name}: ${(bytes / seconds / MB).toFixed(0)} MB/s, ${cpu.toFixed(2)} CPU s`);
+        },
+        ctx.signal,
+      );
     });
   });
 

@@ -4,7 +4,6 @@
  * nowhere at all; the desktop rules then decide between full control, view-only and no.
  */
 
-
 export interface Identity {
   readonly user: string;
   readonly groups: readonly string[];

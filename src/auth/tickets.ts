@@ -52,7 +52,11 @@ export class TicketAuthority {
       const privateFile = config.privateKeyFile;
       const privateKey = readKey('tickets.privateKeyFile', privateFile, createPrivateKey);
       if (!keysMatch(privateKey, publicKey)) {
-        throw new FileError('tickets.privateKeyFile', privateFile, `tickets.privateKeyFile does not belong to tickets.publicKeyFile: ${privateFile} is not the key of ${publicFile}`);
+        throw new FileError(
+          'tickets.privateKeyFile',
+          privateFile,
+          `tickets.privateKeyFile does not belong to tickets.publicKeyFile: ${privateFile} is not the key of ${publicFile}`,
+        );
       }
       this.#signKey = privateKey;
     }
@@ -150,7 +154,11 @@ function readKey(key: string, file: string, create: (pem: Buffer) => KeyObject):
 function algorithmOf(key: KeyObject, file: string): 'EdDSA' | 'ES256' {
   if (key.asymmetricKeyType === 'ed25519') return 'EdDSA';
   if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256';
-  throw new FileError('tickets.publicKeyFile', file, `tickets.publicKeyFile must be an Ed25519 or P-256 public key, not ${key.asymmetricKeyType ?? 'unknown'}: ${file}`);
+  throw new FileError(
+    'tickets.publicKeyFile',
+    file,
+    `tickets.publicKeyFile must be an Ed25519 or P-256 public key, not ${key.asymmetricKeyType ?? 'unknown'}: ${file}`,
+  );
 }
 
 /** Sign and verify a probe: a typo between two key files must fail at start-up, not at the first ticket. */

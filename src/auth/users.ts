@@ -48,7 +48,6 @@ function costOf(hash: string): Cost {
   return { memoryCost: Number(m), timeCost: Number(t), parallelism: Number(p) };
 }
 
-
 export class UserDirectory {
   #users = new Map<string, User>();
   readonly #file: string;

@@ -40,23 +40,30 @@ const TICKET_FLAGS = {
 } as const;
 
 export async function ticketCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const { desktop, user, 'view-only': viewOnly, ttl, ...configFlags } = parseFlags(
-    () => parseArgs({ args: argv, options: TICKET_FLAGS, strict: true, allowPositionals: false }).values,
-  );
+  const {
+    desktop,
+    user,
+    'view-only': viewOnly,
+    ttl,
+    ...configFlags
+  } = parseFlags(() => parseArgs({ args: argv, options: TICKET_FLAGS, strict: true, allowPositionals: false }).values);
   if (!desktop || !user) throw new ConfigError('deskgate ticket needs --desktop NAME and --user USER (see deskgate --help)');
   // The same rule as the ticket API: the name ends up in logs, cookies and ticket claims.
   if (!PRINCIPAL_NAME.test(user)) {
     throw new ConfigError(`--user: got ${JSON.stringify(user)}; ${USER_NAME_EXPECTED}`);
   }
   const ttlSeconds = ttl === undefined ? undefined : Number(ttl);
-  if (ttlSeconds !== undefined && !(Number.isInteger(ttlSeconds) && ttlSeconds > 0)) throw new ConfigError(`--ttl: got "${ttl}"; expected a whole number of seconds`);
+  if (ttlSeconds !== undefined && !(Number.isInteger(ttlSeconds) && ttlSeconds > 0))
+    throw new ConfigError(`--ttl: got "${ttl}"; expected a whole number of seconds`);
   const config = await loadConfig(configFlags, env);
   if (!config.desktops.some((d) => d.name === desktop) && !(config.demo && desktop === DEMO_DESKTOP)) {
     throw new ConfigError(`--desktop: there is no desktop named '${desktop}' in the configuration`);
   }
   const authority = TicketAuthority.from(config.tickets, new MemoryOneTimeStore());
-  if (!authority?.canIssue) throw new ConfigError('issuing tickets needs tickets.secret (or DESKGATE_TICKET_SECRET), or tickets.publicKeyFile with tickets.privateKeyFile');
-  if (ttlSeconds !== undefined && ttlSeconds > authority.maxTtlSeconds) throw new ConfigError(`--ttl: got ${ttlSeconds}; expected at most tickets.maxTtlSeconds (${authority.maxTtlSeconds})`);
+  if (!authority?.canIssue)
+    throw new ConfigError('issuing tickets needs tickets.secret (or DESKGATE_TICKET_SECRET), or tickets.publicKeyFile with tickets.privateKeyFile');
+  if (ttlSeconds !== undefined && ttlSeconds > authority.maxTtlSeconds)
+    throw new ConfigError(`--ttl: got ${ttlSeconds}; expected at most tickets.maxTtlSeconds (${authority.maxTtlSeconds})`);
   const { token } = await authority.issue({ desktop, user, viewOnly, ttlSeconds });
   process.stdout.write(`${baseUrl(config)}${ticketUrl(desktop, token)}\n`);
   return 0;
@@ -71,7 +78,9 @@ function baseUrl(config: Awaited<ReturnType<typeof loadConfig>>): string {
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) chunks.push(chunk);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 /** Ask twice on the terminal, without echo. */

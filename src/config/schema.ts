@@ -10,24 +10,19 @@ import { isOrigin, normalizeOrigin } from '../net/origin.js';
 import { parseCidr } from '../net/cidr.js';
 import { sourcesOf } from './options.js';
 
-
 const port = z
   .number({ error: 'expected a port number from 1 to 65535' })
   .int('expected a port number from 1 to 65535')
   .min(1, 'expected a port number from 1 to 65535')
   .max(65535, 'expected a port number from 1 to 65535');
 
-const host = z
-  .string({ error: 'expected a host name or IP address' })
-  .refine(isValidHost, 'expected a host name or IP address');
-
+const host = z.string({ error: 'expected a host name or IP address' }).refine(isValidHost, 'expected a host name or IP address');
 
 /** Who a desktop rule names: users and groups. */
-const principals = z
-  .strictObject({
-    users: z.array(userName, { error: 'expected a list of user names' }).default([]),
-    groups: z.array(groupName, { error: 'expected a list of group names' }).default([]),
-  });
+const principals = z.strictObject({
+  users: z.array(userName, { error: 'expected a list of user names' }).default([]),
+  groups: z.array(groupName, { error: 'expected a list of group names' }).default([]),
+});
 
 const desktopObject = z.strictObject({
   name: desktopName,
@@ -69,18 +64,16 @@ const PORT_RANGE = /^(\d{1,5})(?:-(\d{1,5}))?$/;
 /** An operator's allow rule for ad-hoc `?target=host:port`: a CIDR block and a port range. */
 const allowRule = z.strictObject({
   cidr: z.string().transform(normalizeCidr),
-  ports: z
-    .union([z.number().int(), z.string()])
-    .transform((value, ctx) => {
-      const match = PORT_RANGE.exec(String(value));
-      const from = Number(match?.[1]);
-      const to = Number(match?.[2] ?? match?.[1]);
-      if (!match || from < 1 || to > 65535 || from > to) {
-        ctx.addIssue({ code: 'custom', message: 'expected a port or port range such as 5900-5999' });
-        return z.NEVER;
-      }
-      return { from, to };
-    }),
+  ports: z.union([z.number().int(), z.string()]).transform((value, ctx) => {
+    const match = PORT_RANGE.exec(String(value));
+    const from = Number(match?.[1]);
+    const to = Number(match?.[2] ?? match?.[1]);
+    if (!match || from < 1 || to > 65535 || from > to) {
+      ctx.addIssue({ code: 'custom', message: 'expected a port or port range such as 5900-5999' });
+      return z.NEVER;
+    }
+    return { from, to };
+  }),
 });
 
 /** A CIDR block as the gateway uses it: an IPv4-mapped block becomes the IPv4 block it is. */
@@ -126,7 +119,10 @@ const secret = z
   .string({ error: 'expected a secret of at least 32 characters' })
   .min(32, 'expected a secret of at least 32 characters (openssl rand -base64 32 makes one)');
 
-const headerName = z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'expected an HTTP header name').transform((h) => h.toLowerCase());
+const headerName = z
+  .string()
+  .regex(/^[A-Za-z0-9-]{1,64}$/, 'expected an HTTP header name')
+  .transform((h) => h.toLowerCase());
 
 const API_KEY_HASH = /^sha256:[0-9a-f]{64}$/;
 
@@ -135,9 +131,7 @@ export const configSchema = z
     listen: listen.prefault('127.0.0.1:6080'),
     desktops: z.array(desktop, { error: 'expected a list of desktops' }).default([]),
     demo: z.boolean({ error: 'expected true or false' }).optional(),
-    targets: z
-      .strictObject({ allow: z.array(allowRule, { error: 'expected a list of {cidr, ports} rules' }).default([]) })
-      .default({ allow: [] }),
+    targets: z.strictObject({ allow: z.array(allowRule, { error: 'expected a list of {cidr, ports} rules' }).default([]) }).default({ allow: [] }),
     session: z
       .strictObject({
         connectTimeoutMs: milliseconds(100, 5_000),
@@ -233,13 +227,22 @@ export const configSchema = z
       seen.add(d.name);
     });
     if (config.demo && seen.has(DEMO_DESKTOP)) {
-      ctx.addIssue({ code: 'custom', path: ['demo'], message: `the built-in demo desktop needs the name '${DEMO_DESKTOP}', which a configured desktop already uses`, input: true });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['demo'],
+        message: `the built-in demo desktop needs the name '${DEMO_DESKTOP}', which a configured desktop already uses`,
+        input: true,
+      });
     }
     const { auth, tickets } = config;
     const issue = (path: PropertyKey[], message: string, input: unknown): void => ctx.addIssue({ code: 'custom', path, message, input });
     if (auth.mode === 'none' && !auth.insecureNoAuth && !isLoopbackHost(config.listen.host)) {
-      issue(['auth', 'mode'], `listening on ${config.listen.host} without authentication would open every desktop to anyone who can reach it; ` +
-        'set auth.mode to password or header (see the README, section Security), or auth.insecureNoAuth (--insecure-no-auth) for an isolated lab', 'none');
+      issue(
+        ['auth', 'mode'],
+        `listening on ${config.listen.host} without authentication would open every desktop to anyone who can reach it; ` +
+          'set auth.mode to password or header (see the README, section Security), or auth.insecureNoAuth (--insecure-no-auth) for an isolated lab',
+        'none',
+      );
     }
     if (auth.mode === 'password' && !auth.usersFile) issue(['auth', 'usersFile'], 'auth.mode password needs a users file', undefined);
     if (auth.mode === 'header' && config.trustProxy.length === 0) {
@@ -247,9 +250,11 @@ export const configSchema = z
     }
     if (tickets.secret && tickets.publicKeyFile) issue(['tickets'], 'set either tickets.secret or tickets.publicKeyFile, not both', 'both');
     config.trustProxy.forEach((cidr, i) => {
-      if (cidr.endsWith('/0')) issue(['trustProxy', i], 'trusting every address would let anyone write X-Forwarded-* (and identity headers in mode header); name the proxies', cidr);
+      if (cidr.endsWith('/0'))
+        issue(['trustProxy', i], 'trusting every address would let anyone write X-Forwarded-* (and identity headers in mode header); name the proxies', cidr);
     });
-    if (tickets.privateKeyFile && !tickets.publicKeyFile) issue(['tickets', 'privateKeyFile'], 'tickets.privateKeyFile needs tickets.publicKeyFile', tickets.privateKeyFile);
+    if (tickets.privateKeyFile && !tickets.publicKeyFile)
+      issue(['tickets', 'privateKeyFile'], 'tickets.privateKeyFile needs tickets.publicKeyFile', tickets.privateKeyFile);
     if (tickets.apiKeys.length > 0 && !tickets.secret && !tickets.privateKeyFile) {
       issue(['tickets', 'apiKeys'], 'issuing tickets needs tickets.secret, or tickets.publicKeyFile with tickets.privateKeyFile', '[...]');
     }
@@ -265,7 +270,6 @@ export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type DesktopConfig = Config['desktops'][number];
 export type AllowRule = Config['targets']['allow'][number];
-
 
 /** A bad flag, value or configuration: the operator's to fix (exit code 2). */
 export class ConfigError extends Error {
@@ -295,10 +299,7 @@ export function parseConfig(raw: unknown): Config {
     const lines = result.error.issues.map((issue) => {
       const key = formatPath(issue.path);
       const source = sourcesOf(key.replace(/\[\d+\]$/, '')); // names what the user actually typed
-      const value =
-        /secret/i.test(key) ? '(not shown)'
-        : 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input)
-        : 'nothing';
+      const value = /secret/i.test(key) ? '(not shown)' : 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input) : 'nothing';
       return `  ${key}${source ? ` (${source})` : ''}: got ${value}; ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);

@@ -20,9 +20,11 @@ export function parseFlags<T>(parse: () => T): T {
     const message = err instanceof Error ? err.message : String(err);
     const flag = /'([^']+)'/.exec(message)?.[1];
     const detail =
-      (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? `unknown flag ${flag}`
-      : (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' ? `unexpected argument ${flag}`
-      : message.split('.')[0];
+      (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+        ? `unknown flag ${flag}`
+        : (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+          ? `unexpected argument ${flag}`
+          : message.split('.')[0];
     throw new ConfigError(`${detail} (see deskgate --help)`);
   }
 }
@@ -70,7 +72,11 @@ function valueOf(option: Option, flags: FlagValues, env: NodeJS.ProcessEnv): unk
   const text = option.env === undefined ? undefined : env[option.env];
   if (text === undefined) return undefined;
   if (option.kind === 'boolean') return envBoolean(text);
-  if (option.kind === 'list') return text.split(',').map((s) => s.trim()).filter(Boolean);
+  if (option.kind === 'list')
+    return text
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   return text;
 }
 

@@ -50,9 +50,7 @@ export class TargetPolicy {
   allows(address: string, port: number, gatewayPort: number): boolean {
     if (port === gatewayPort && (LOOPBACK.has(address) || this.#ownAddresses.has(address))) return false;
     const sensitive = SENSITIVE.has(address);
-    return this.#rules.some(
-      (rule) => port >= rule.from && port <= rule.to && rule.addresses.has(address) && (!sensitive || rule.namesSensitiveRange),
-    );
+    return this.#rules.some((rule) => port >= rule.from && port <= rule.to && rule.addresses.has(address) && (!sensitive || rule.namesSensitiveRange));
   }
 }
 

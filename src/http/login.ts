@@ -28,10 +28,11 @@ export async function handleLogin(x: Exchange, auth: Auth, gateway: object): Pro
     events.loggedIn.publish(() => ({ gateway, remote: x.from.address, user }));
     return redirect(x.res, next, { 'Set-Cookie': result.setCookie });
   }
-  const error =
-    result.busy ? errors.busyCheckingLogins()
-    : result.retryAfter > 0 ? errors.loginsBlocked(Math.ceil(result.retryAfter / 60))
-    : errors.wrongPassword();
+  const error = result.busy
+    ? errors.busyCheckingLogins()
+    : result.retryAfter > 0
+      ? errors.loginsBlocked(Math.ceil(result.retryAfter / 60))
+      : errors.wrongPassword();
   x.refused(error.of(user.slice(0, 128)));
   const retry = result.busy || result.retryAfter > 0 ? { 'Retry-After': String(result.retryAfter) } : undefined;
   x.page(error.status, renderLogin({ next, user, error: error.message }), retry);

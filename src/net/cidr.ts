@@ -63,8 +63,10 @@ export function parseCidr(text: string): Cidr {
   const family = familyOf(network) as Family;
   if (family === written) return { network, prefix, family };
   if (prefix < MAPPED_BITS) {
-    throw new RangeError(`an IPv4-mapped block must be /${MAPPED_BITS} or longer, as it is IPv4: write the IPv4 block instead ` +
-      `(::ffff:A.B.C.D/N is A.B.C.D/N-${MAPPED_BITS}; all of IPv4 is 0.0.0.0/0)`);
+    throw new RangeError(
+      `an IPv4-mapped block must be /${MAPPED_BITS} or longer, as it is IPv4: write the IPv4 block instead ` +
+        `(::ffff:A.B.C.D/N is A.B.C.D/N-${MAPPED_BITS}; all of IPv4 is 0.0.0.0/0)`,
+    );
   }
   return { network, prefix: prefix - MAPPED_BITS, family };
 }

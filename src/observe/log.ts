@@ -14,7 +14,8 @@ export function createLogger(level: string): Logger {
 
 /** Log the events of `gateway` to `logger`; returns the function that stops it. */
 export function logEvents(gateway: object, logger: Logger): () => void {
-  const mine = <T extends { gateway: object }>(write: (message: Omit<T, 'gateway'>) => void) =>
+  const mine =
+    <T extends { gateway: object }>(write: (message: Omit<T, 'gateway'>) => void) =>
     (message: T): void => {
       if (message.gateway !== gateway) return;
       const fields: Omit<T, 'gateway'> & { gateway?: object } = { ...message };

@@ -282,4 +282,3 @@ export class Bridge implements StageSession {
     this.#onEnd({ ...closing, bytesToUpstream, bytesToBrowser, stageError: this.#stageError });
   }
 }
-

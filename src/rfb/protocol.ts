@@ -37,11 +37,7 @@ export const Button = { Left: 1, Middle: 2, Right: 4 } as const;
 export const MAX_CUT_TEXT_BYTES = 1024 * 1024;
 
 export type RfbErrorCode =
-  | 'RFB_ERR_BAD_VERSION'
-  | 'RFB_ERR_SECURITY'
-  | 'RFB_ERR_UNKNOWN_MESSAGE'
-  | 'RFB_ERR_CUT_TEXT_TOO_LONG'
-  | 'RFB_ERR_UNSUPPORTED_PIXEL_FORMAT';
+  'RFB_ERR_BAD_VERSION' | 'RFB_ERR_SECURITY' | 'RFB_ERR_UNKNOWN_MESSAGE' | 'RFB_ERR_CUT_TEXT_TOO_LONG' | 'RFB_ERR_UNSUPPORTED_PIXEL_FORMAT';
 
 /** A peer broke the protocol; the connection to that peer cannot continue. */
 export class RfbProtocolError extends Error {

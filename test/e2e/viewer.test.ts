@@ -18,31 +18,40 @@ const WHITE = [0xff, 0xff, 0xff];
 
 /** The RGB of a framebuffer pixel as noVNC drew it on its canvas. */
 function canvasPixel(page: Page, x: number, y: number): Promise<number[]> {
-  return page.evaluate(([px, py]) => {
-    const canvas = document.querySelector<HTMLCanvasElement>('#screen canvas');
-    const data = canvas?.getContext('2d')?.getImageData(px ?? 0, py ?? 0, 1, 1).data;
-    return data ? [data[0] ?? -1, data[1] ?? -1, data[2] ?? -1] : [];
-  }, [x, y]);
+  return page.evaluate(
+    ([px, py]) => {
+      const canvas = document.querySelector<HTMLCanvasElement>('#screen canvas');
+      const data = canvas?.getContext('2d')?.getImageData(px ?? 0, py ?? 0, 1, 1).data;
+      return data ? [data[0] ?? -1, data[1] ?? -1, data[2] ?? -1] : [];
+    },
+    [x, y],
+  );
 }
 
 /** A digest of a framebuffer region, to tell whether it changed. */
 function regionDigest(page: Page, x: number, y: number, width: number, height: number): Promise<number> {
-  return page.evaluate(([rx, ry, rw, rh]) => {
-    const canvas = document.querySelector<HTMLCanvasElement>('#screen canvas');
-    const data = canvas?.getContext('2d')?.getImageData(rx ?? 0, ry ?? 0, rw ?? 1, rh ?? 1).data ?? [];
-    let hash = 0;
-    for (let i = 0; i < data.length; i++) hash = (Math.imul(hash, 31) + (data[i] ?? 0)) | 0;
-    return hash;
-  }, [x, y, width, height]);
+  return page.evaluate(
+    ([rx, ry, rw, rh]) => {
+      const canvas = document.querySelector<HTMLCanvasElement>('#screen canvas');
+      const data = canvas?.getContext('2d')?.getImageData(rx ?? 0, ry ?? 0, rw ?? 1, rh ?? 1).data ?? [];
+      let hash = 0;
+      for (let i = 0; i < data.length; i++) hash = (Math.imul(hash, 31) + (data[i] ?? 0)) | 0;
+      return hash;
+    },
+    [x, y, width, height],
+  );
 }
 
 /** Page coordinates of a framebuffer point, through the viewer's scaling. */
 async function toPage(page: Page, x: number, y: number): Promise<{ x: number; y: number }> {
-  return page.evaluate(([fx, fy]) => {
-    const canvas = document.querySelector<HTMLCanvasElement>('#screen canvas') as HTMLCanvasElement;
-    const box = canvas.getBoundingClientRect();
-    return { x: box.left + ((fx ?? 0) * box.width) / canvas.width, y: box.top + ((fy ?? 0) * box.height) / canvas.height };
-  }, [x, y]);
+  return page.evaluate(
+    ([fx, fy]) => {
+      const canvas = document.querySelector<HTMLCanvasElement>('#screen canvas') as HTMLCanvasElement;
+      const box = canvas.getBoundingClientRect();
+      return { x: box.left + ((fx ?? 0) * box.width) / canvas.width, y: box.top + ((fy ?? 0) * box.height) / canvas.height };
+    },
+    [x, y],
+  );
 }
 
 async function waitForPixel(page: Page, x: number, y: number, rgb: number[]): Promise<void> {

@@ -20,7 +20,6 @@ export async function startGateway(input: ConfigInput = {}, options: GatewayOpti
     gateway,
     port,
     httpUrl: `http${s}://127.0.0.1:${port}`,
-    wsUrl: (what) =>
-      `ws${s}://127.0.0.1:${port}/websockify${what.startsWith('?') ? what : `?desktop=${encodeURIComponent(what)}`}`,
+    wsUrl: (what) => `ws${s}://127.0.0.1:${port}/websockify${what.startsWith('?') ? what : `?desktop=${encodeURIComponent(what)}`}`,
   };
 }

@@ -78,7 +78,7 @@ export class ByteQueue {
 
   #take(length: number): Buffer {
     const parts: Buffer[] = [];
-    for (let missing = length; missing > 0; ) {
+    for (let missing = length; missing > 0;) {
       const head = this.#chunks[0]!;
       if (head.length <= missing) {
         parts.push(head);

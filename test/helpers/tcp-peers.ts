@@ -68,7 +68,7 @@ export class PatternChecker {
   readonly #expected = Buffer.alloc(256 * 1024);
 
   check(chunk: Buffer): void {
-    for (let done = 0; done < chunk.length; ) {
+    for (let done = 0; done < chunk.length;) {
       const part = chunk.subarray(done, done + this.#expected.length);
       const expected = this.#expected.subarray(0, part.length);
       fillPattern(expected, this.received);

@@ -29,8 +29,22 @@ export function makeCertificate(keyType: keyof typeof KEY_OPTIONS): Certificate 
     const [certFile, keyFile] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
     execFileSync(
       'openssl',
-      ['req', '-x509', ...KEY_OPTIONS[keyType], '-nodes', '-days', '2', '-subj', '/CN=localhost',
-        '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', certFile],
+      [
+        'req',
+        '-x509',
+        ...KEY_OPTIONS[keyType],
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     const cert = readFileSync(certFile);

@@ -24,7 +24,22 @@ export async function startXvnc(options: { width?: number; height?: number } = {
   const geometry = `${options.width ?? 320}x${options.height ?? 240}`;
   const child = spawn(
     'Xvnc',
-    ['-displayfd', '3', '-rfbport', String(port), '-localhost', '-SecurityTypes', 'None', '-AlwaysShared', '-geometry', geometry, '-depth', '24', '-nolisten', 'tcp'],
+    [
+      '-displayfd',
+      '3',
+      '-rfbport',
+      String(port),
+      '-localhost',
+      '-SecurityTypes',
+      'None',
+      '-AlwaysShared',
+      '-geometry',
+      geometry,
+      '-depth',
+      '24',
+      '-nolisten',
+      'tcp',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
   );
   let log = '';

@@ -285,7 +285,19 @@ describe('SSRF through the desktop and target parameters', () => {
   });
 
   attack('refuses decimal, octal, hex, short and other odd spellings of loopback with 4400', 'main', async (a) => {
-    const spellings = ['2130706433', '0177.0.0.1', '0x7f.0.0.1', '0x7f000001', '017700000001', '127.1', '127.0.1', '127.0.0.1.', '[127.0.0.1]', 'user@127.0.0.1', 'http://127.0.0.1'];
+    const spellings = [
+      '2130706433',
+      '0177.0.0.1',
+      '0x7f.0.0.1',
+      '0x7f000001',
+      '017700000001',
+      '127.1',
+      '127.0.1',
+      '127.0.0.1.',
+      '[127.0.0.1]',
+      'user@127.0.0.1',
+      'http://127.0.0.1',
+    ];
     const cases = [
       ...spellings.map((host) => [`?target=${encodeURIComponent(`${host}:${canary.port}`)}`, refusedWith(400, MALFORMED_TARGET)] as const),
       [`?target=127.0.0.1:${canary.port + 65536}`, refusedWith(400, MALFORMED_TARGET)] as const, // a port that would wrap to the canary's
@@ -328,8 +340,16 @@ describe('forged and misused tickets', () => {
       ['desk not a string', handMadeJwt(HS256, claims({ desk: ['lab'] }), TICKET_SECRET), INVALID_TICKET],
       ['not a JWT', 'not-a-jwt', INVALID_TICKET],
       ['expired a minute ago', handMadeJwt(HS256, claims({ desk: 'lab', exp: now - 60 }), TICKET_SECRET), 'The ticket has expired: ask for a new one'],
-      ['living an hour', handMadeJwt(HS256, claims({ desk: 'lab', exp: now + 3600 }), TICKET_SECRET), 'The ticket lives longer than this gateway allows (300 s)'],
-      ['issued before the gateway started', handMadeJwt(HS256, claims({ desk: 'lab', iat: now - 120 }), TICKET_SECRET), 'The ticket was issued before the gateway last started: ask for a new one'],
+      [
+        'living an hour',
+        handMadeJwt(HS256, claims({ desk: 'lab', exp: now + 3600 }), TICKET_SECRET),
+        'The ticket lives longer than this gateway allows (300 s)',
+      ],
+      [
+        'issued before the gateway started',
+        handMadeJwt(HS256, claims({ desk: 'lab', iat: now - 120 }), TICKET_SECRET),
+        'The ticket was issued before the gateway last started: ask for a new one',
+      ],
     ] as const;
     const cases = tickets.map(([, token, reason]) => [`?desktop=lab&ticket=${encodeURIComponent(token)}`, refusedWith(401, reason)] as const);
     expect(await a.outcomes(cases)).toEqual(cases);
@@ -375,11 +395,22 @@ describe('forged and misused tickets', () => {
 describe('foreign and missing Origin', () => {
   attack('refuses a foreign Origin with 403 on the upgrade and on the login and logout forms', 'main', async (a) => {
     const { port } = subjects.main.gw;
-    const foreign = ['https://evil.example', 'null', `http://127.0.0.1:${port}.evil.example`, `https://127.0.0.1:${port}`, `http://127.0.0.1:${port + 1}`, `http://localhost:${port}`];
+    const foreign = [
+      'https://evil.example',
+      'null',
+      `http://127.0.0.1:${port}.evil.example`,
+      `https://127.0.0.1:${port}`,
+      `http://127.0.0.1:${port + 1}`,
+      `http://localhost:${port}`,
+    ];
     for (const origin of foreign) {
       expect(await outcome(a.upgrade('?desktop=lab', { ...mallory, origin })), origin).toEqual(refusedWith(403, `Origin ${origin} is not allowed`));
     }
-    const form = { method: 'POST', body: 'user=mallory&password=x', headers: { origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' } };
+    const form = {
+      method: 'POST',
+      body: 'user=mallory&password=x',
+      headers: { origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' },
+    };
     for (const path of ['/login', '/logout']) {
       const res = await a.request(path, form);
       expect({ status: res.status, body: res.body }).toEqual(refusedWith(403, 'Cross-site form posts are not accepted'));
@@ -454,7 +485,7 @@ describe('missing, wrong and stolen credentials', () => {
     expect((await a.request('/', { headers: stolen })).status).toBe(303);
   });
 
-  attack("refuses a logged-in user a desktop whose allow list leaves them out with 403, on the upgrade and the page", 'main', async (a) => {
+  attack('refuses a logged-in user a desktop whose allow list leaves them out with 403, on the upgrade and the page', 'main', async (a) => {
     expect(await outcome(a.upgrade('?desktop=lab', mallory))).toEqual(refusedWith(403, "mallory may not open desktop 'lab'"));
     expect((await a.request('/view/lab', mallory)).status).toBe(403);
   });
@@ -477,7 +508,9 @@ describe('header-mode identity headers', () => {
   attack('believes the trusted proxy only for a well-formed user name (positive control: it does believe it)', 'sso', async (a) => {
     const viaProxy = { localAddress: TRUSTED_PROXY };
     expect(await outcome(a.upgrade('?desktop=lab', { ...viaProxy, headers: {} }))).toEqual(refusedWith(401, 'Authentication required'));
-    expect(await outcome(a.upgrade('?desktop=lab', { ...viaProxy, headers: { 'x-forwarded-user': 'alice, mallory' } }))).toEqual(refusedWith(401, 'Authentication required'));
+    expect(await outcome(a.upgrade('?desktop=lab', { ...viaProxy, headers: { 'x-forwarded-user': 'alice, mallory' } }))).toEqual(
+      refusedWith(401, 'Authentication required'),
+    );
     await expectOpens(a.upgrade('?desktop=demo', { ...viaProxy, headers: alice }));
   });
 });
@@ -489,7 +522,11 @@ describe('brute force', () => {
     const answers = [];
     for (const password of ['guess 1', 'guess 2', 'guess 3', 'guess 4', 'guess 5', PASSWORDS.alice]) {
       const res = await logIn(gw.origin, 'alice', password, { localAddress: a.from });
-      answers.push({ status: res.status, error: /<p class="form-error" id="login-error"[^>]*>([^<]*)</.exec(res.body)?.[1], cookie: res.headers['set-cookie'] });
+      answers.push({
+        status: res.status,
+        error: /<p class="form-error" id="login-error"[^>]*>([^<]*)</.exec(res.body)?.[1],
+        cookie: res.headers['set-cookie'],
+      });
       if (res.status === 429) {
         // 300 s, less the little time since the 5th failure
         expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(290);
@@ -497,10 +534,21 @@ describe('brute force', () => {
       }
     }
     const wrong = { status: 401, error: 'Wrong user name or password', cookie: undefined };
-    expect(answers).toEqual([wrong, wrong, wrong, wrong, { status: 429, error: blocked, cookie: undefined }, { status: 429, error: blocked, cookie: undefined }]);
+    expect(answers).toEqual([
+      wrong,
+      wrong,
+      wrong,
+      wrong,
+      { status: 429, error: blocked, cookie: undefined },
+      { status: 429, error: blocked, cookie: undefined },
+    ]);
 
     // The API key shares the address's throttle; other addresses are not blocked.
-    const api = await a.request('/api/tickets', { method: 'POST', headers: { authorization: `Bearer ${API_KEY.key}`, 'content-type': 'application/json' }, body: '{}' });
+    const api = await a.request('/api/tickets', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY.key}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect({ status: api.status, body: JSON.parse(api.body) as unknown }).toEqual({
       status: 429,
       body: { error: 'DG_ERR_THROTTLED', message: 'Too many failed attempts from this address' },
@@ -554,7 +602,10 @@ describe('slow and oversized requests', () => {
     const raw = openRaw(subjects.main.gw.port, a.from);
     raw.socket.write(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${big}\r\n\r\n`);
     expect(await within(5_000, 'an answer', raw.closed)).toBe('HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n');
-    expect(await outcome(a.upgrade('?desktop=lab', { headers: { cookie: `${String(mallory.headers?.Cookie)}; pad=${big}` } }))).toEqual({ status: 431, body: '' });
+    expect(await outcome(a.upgrade('?desktop=lab', { headers: { cookie: `${String(mallory.headers?.Cookie)}; pad=${big}` } }))).toEqual({
+      status: 431,
+      body: '',
+    });
   });
 
   attack('refuses a request line no HTTP parser accepts with 400', 'main', async (a) => {
@@ -610,10 +661,14 @@ describe('flood of upgrades', () => {
       await Promise.all(open.map(closeClient));
     }
     let again: Upgrade | undefined;
-    await waitFor(async () => {
-      again = await a.upgrade('?desktop=echo', mallory);
-      return again.status === 101;
-    }, 'the freed slots to be usable again', 5_000);
+    await waitFor(
+      async () => {
+        again = await a.upgrade('?desktop=echo', mallory);
+        return again.status === 101;
+      },
+      'the freed slots to be usable again',
+      5_000,
+    );
     if (again && 'client' in again) await closeClient(again.client);
   });
 });
@@ -638,24 +693,28 @@ describe('malformed query strings and percent-encoding', () => {
     expect(await a.outcomes(cases, mallory)).toEqual(cases);
   });
 
-  attack('answers upgrades on other or encoded paths as the pages they ask for (404, 400), and pages with broken percent-encoding with 400', 'main', async (a) => {
-    const { gw } = subjects.main;
-    const paths = [
-      ['/websockify%3Fdesktop=lab', refusedWith(404, 'Not found')],
-      ['/websockify%?desktop=lab', refusedWith(400, 'Malformed URL')],
-      ['/websockify/?desktop=lab', refusedWith(404, 'Not found')],
-      ['/WEBSOCKIFY?desktop=lab', refusedWith(404, 'Not found')],
-      ['/%2577ebsockify?desktop=lab', refusedWith(404, 'Not found')],
-      ['//websockify?desktop=lab', refusedWith(404, 'Not found')],
-    ] as const;
-    for (const [path, answer] of paths) {
-      expect(await outcome(tryUpgrade(`ws://127.0.0.1:${gw.port}${path}`, { ...mallory, localAddress: a.from })), path).toEqual(answer);
-    }
-    for (const path of ['/%', '/view/%', '/view/%E0%A4%A', '/novnc/core/%zz.js']) {
-      const res = await a.request(path, mallory);
-      expect({ path, status: res.status, body: res.body }).toEqual({ path, status: 400, body: 'Malformed URL\n' });
-    }
-  });
+  attack(
+    'answers upgrades on other or encoded paths as the pages they ask for (404, 400), and pages with broken percent-encoding with 400',
+    'main',
+    async (a) => {
+      const { gw } = subjects.main;
+      const paths = [
+        ['/websockify%3Fdesktop=lab', refusedWith(404, 'Not found')],
+        ['/websockify%?desktop=lab', refusedWith(400, 'Malformed URL')],
+        ['/websockify/?desktop=lab', refusedWith(404, 'Not found')],
+        ['/WEBSOCKIFY?desktop=lab', refusedWith(404, 'Not found')],
+        ['/%2577ebsockify?desktop=lab', refusedWith(404, 'Not found')],
+        ['//websockify?desktop=lab', refusedWith(404, 'Not found')],
+      ] as const;
+      for (const [path, answer] of paths) {
+        expect(await outcome(tryUpgrade(`ws://127.0.0.1:${gw.port}${path}`, { ...mallory, localAddress: a.from })), path).toEqual(answer);
+      }
+      for (const path of ['/%', '/view/%', '/view/%E0%A4%A', '/novnc/core/%zz.js']) {
+        const res = await a.request(path, mallory);
+        expect({ path, status: res.status, body: res.body }).toEqual({ path, status: 400, body: 'Malformed URL\n' });
+      }
+    },
+  );
 });
 
 describe('path traversal', () => {
@@ -707,7 +766,7 @@ describe('a flood of input on the demo desktop', () => {
     }
     for (let sent = 0; sent < 10_000; sent += perMessage) upgrade.client.ws.send(events);
     let slowest = 0;
-    for (const end = Date.now() + 2_000; Date.now() < end; ) {
+    for (const end = Date.now() + 2_000; Date.now() < end;) {
       const started = performance.now();
       expect((await subjects.main.gw.request('/healthz')).status).toBe(200);
       slowest = Math.max(slowest, performance.now() - started);
@@ -724,12 +783,16 @@ describe('holding file descriptors', () => {
   /** The gateway's open files, once they have stopped falling (sessions of earlier cases may still be closing). */
   async function settledOpenFiles(gw: CliGateway): Promise<number> {
     let last = gw.openFiles();
-    await waitFor(() => {
-      const now = gw.openFiles();
-      const steady = now === last;
-      last = now;
-      return steady;
-    }, 'the open files to settle', 5_000);
+    await waitFor(
+      () => {
+        const now = gw.openFiles();
+        const steady = now === last;
+        last = now;
+        return steady;
+      },
+      'the open files to settle',
+      5_000,
+    );
     return last;
   }
 
@@ -760,7 +823,9 @@ describe('holding file descriptors', () => {
     const baseline = await settledOpenFiles(gw);
     const clients = Array.from({ length: 50 }, () => {
       const raw = openRaw(gw.port, a.from, { allowHalfOpen: true });
-      raw.socket.write('GET /websockify?desktop=lab HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+      raw.socket.write(
+        'GET /websockify?desktop=lab HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
       return raw;
     });
     try {
@@ -812,7 +877,9 @@ describe('requests that are not what they seem', () => {
     const h2c = { Connection: 'Upgrade, HTTP2-Settings', Upgrade: 'h2c', 'HTTP2-Settings': 'AAMAAABkAAQCAAAAAAIAAAAA' };
     const health = await a.request('/healthz', { headers: h2c });
     expect({ status: health.status, body: health.body }).toEqual({ status: 200, body: '{"status":"ok"}' });
-    const onPage = await a.request('/healthz', { headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+    const onPage = await a.request('/healthz', {
+      headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' },
+    });
     expect({ status: onPage.status, body: onPage.body }).toEqual({ status: 200, body: '{"status":"ok"}' });
     // A body comes along: the ticket API answers as it would without the Upgrade header.
     const api = await a.request('/api/tickets', {
@@ -842,7 +909,8 @@ describe('credentials that must never work again', () => {
 
   it('refuses after a restart a logged-out cookie, a used ticket, and what was issued before it; what is issued after works', async () => {
     const port = await freePort();
-    const start = async (): Promise<CliGateway> => startCli(passwordConfig, { port, files: { 'users.yaml': await usersYaml({ alice: { password: PASSWORDS.alice } }) } });
+    const start = async (): Promise<CliGateway> =>
+      startCli(passwordConfig, { port, files: { 'users.yaml': await usersYaml({ alice: { password: PASSWORDS.alice } }) } });
     let gw = await start();
     try {
       const loggedOut = await loggedIn(gw.origin, 'alice', PASSWORDS.alice);

@@ -25,12 +25,19 @@ async function refusalOf(url: string): Promise<{ status: number; reason: string 
 /** A listener whose accept queue is full: SYNs to it go unanswered, so connects time out. */
 async function startBlackhole(): Promise<{ port: number; child: ChildProcess; fillers: Socket[] }> {
   requireCommand('python3', 'python3');
-  const child = spawn('python3', ['-c', [
-    'import socket, sys, time',
-    's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
-    'print(s.getsockname()[1], flush=True)',
-    'time.sleep(300)',
-  ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    'python3',
+    [
+      '-c',
+      [
+        'import socket, sys, time',
+        's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
+        'print(s.getsockname()[1], flush=True)',
+        'time.sleep(300)',
+      ].join('\n'),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const port = await new Promise<number>((resolve) => child.stdout?.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
   // Fill the queue: these complete the handshake and are never accepted.
   const fillers: Socket[] = [];
@@ -56,11 +63,7 @@ describe('close codes', () => {
     downPort = await freePort();
     blackhole = await startBlackhole();
     gw = await startGateway({
-      desktops: [
-        `echo=127.0.0.1:${echo.port}`,
-        `down=127.0.0.1:${downPort}`,
-        `hole=127.0.0.1:${blackhole.port}`,
-      ],
+      desktops: [`echo=127.0.0.1:${echo.port}`, `down=127.0.0.1:${downPort}`, `hole=127.0.0.1:${blackhole.port}`],
       session: { connectTimeoutMs: 300, idleTimeoutMs: 1000, maxMessageBytes: 4096 },
     });
   });

@@ -67,7 +67,7 @@ describe('the failed-login throttle', () => {
     expect((await auth.login(from('10.2.0.1'), 'alice', PASSWORDS.alice)).ok).toBe(true);
   });
 
-  it('is not reset by logging in to an account of one\'s own between guesses at another', async () => {
+  it("is not reset by logging in to an account of one's own between guesses at another", async () => {
     const attacker = from('10.1.0.2');
     for (let i = 0; i < 3; i++) await auth.login(attacker, 'alice', `guess ${i}`);
     expect((await auth.login(attacker, 'mallory', PASSWORDS.mallory)).ok).toBe(true);

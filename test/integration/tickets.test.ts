@@ -184,15 +184,17 @@ describe('tickets minted by a host application', () => {
   }
 
   function hostTicket(privateKey: KeyObject, alg: string, desktop = 'demo'): Promise<string> {
-    return new SignJWT({ desk: desktop })
-      .setProtectedHeader({ alg, typ: 'JWT' })
-      .setSubject('host-user')
-      .setJti(randomUUID())
-      // To the millisecond, as the README advises: in whole seconds, a ticket issued in the
-      // second the gateway started would count as issued before it, and be refused.
-      .setIssuedAt(Date.now() / 1000)
-      .setExpirationTime('60s')
-      .sign(privateKey);
+    return (
+      new SignJWT({ desk: desktop })
+        .setProtectedHeader({ alg, typ: 'JWT' })
+        .setSubject('host-user')
+        .setJti(randomUUID())
+        // To the millisecond, as the README advises: in whole seconds, a ticket issued in the
+        // second the gateway started would count as issued before it, and be refused.
+        .setIssuedAt(Date.now() / 1000)
+        .setExpirationTime('60s')
+        .sign(privateKey)
+    );
   }
 
   beforeAll(() => {
@@ -200,7 +202,10 @@ describe('tickets minted by a host application', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  for (const { type, alg } of [{ type: 'ed25519', alg: 'EdDSA' }, { type: 'p256', alg: 'ES256' }] as const) {
+  for (const { type, alg } of [
+    { type: 'ed25519', alg: 'EdDSA' },
+    { type: 'p256', alg: 'ES256' },
+  ] as const) {
     it(`accepts a ${alg} ticket signed with the host's ${type} key, refuses one signed by another key, and issues none itself`, async () => {
       const host = keyFiles(`host-${type}`, type);
       const stranger = keyFiles(`stranger-${type}`, type);
@@ -219,7 +224,10 @@ describe('tickets minted by a host application', () => {
   it('with the private key file as well, issues EdDSA tickets through the API that open a session', async () => {
     const keys = keyFiles('issuer', 'ed25519');
     const apiKey: ApiKey = newApiKey();
-    const gw = await startGateway({ ...NOBODY_LOGGED_IN, tickets: { publicKeyFile: keys.publicKeyFile, privateKeyFile: keys.privateKeyFile, apiKeys: [apiKey.hash] } });
+    const gw = await startGateway({
+      ...NOBODY_LOGGED_IN,
+      tickets: { publicKeyFile: keys.publicKeyFile, privateKeyFile: keys.privateKeyFile, apiKeys: [apiKey.hash] },
+    });
     try {
       const { ticket } = await requestTicket(gw.httpUrl, apiKey, { desktop: 'demo', user: 'alice', ttlSeconds: 30 });
       expect(decodeProtectedHeader(ticket).alg).toBe('EdDSA');
@@ -234,7 +242,11 @@ describe('tickets minted by a host application', () => {
   it('refuses to start with a private key file that does not belong to the public key file', async () => {
     const one = keyFiles('one', 'ed25519');
     const other = keyFiles('other', 'ed25519');
-    const config = parseConfig({ ...NOBODY_LOGGED_IN, listen: '127.0.0.1:0', tickets: { publicKeyFile: one.publicKeyFile, privateKeyFile: other.privateKeyFile } });
+    const config = parseConfig({
+      ...NOBODY_LOGGED_IN,
+      listen: '127.0.0.1:0',
+      tickets: { publicKeyFile: one.publicKeyFile, privateKeyFile: other.privateKeyFile },
+    });
     await expect(createGateway(config)).rejects.toThrow('tickets.privateKeyFile does not belong to tickets.publicKeyFile');
   });
 

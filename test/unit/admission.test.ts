@@ -90,18 +90,30 @@ describe('the access decision, for pages and upgrades alike', () => {
   const cases: Array<[string, { user?: string; groups?: string[]; desktop: string; ticket?: keyof typeof tickets | 'forged' }, Outcome]> = [
     ['a named user opens a desktop', { user: 'alice', desktop: 'lab' }, { user: 'alice', viewOnly: false, target: '10.0.0.5:5901' }],
     ['a group opens it', { user: 'bob', groups: ['staff'], desktop: 'lab' }, { user: 'bob', viewOnly: false, target: '10.0.0.5:5901' }],
-    ['a view-only group may only watch', { user: 'sue', groups: ['staff', 'students'], desktop: 'lab' }, { user: 'sue', viewOnly: true, target: '10.0.0.5:5901' }],
+    [
+      'a view-only group may only watch',
+      { user: 'sue', groups: ['staff', 'students'], desktop: 'lab' },
+      { user: 'sue', viewOnly: true, target: '10.0.0.5:5901' },
+    ],
     ['anyone authenticated opens a desktop without rules', { user: 'eve', desktop: 'open' }, { user: 'eve', viewOnly: false, target: '10.0.0.6:5900' }],
     ['someone the rules leave out is refused', { user: 'eve', desktop: 'lab' }, { status: 403, message: "eve may not open desktop 'lab'" }],
     ['an unknown desktop is refused', { user: 'alice', desktop: 'nosuch' }, { status: 404, message: "There is no desktop named 'nosuch'" }],
     ['nobody is refused', { desktop: 'lab' }, { status: 401, message: 'Authentication required' }],
     ['nobody does not learn which desktops exist', { desktop: 'nosuch' }, { status: 401, message: 'Authentication required' }],
-    ['a malformed name is refused', { user: 'alice', desktop: 'a/b' }, { status: 400, message: 'Malformed desktop name: use letters, digits, ".", "_" and "-"' }],
+    [
+      'a malformed name is refused',
+      { user: 'alice', desktop: 'a/b' },
+      { status: 400, message: 'Malformed desktop name: use letters, digits, ".", "_" and "-"' },
+    ],
     ['a ticket opens its desktop without a login', { desktop: 'lab', ticket: 'lab' }, { user: 'guest', viewOnly: false, target: '10.0.0.5:5901' }],
     ['a view-only ticket only watches', { desktop: 'lab', ticket: 'labViewOnly' }, { user: 'guest', viewOnly: true, target: '10.0.0.5:5901' }],
     ['a ticket for another desktop is refused', { desktop: 'open', ticket: 'lab' }, { status: 403, message: 'The ticket is for another desktop' }],
     ['a forged ticket is refused', { desktop: 'lab', ticket: 'forged' }, { status: 401, message: 'The ticket is not valid' }],
-    ['a ticket for a desktop that is gone is refused after the ticket is checked', { desktop: 'ghost', ticket: 'ghost' }, { status: 404, message: "There is no desktop named 'ghost'" }],
+    [
+      'a ticket for a desktop that is gone is refused after the ticket is checked',
+      { desktop: 'ghost', ticket: 'ghost' },
+      { status: 404, message: "There is no desktop named 'ghost'" },
+    ],
   ];
 
   it.each(cases)('%s', async (_name, c, expected) => {

@@ -173,7 +173,7 @@ describe('form posts', () => {
   const from = { address: '127.0.0.1', viaTrustedProxy: false, secure: false, host: 'gw.example:6080' };
   const post = (headers: Record<string, string>) => isForeignPost(request('127.0.0.1', headers), from);
 
-  it('accept the gateway\'s own origin and clients that send none', () => {
+  it("accept the gateway's own origin and clients that send none", () => {
     expect(post({ origin: 'http://gw.example:6080' })).toBe(false);
     expect(post({})).toBe(false);
   });

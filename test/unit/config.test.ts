@@ -88,7 +88,14 @@ describe('configuration', () => {
   });
 
   it('validates allow rules: CIDR and port range', () => {
-    const config = parseConfig({ targets: { allow: [{ cidr: '10.0.0.0/24', ports: '5900-5999' }, { cidr: 'fd00::/64', ports: 5901 }] } });
+    const config = parseConfig({
+      targets: {
+        allow: [
+          { cidr: '10.0.0.0/24', ports: '5900-5999' },
+          { cidr: 'fd00::/64', ports: 5901 },
+        ],
+      },
+    });
     expect(config.targets.allow[0]).toEqual({ cidr: '10.0.0.0/24', ports: { from: 5900, to: 5999 } });
     expect(config.targets.allow[1]?.ports).toEqual({ from: 5901, to: 5901 });
     expect(errorOf({ targets: { allow: [{ cidr: '10.0.0.0/33', ports: 1 }] } })).toContain('targets.allow[0].cidr');
@@ -102,7 +109,9 @@ describe('configuration', () => {
   });
   it('normalises allowed origins and refuses anything that is not just an origin', () => {
     expect(parseConfig({ allowedOrigins: ['https://Console.Example.com:443/'] }).allowedOrigins).toEqual(['https://console.example.com']);
-    expect(errorOf({ allowedOrigins: ['https://console.example.com/path'] })).toContain('allowedOrigins[0]: got "https://console.example.com/path"; expected an origin');
+    expect(errorOf({ allowedOrigins: ['https://console.example.com/path'] })).toContain(
+      'allowedOrigins[0]: got "https://console.example.com/path"; expected an origin',
+    );
     expect(errorOf({ allowedOrigins: ['console.example.com'] })).toContain('allowedOrigins[0]');
     expect(errorOf({ requireOrigin: 'yes' })).toContain('requireOrigin: got "yes"; expected true or false');
   });
@@ -123,7 +132,8 @@ describe('authentication settings', () => {
   });
 
   it('refuses to trust every address as a proxy', () => {
-    for (const cidr of ['0.0.0.0/0', '::/0']) expect(errorOf({ trustProxy: ['10.0.0.0/8', cidr] })).toContain(`trustProxy[1]: got "${cidr}"; trusting every address`);
+    for (const cidr of ['0.0.0.0/0', '::/0'])
+      expect(errorOf({ trustProxy: ['10.0.0.0/8', cidr] })).toContain(`trustProxy[1]: got "${cidr}"; trusting every address`);
     expect(parseConfig({ trustProxy: ['10.0.0.0/8', '::1/128'] }).trustProxy).toEqual(['10.0.0.0/8', '::1/128']);
   });
 
@@ -193,21 +203,36 @@ describe('configuration sources', () => {
     expect((await loadConfig({}, { DESKGATE_CONFIG: config })).log.level).toBe('warn');
   });
 
-  it('adds desktops from --desktop, or else from the comma-separated DESKGATE_DESKTOP, to the file\'s', async () => {
+  it("adds desktops from --desktop, or else from the comma-separated DESKGATE_DESKTOP, to the file's", async () => {
     const config = configFile('desktops: [lab1=10.0.0.5:5901]\n');
     const names = async (flags: Record<string, string[]>, env: Record<string, string>) =>
       (await loadConfig({ config, ...flags }, env)).desktops.map((d) => d.name);
     expect(await names({}, { DESKGATE_DESKTOP: ' lab2=10.0.0.6:5900, lab3=10.0.0.7:5900,' })).toEqual(['lab1', 'lab2', 'lab3']);
-    expect(await names({ desktop: ['lab4=10.0.0.8:5900', 'lab5=10.0.0.9:5900'] }, { DESKGATE_DESKTOP: 'lab2=10.0.0.6:5900' })).toEqual(['lab1', 'lab4', 'lab5']);
+    expect(await names({ desktop: ['lab4=10.0.0.8:5900', 'lab5=10.0.0.9:5900'] }, { DESKGATE_DESKTOP: 'lab2=10.0.0.6:5900' })).toEqual([
+      'lab1',
+      'lab4',
+      'lab5',
+    ]);
   });
 
   it('reads booleans from the environment as true/false, 1/0, yes/no, on/off, and names any other word', async () => {
-    for (const [word, value] of [['true', true], ['1', true], ['YES', true], ['on', true], ['false', false], ['0', false], ['no', false], ['Off', false]] as const) {
+    for (const [word, value] of [
+      ['true', true],
+      ['1', true],
+      ['YES', true],
+      ['on', true],
+      ['false', false],
+      ['0', false],
+      ['no', false],
+      ['Off', false],
+    ] as const) {
       expect((await loadConfig({}, { DESKGATE_DEMO: word })).demo, word).toBe(value);
       expect((await loadConfig({}, { DESKGATE_INSECURE_NO_AUTH: word })).auth.insecureNoAuth, word).toBe(value);
     }
     expect((await loadConfig({ demo: false }, { DESKGATE_DEMO: 'yes' })).demo).toBe(false);
-    await expect(loadConfig({}, { DESKGATE_INSECURE_NO_AUTH: 'maybe' })).rejects.toThrow('auth.insecureNoAuth (--insecure-no-auth, DESKGATE_INSECURE_NO_AUTH): got "maybe"; expected true or false');
+    await expect(loadConfig({}, { DESKGATE_INSECURE_NO_AUTH: 'maybe' })).rejects.toThrow(
+      'auth.insecureNoAuth (--insecure-no-auth, DESKGATE_INSECURE_NO_AUTH): got "maybe"; expected true or false',
+    );
   });
 
   it('takes secrets from the environment and hides them in errors', async () => {
@@ -241,12 +266,14 @@ describe('configuration sources', () => {
     await expect(invalid).rejects.toThrow(`config file ${broken} is not valid YAML`);
   });
 
-  it('reads an operator\'s file for a key, or throws a FileError naming the key and the file', () => {
+  it("reads an operator's file for a key, or throws a FileError naming the key and the file", () => {
     const file = configFile('hello');
     expect(readOperatorFile('tls.cert', file).toString()).toBe('hello');
     const missing = join(dir, 'nope.pem');
     expect(() => readOperatorFile('tls.cert', missing)).toThrow(`cannot read tls.cert ${missing}: ENOENT`);
-    expect(() => readOperatorFile('tickets.publicKeyFile', missing)).toThrow(expect.objectContaining({ name: 'FileError', key: 'tickets.publicKeyFile', path: missing }));
+    expect(() => readOperatorFile('tickets.publicKeyFile', missing)).toThrow(
+      expect.objectContaining({ name: 'FileError', key: 'tickets.publicKeyFile', path: missing }),
+    );
   });
 });
 
@@ -279,7 +306,12 @@ describe('the option table', () => {
     expect(table.length).toBeGreaterThan(10);
     // The names in a row's first three cells: `--flag PLACEHOLDER`, `DESKGATE_X` (a note), `config.key`.
     const patterns = [/`(--[\w-]+)/g, /`(DESKGATE_\w+)`/g, /`([\w.]+)`/g];
-    const named = table.map((row) => row.split('|').slice(1, 4).flatMap((cell, i) => [...cell.matchAll(patterns[i] as RegExp)].map((m) => m[1] as string)));
+    const named = table.map((row) =>
+      row
+        .split('|')
+        .slice(1, 4)
+        .flatMap((cell, i) => [...cell.matchAll(patterns[i] as RegExp)].map((m) => m[1] as string)),
+    );
     const known = new Set(OPTIONS.flatMap(namesOf));
     for (const [i, names] of named.entries()) {
       expect(names.length, table[i]).toBeGreaterThan(0);

@@ -182,7 +182,7 @@ describe('demo desktop', { timeout: 20_000 }, () => {
       expect(rects).toHaveLength(1);
       expect(rects[0]!.y).toBeGreaterThanOrEqual(TEXT_ORIGIN.y);
       expect(rects[0]!.y + rects[0]!.height).toBeLessThanOrEqual(TEXT_ORIGIN.y + 6 * LINE_HEIGHT);
-      expect(rects[0]!.width * rects[0]!.height).toBeLessThan(1024 * 768 / 10);
+      expect(rects[0]!.width * rects[0]!.height).toBeLessThan((1024 * 768) / 10);
       expectDrawn(rfb, TEXT_ORIGIN, rendered('H_', TEXT, TEXT_BOX, 2));
     });
 
@@ -430,7 +430,9 @@ async function countUpdates(rfb: RfbClient, idleMs: number): Promise<number> {
 
 /** One message of `count` pointer events with the left button held, going back and forth between `a` and `b`. */
 function drag(count: number, a: { x: number; y: number }, b: { x: number; y: number }): Buffer {
-  return Buffer.concat(Array.from({ length: count }, (_, i) => (i % 2 ? encodePointerEvent(b.x, b.y, Button.Left) : encodePointerEvent(a.x, a.y, Button.Left))));
+  return Buffer.concat(
+    Array.from({ length: count }, (_, i) => (i % 2 ? encodePointerEvent(b.x, b.y, Button.Left) : encodePointerEvent(a.x, a.y, Button.Left))),
+  );
 }
 
 /** The longest this process's event loop (the desktop's too) was blocked while the desktop handled `messages`, in ms. */

@@ -4,7 +4,10 @@ import { ConfigError, FileError } from '../../src/config/schema.js';
 
 describe('how the command ends on an error', () => {
   it('exits 2 with the message alone for a bad flag, value or config', () => {
-    expect(failure(new ConfigError('invalid configuration:\n  listen: got "x"'))).toEqual({ exitCode: 2, message: 'deskgate: invalid configuration:\n  listen: got "x"\n' });
+    expect(failure(new ConfigError('invalid configuration:\n  listen: got "x"'))).toEqual({
+      exitCode: 2,
+      message: 'deskgate: invalid configuration:\n  listen: got "x"\n',
+    });
   });
 
   it('exits 2 with the message alone for a file the operator named that cannot be read or used', () => {

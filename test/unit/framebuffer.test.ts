@@ -11,7 +11,9 @@ function picture(rows: readonly number[]): string[] {
 
 /** The framebuffer's pixels in `rect` as text, '#' where `colour` is. */
 function snapshot(fb: Framebuffer, x: number, y: number, width: number, height: number, colour: number): string[] {
-  return Array.from({ length: height }, (_, row) => Array.from({ length: width }, (_, column) => (fb.pixel(x + column, y + row) === colour ? '#' : '.')).join(''));
+  return Array.from({ length: height }, (_, row) =>
+    Array.from({ length: width }, (_, column) => (fb.pixel(x + column, y + row) === colour ? '#' : '.')).join(''),
+  );
 }
 
 describe('font', () => {
@@ -21,7 +23,10 @@ describe('font', () => {
       const rows = glyph(code);
       expect(rows).toHaveLength(GLYPH_HEIGHT);
       expect(rows.every((bits) => bits >= 0 && bits < 1 << GLYPH_WIDTH)).toBe(true);
-      expect(rows.some((bits) => bits !== 0), String.fromCharCode(code)).toBe(true);
+      expect(
+        rows.some((bits) => bits !== 0),
+        String.fromCharCode(code),
+      ).toBe(true);
       seen.add(rows.join(','));
     }
     expect(seen.size).toBe(94);
@@ -62,14 +67,7 @@ describe('framebuffer drawing', () => {
   it('draws a line between two points inclusive, only inside its clip rectangle', () => {
     const fb = new Framebuffer(10, 6);
     fb.drawLine({ x: 0, y: 0 }, { x: 9, y: 5 }, 0x00ff00, 1, { x: 0, y: 0, width: 8, height: 6 });
-    expect(snapshot(fb, 0, 0, 10, 6, 0x00ff00)).toEqual([
-      '#.........',
-      '.##.......',
-      '...##.....',
-      '.....##...',
-      '.......#..',
-      '..........',
-    ]);
+    expect(snapshot(fb, 0, 0, 10, 6, 0x00ff00)).toEqual(['#.........', '.##.......', '...##.....', '.....##...', '.......#..', '..........']);
   });
 
   it('copies overlapping areas up and down without smearing', () => {

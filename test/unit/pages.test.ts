@@ -54,10 +54,7 @@ describe('renderDashboard', () => {
   });
 
   it('escapes descriptions and failure details', () => {
-    const html = renderDashboard(
-      [{ name: 'x', description: '<img src=x onerror=alert(1)>', status: 'down', detail: '"><script>' }],
-      { version: '1' },
-    );
+    const html = renderDashboard([{ name: 'x', description: '<img src=x onerror=alert(1)>', status: 'down', detail: '"><script>' }], { version: '1' });
     expect(html).not.toContain('<img');
     expect(html).not.toContain('<script>');
     expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;');
@@ -119,8 +116,20 @@ describe('renderViewer', () => {
 
   it('has the elements viewer.js and the browser tests rely on', () => {
     const html = renderViewer({ name: 'lab1' }, { viewOnly: false });
-    for (const id of ['screen', 'connection-state', 'status-message', 'overlay', 'overlay-reconnect', 'reconnect',
-      'ctrl-alt-del', 'fullscreen', 'clipboard-toggle', 'clipboard-panel', 'clipboard-text', 'clipboard-send']) {
+    for (const id of [
+      'screen',
+      'connection-state',
+      'status-message',
+      'overlay',
+      'overlay-reconnect',
+      'reconnect',
+      'ctrl-alt-del',
+      'fullscreen',
+      'clipboard-toggle',
+      'clipboard-panel',
+      'clipboard-text',
+      'clipboard-send',
+    ]) {
       expect(html).toContain(`id="${id}"`);
     }
     expect(html).toContain('<a class="back" href="/"');

@@ -84,7 +84,10 @@ describe('RFB client message framing', () => {
   const stream: Array<[Buffer, ClientMessage]> = [
     [encodeSetPixelFormat(BGR16), { type: 'setPixelFormat', format: BGR16 }],
     [encodeSetEncodings([Encoding.CopyRect, Encoding.Raw, Encoding.DesktopSize]), { type: 'setEncodings', encodings: [1, 0, -223] }],
-    [encodeUpdateRequest({ x: 1, y: 2, width: 300, height: 400 }, true), { type: 'updateRequest', incremental: true, rect: { x: 1, y: 2, width: 300, height: 400 } }],
+    [
+      encodeUpdateRequest({ x: 1, y: 2, width: 300, height: 400 }, true),
+      { type: 'updateRequest', incremental: true, rect: { x: 1, y: 2, width: 300, height: 400 } },
+    ],
     [encodeKeyEvent(0xff0d, true), { type: 'key', down: true, keysym: 0xff0d }],
     [encodePointerEvent(640, 480, 5), { type: 'pointer', buttons: 5, x: 640, y: 480 }],
     [encodeClientCutText('héllo'), { type: 'cutText', text: 'héllo' }],

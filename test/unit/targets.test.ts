@@ -13,8 +13,23 @@ describe('target parsing', () => {
   });
 
   it('refuses malformed input', () => {
-    for (const text of ['', '10.0.0.5', '10.0.0.5:', ':5900', '10.0.0.5:0', '10.0.0.5:65536', '10.0.0.5:59a', 'fd00::1:5900',
-      '[10.0.0.5]:5900', 'a b:5900', 'host:5900/x', 'user@host:5900', '[::1]:5900:1', 'hôst:5900', '-x.example:5900']) {
+    for (const text of [
+      '',
+      '10.0.0.5',
+      '10.0.0.5:',
+      ':5900',
+      '10.0.0.5:0',
+      '10.0.0.5:65536',
+      '10.0.0.5:59a',
+      'fd00::1:5900',
+      '[10.0.0.5]:5900',
+      'a b:5900',
+      'host:5900/x',
+      'user@host:5900',
+      '[::1]:5900:1',
+      'hôst:5900',
+      '-x.example:5900',
+    ]) {
       expect(parseHostPort(text), text).toBeUndefined();
     }
   });
@@ -58,7 +73,10 @@ describe('allow rules', () => {
   });
 
   it('keeps link-local, metadata and unspecified addresses closed unless a rule names them', () => {
-    const wide = new TargetPolicy([{ cidr: '0.0.0.0/0', ports: { from: 1, to: 65535 } }, { cidr: '::/0', ports: { from: 1, to: 65535 } }]);
+    const wide = new TargetPolicy([
+      { cidr: '0.0.0.0/0', ports: { from: 1, to: 65535 } },
+      { cidr: '::/0', ports: { from: 1, to: 65535 } },
+    ]);
     expect(wide.allows('169.254.169.254', 80, GATEWAY_PORT)).toBe(false);
     expect(wide.allows('::ffff:169.254.169.254', 80, GATEWAY_PORT)).toBe(false);
     expect(wide.allows('0.0.0.0', 5900, GATEWAY_PORT)).toBe(false);

@@ -140,15 +140,30 @@ function createRfb(session, socket) {
   rfb.scaleViewport = true;
   rfb.viewOnly = viewOnly;
   rfb.focusOnClick = !viewOnly;
-  rfb.addEventListener('connect', whileCurrent(session, () => onConnect(session)));
-  rfb.addEventListener('disconnect', whileCurrent(session, () => end(session)));
-  rfb.addEventListener('securityfailure', whileCurrent(session, (event) => {
-    session.securityFailure = { status: event.detail.status, reason: event.detail.reason ?? '' };
-  }));
-  rfb.addEventListener('credentialsrequired', whileCurrent(session, (event) => askCredentials(event.detail.types)));
-  rfb.addEventListener('clipboard', whileCurrent(session, (event) => {
-    ui.clipboardText.value = event.detail.text;
-  }));
+  rfb.addEventListener(
+    'connect',
+    whileCurrent(session, () => onConnect(session)),
+  );
+  rfb.addEventListener(
+    'disconnect',
+    whileCurrent(session, () => end(session)),
+  );
+  rfb.addEventListener(
+    'securityfailure',
+    whileCurrent(session, (event) => {
+      session.securityFailure = { status: event.detail.status, reason: event.detail.reason ?? '' };
+    }),
+  );
+  rfb.addEventListener(
+    'credentialsrequired',
+    whileCurrent(session, (event) => askCredentials(event.detail.types)),
+  );
+  rfb.addEventListener(
+    'clipboard',
+    whileCurrent(session, (event) => {
+      ui.clipboardText.value = event.detail.text;
+    }),
+  );
   return rfb;
 }
 
@@ -354,7 +369,13 @@ function start() {
   ui.overlayReconnect.addEventListener('click', connect);
   ui.credentialsForm.addEventListener('submit', sendCredentials);
   // A debug hook for people and tests; nothing on the page depends on it.
-  Object.defineProperty(window, 'deskgateViewer', { value: { get rfb() { return current?.rfb; } } });
+  Object.defineProperty(window, 'deskgateViewer', {
+    value: {
+      get rfb() {
+        return current?.rfb;
+      },
+    },
+  });
   connect();
 }
 
