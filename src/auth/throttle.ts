@@ -11,8 +11,7 @@
  * ever be full, the throttle fails closed: every address not already blocked is refused
  * until the oldest block ends and makes room.
  */
-import { isIP } from 'node:net';
-import { normalizeAddress } from '../net/cidr.js';
+import { clientKey } from '../net/cidr.js';
 
 export interface ThrottleOptions {
   maxFailures: number;
@@ -51,7 +50,7 @@ export class LoginThrottle {
   retryAfter(address: string): number {
     const now = this.#now();
     this.#sweep(now);
-    const own = this.#blocked.get(throttleKey(address));
+    const own = this.#blocked.get(clientKey(address));
     // Fail closed: with no room for more blocks, the others wait for the oldest to end.
     const until = own ?? (this.#isFull() ? (this.#blocked.values().next().value as number) : 0);
     return Math.max(0, Math.ceil((until - now) / 1000));
@@ -59,7 +58,7 @@ export class LoginThrottle {
 
   /** Start checking an attempt; false when recent failures and attempts still being checked use up the budget. */
   begin(address: string): boolean {
-    const key = throttleKey(address);
+    const key = clientKey(address);
     const counter = this.#take(key);
     const open = counter.failures.length + counter.checking < this.#options.maxFailures;
     if (open) counter.checking += 1;
@@ -69,13 +68,13 @@ export class LoginThrottle {
 
   /** End an attempt begun with begin(). */
   end(address: string, outcome: 'failed' | 'succeeded'): void {
-    const counter = this.#counters.get(throttleKey(address));
+    const counter = this.#counters.get(clientKey(address));
     if (counter) counter.checking = Math.max(0, counter.checking - 1);
     if (outcome === 'failed') this.failed(address);
   }
 
   failed(address: string): void {
-    const key = throttleKey(address);
+    const key = clientKey(address);
     const counter = this.#take(key);
     const now = this.#now();
     counter.failures.push(now);
@@ -120,16 +119,4 @@ export class LoginThrottle {
     this.#counters.set(key, counter);
     if (this.#counters.size > this.#options.maxAddresses) this.#counters.delete(this.#counters.keys().next().value as string);
   }
-}
-
-/** What the throttle counts by: an IPv4 address (IPv4-mapped ones too), or an IPv6 address's /64. */
-export function throttleKey(address: string): string {
-  const ip = normalizeAddress(address.split('%', 1)[0] as string);
-  if (isIP(ip) !== 6) return ip;
-  // normalizeAddress writes IPv6 in canonical form: lower case, hex only, one `::` at most.
-  const [head = '', tail] = ip.split('::');
-  const front = head ? head.split(':') : [];
-  const back = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? front : [...front, ...Array<string>(8 - front.length - back.length).fill('0'), ...back];
-  return `${groups.slice(0, 4).join(':')}::/64`;
 }

@@ -92,3 +92,18 @@ function familyOf(ip: string): Family | undefined {
   const version = isIP(ip);
   return version === 4 ? 'ipv4' : version === 6 ? 'ipv6' : undefined;
 }
+
+/**
+ * One client, as per-client counts (the login throttle) see it: an IPv4 address
+ * (IPv4-mapped ones too), or an IPv6 address's /64, all of which one client can rotate through.
+ */
+export function clientKey(address: string): string {
+  const ip = normalizeAddress(address.split('%', 1)[0] as string);
+  if (isIP(ip) !== 6) return ip;
+  // normalizeAddress writes IPv6 in canonical form: lower case, hex only, one `::` at most.
+  const [head = '', tail] = ip.split('::');
+  const front = head ? head.split(':') : [];
+  const back = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? front : [...front, ...Array<string>(8 - front.length - back.length).fill('0'), ...back];
+  return `${groups.slice(0, 4).join(':')}::/64`;
+}
