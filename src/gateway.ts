@@ -56,8 +56,6 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const auth = await Auth.create(config);
   const tlsFiles = config.tls && (await readTlsFiles(config.tls));
   const directory = new DesktopDirectory(config.desktops, new TargetPolicy(config.targets.allow));
-  const demo = config.demo ? await startDemoDesktop({ host: '127.0.0.1', port: 0 }) : undefined;
-  if (demo) directory.add({ name: DEMO_DESKTOP, host: demo.host, port: demo.port, description: 'Built-in demo desktop' });
 
   /** Events name this object as their source; the log listens for it. */
   const self = {};
@@ -82,6 +80,10 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const server = createHttpServer(config.http, tlsFiles, handleRequest);
   server.on('upgrade', handleUpgrade);
   if (tlsFiles) server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'TLS handshake failed'));
+
+  // Started last: nothing after it can fail and leave it running.
+  const demo = config.demo ? await startDemoDesktop({ host: '127.0.0.1', port: 0 }) : undefined;
+  if (demo) directory.add({ name: DEMO_DESKTOP, host: demo.host, port: demo.port, description: 'Built-in demo desktop' });
 
   let closed: Promise<void> | undefined;
   async function shutDown(graceMs: number): Promise<void> {

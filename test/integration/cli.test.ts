@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OPTIONS } from '../../src/config/options.js';
 import { runDeskgate, spawnDeskgate, startCli, waitHealthy, type DeskgateProcess } from '../helpers/cli-process.js';
@@ -96,6 +97,26 @@ describe('deskgate command', () => {
       expect(cli.code).toBe(2);
       expect(cli.stderr).toContain(`tls.cert ${cert}`);
       expect(cli.stderr).not.toContain('unexpected error');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // serve() reported any start-up exception, even a TypeError, as a configuration error with
+  // exit code 2, and the demo desktop createGateway had started kept the process from exiting.
+  it('exits 70 with the stack on an unexpected error, a bug, instead of hanging', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deskgate-'));
+    try {
+      const bug = join(dir, 'bug.mjs');
+      writeFileSync(
+        bug,
+        "import { createRequire, syncBuiltinESMExports } from 'node:module';\n" +
+          "createRequire(import.meta.url)('node:http').createServer = () => { throw new TypeError('a simulated bug'); };\n" +
+          'syncBuiltinESMExports();\n',
+      );
+      const cli = await runDeskgate(['--listen', '127.0.0.1:0'], { env: { NODE_OPTIONS: `--import ${pathToFileURL(bug).href}` }, timeoutMs: 10_000 });
+      expect(cli.code).toBe(70);
+      expect(cli.stderr).toMatch(/^deskgate: unexpected error \(a bug; please report it\):\nTypeError: a simulated bug\n {4}at /);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
