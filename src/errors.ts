@@ -12,6 +12,11 @@ export const ERRORS = {
     closeCode: 4400,
     summary: 'malformed request: bad desktop name, bad target syntax, not exactly one of `desktop`/`target`',
   },
+  DG_ERR_RFB_CLIENT: {
+    status: 400,
+    closeCode: 4400,
+    summary: 'the viewer broke the RFB protocol, or sent a message type the gateway does not know where it must read every message',
+  },
   DG_ERR_UNAUTHENTICATED: {
     status: 401,
     closeCode: 4401,
@@ -21,6 +26,7 @@ export const ERRORS = {
   DG_ERR_UNKNOWN_DESKTOP: { status: 404, closeCode: 4404, summary: 'unknown desktop or token' },
   DG_ERR_NOT_ENABLED: { status: 404, closeCode: 4404, summary: 'a feature this gateway does not have configured (the ticket API)' },
   DG_ERR_IDLE_TIMEOUT: { status: 408, closeCode: 4408, summary: 'no traffic for `session.idleTimeoutMs`' },
+  DG_ERR_VIEWER_TIMEOUT: { status: 408, closeCode: 4408, summary: 'the viewer did not answer in time during the RFB handshake' },
   DG_ERR_SESSION_EXPIRED: { status: 408, closeCode: 4408, summary: '`session.maxDurationMs` reached' },
   DG_ERR_CONFLICT: { status: 409, closeCode: 4409, summary: 'desktop held exclusively, or this session was taken over' },
   DG_ERR_TOO_LARGE: { status: 413, closeCode: 1009, summary: 'a WebSocket message over `session.maxMessageBytes`, or a request body over its limit' },
@@ -30,8 +36,13 @@ export const ERRORS = {
   DG_ERR_INTERNAL: { status: 500, closeCode: 1011, summary: 'an unexpected error in the gateway (a bug: the log has the details)' },
   DG_ERR_UPSTREAM: { status: 500, closeCode: 4500, summary: 'the VNC server closed or broke the connection during the session' },
   DG_ERR_CONNECT_FAILED: { status: 502, closeCode: 4502, summary: 'could not connect to the VNC server (refused, DNS failure, unreachable)' },
+  DG_ERR_VNC_AUTH_FAILED: { status: 502, closeCode: 4502, summary: "the VNC server rejected the gateway's credentials (`vnc.password`, `vnc.username`)" },
+  DG_ERR_VNC_SECURITY: { status: 502, closeCode: 4502, summary: 'the VNC server offers no security type the gateway may use with this desktop' },
+  DG_ERR_VNC_TLS: { status: 502, closeCode: 4502, summary: "TLS to the VNC server failed: its certificate did not verify against `vnc.ca` or `vnc.fingerprint`, or the TLS handshake broke" },
+  DG_ERR_VNC_PROTOCOL: { status: 502, closeCode: 4502, summary: 'the VNC server broke the RFB handshake (not a VNC server, or a malformed answer)' },
   DG_ERR_NOT_READY: { status: 503, closeCode: 4503, summary: 'gateway not ready, shutting down, or too busy to check a password' },
   DG_ERR_CONNECT_TIMEOUT: { status: 504, closeCode: 4504, summary: 'connecting to the VNC server timed out' },
+  DG_ERR_HANDSHAKE_TIMEOUT: { status: 504, closeCode: 4504, summary: 'the RFB handshake did not finish within `session.handshakeTimeoutMs`' },
 } as const satisfies Record<string, { status: number; closeCode: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -142,6 +153,26 @@ export const errors = {
   bodyNotJson: make('DG_ERR_BAD_REQUEST', () => 'The request body is not valid JSON'),
   badField: make('DG_ERR_BAD_REQUEST', (field: string, expected: string) => `${field}: ${expected}`),
   textMessage: make('DG_ERR_UNSUPPORTED', () => 'Text messages are not supported: the RFB stream is binary'),
+
+  // The RFB handshake and the view-only filter
+  viewerBrokeProtocol: make('DG_ERR_RFB_CLIENT', (what: string) => `The viewer broke the RFB protocol: ${what}`),
+  unknownClientMessage: make(
+    'DG_ERR_RFB_CLIENT',
+    (type: number) => `The viewer sent RFB message type ${type}, which the gateway does not know: it cannot tell where the message ends`,
+  ),
+  viewOnlyNotFollowed: make(
+    'DG_ERR_FORBIDDEN',
+    (label: string) => `${label} uses a security type the gateway cannot follow: view-only access needs gateway-held VNC credentials (vnc: in the config)`,
+  ),
+  vncPasswordRejected: make('DG_ERR_VNC_AUTH_FAILED', (label: string, why: string) => `${label} rejected the gateway's VNC credentials${why ? ` (${why})` : ''}`),
+  vncNoSecurityType: make('DG_ERR_VNC_SECURITY', (label: string, why: string) => `${label}: ${why}`),
+  vncTlsFailed: make('DG_ERR_VNC_TLS', (label: string, why: string) => `${label}: TLS failed (${why})`),
+  vncPasswordWrong: make('DG_ERR_UNAUTHENTICATED', (label: string, why: string) => `${label} rejected the VNC password${why ? ` (${why})` : ''}`),
+  vncRefused: make('DG_ERR_VNC_PROTOCOL', (label: string, why: string) => `${label} refused the connection${why ? `: ${why}` : ''}`),
+  vncClosed: make('DG_ERR_VNC_PROTOCOL', (label: string, waitingFor: string) => `${label} closed the connection during the RFB handshake (before its ${waitingFor})`),
+  vncBrokeProtocol: make('DG_ERR_VNC_PROTOCOL', (label: string, what: string) => `${label} broke the RFB handshake: ${what}`),
+  handshakeTimeout: make('DG_ERR_HANDSHAKE_TIMEOUT', (label: string, waitingFor: string, duration: string) => `${label}: no ${waitingFor} within ${duration}`),
+  viewerTimeout: make('DG_ERR_VIEWER_TIMEOUT', (waitingFor: string, duration: string) => `The viewer sent no ${waitingFor} within ${duration}`),
 
   // The session
   idle: make('DG_ERR_IDLE_TIMEOUT', (duration: string) => `Session closed after ${duration} without activity`),

@@ -19,6 +19,7 @@ import { startDemoDesktop, type DemoDesktop } from './demo/server.js';
 import { DesktopDirectory } from './desktops/directory.js';
 import { DesktopStatus } from './desktops/status.js';
 import { TargetPolicy } from './desktops/targets.js';
+import { loadDesktops } from './desktops/vnc-settings.js';
 import { errors } from './errors.js';
 import { Admission } from './http/admission.js';
 import { createRequestHandler } from './http/routes.js';
@@ -55,7 +56,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const logger = options.logger ?? createLogger(config.log.level);
   const auth = await Auth.create(config);
   const tlsFiles = config.tls && (await readTlsFiles(config.tls));
-  const directory = new DesktopDirectory(config.desktops, new TargetPolicy(config.targets.allow));
+  const directory = new DesktopDirectory(loadDesktops(config.desktops, process.env), new TargetPolicy(config.targets.allow));
 
   /** Events name this object as their source; the log listens for it. */
   const self = {};

@@ -24,6 +24,56 @@ const principals = z.strictObject({
   groups: z.array(groupName, { error: 'expected a list of group names' }).default([]),
 });
 
+const FINGERPRINT = /^(?:sha256:)?((?:[0-9a-f]{2}:?){31}[0-9a-f]{2})$/i;
+
+/** How the gateway speaks RFB to a desktop: its credentials (so browsers never see them) and TLS. */
+const vncSettings = z
+  .strictObject({
+    /** The VNC password itself; prefer passwordFile or passwordEnv, which keep it out of the config file. */
+    password: z.string({ error: 'expected the VNC password' }).min(1, 'expected the VNC password').optional(),
+    /** A file holding the password as text (its first line). */
+    passwordFile: z.string({ error: 'expected the path of a file holding the VNC password' }).min(1).optional(),
+    /** A file written by `vncpasswd` (TigerVNC, TightVNC): the same file Xvnc -PasswordFile reads. */
+    vncpasswdFile: z.string({ error: 'expected the path of a file written by vncpasswd' }).min(1).optional(),
+    /** An environment variable holding the password. */
+    passwordEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable')
+      .optional(),
+    /** For VeNCrypt's Plain subtypes, with the password. */
+    username: z.string({ error: 'expected a user name' }).min(1).max(255).optional(),
+    tls: z.enum(['none', 'vencrypt', 'tls-first'], { error: 'expected none, vencrypt or tls-first' }).default('none'),
+    /** CA certificates (PEM) that must have signed the server's certificate, instead of the system's. */
+    ca: z.string({ error: 'expected the path of a PEM file of CA certificates' }).min(1).optional(),
+    /** Pin the server's certificate: its SHA-256 fingerprint (`openssl x509 -noout -fingerprint -sha256`). */
+    fingerprint: z
+      .string()
+      .regex(FINGERPRINT, 'expected sha256: and 32 hex bytes, e.g. sha256:AB:CD:…')
+      .transform((text) => (FINGERPRINT.exec(text)?.[1] ?? '').replaceAll(':', '').toUpperCase().replace(/..(?!$)/g, '$&:'))
+      .optional(),
+    /** The name the certificate must carry, when it is not `host`. */
+    serverName: host.optional(),
+    insecureSkipVerify: z.boolean({ error: 'expected true or false' }).default(false),
+    /** VeNCrypt's anonymous TLS subtypes (TLSNone, TLSVnc, TLSPlain), which do not authenticate the server. */
+    anonymousTls: z.boolean({ error: 'expected true or false' }).default(false),
+    /** ClientInit's shared flag: false lets each new session disconnect the server's other clients. */
+    shared: z.boolean({ error: 'expected true or false' }).default(true),
+  })
+  .superRefine((vnc, ctx) => {
+    const issue = (path: string, message: string, input: unknown): void => ctx.addIssue({ code: 'custom', path: [path], message, input });
+    const sources = (['password', 'passwordFile', 'vncpasswdFile', 'passwordEnv'] as const).filter((key) => vnc[key] !== undefined);
+    if (sources.length > 1) issue(sources[1] as string, `set one of password, passwordFile, vncpasswdFile and passwordEnv, not ${sources.join(' and ')}`, '…');
+    if (vnc.username !== undefined && sources.length === 0) issue('username', 'a user name needs a password (passwordFile, passwordEnv, …)', vnc.username);
+    const verifiers = (['ca', 'fingerprint', 'insecureSkipVerify'] as const).filter((key) => vnc[key] !== undefined && vnc[key] !== false);
+    if (verifiers.length > 1) issue(verifiers[1] as string, `set one of ca, fingerprint and insecureSkipVerify, not ${verifiers.join(' and ')}`, true);
+    if (vnc.tls === 'none') {
+      for (const key of [...verifiers, ...(vnc.serverName !== undefined ? ['serverName' as const] : [])]) {
+        issue(key, `${key} checks the server's certificate: it needs tls: vencrypt or tls-first`, vnc[key]);
+      }
+    }
+    if (vnc.anonymousTls && vnc.tls !== 'vencrypt') issue('anonymousTls', 'anonymousTls is a VeNCrypt setting: it needs tls: vencrypt', true);
+  });
+
 const desktopObject = z.strictObject({
   name: desktopName,
   host,
@@ -33,6 +83,7 @@ const desktopObject = z.strictObject({
   allow: principals.optional(),
   /** Who may only watch it. */
   viewOnly: principals.optional(),
+  vnc: vncSettings.optional(),
 });
 
 /** `--desktop NAME=HOST:PORT` and DESKGATE_DESKTOP use this short form. */
@@ -135,6 +186,8 @@ export const configSchema = z
     session: z
       .strictObject({
         connectTimeoutMs: milliseconds(100, 5_000),
+        /** The longest the gateway waits for any one answer of the VNC server or the viewer during the RFB handshake. */
+        handshakeTimeoutMs: milliseconds(100, 10_000),
         idleTimeoutMs: milliseconds(1_000, 30 * 60_000),
         maxDurationMs: milliseconds(1_000, 12 * 60 * 60_000),
         maxMessageBytes: bytes(1024, 64 * 1024 * 1024, 1024 * 1024),
@@ -269,6 +322,7 @@ export const DEMO_DESKTOP = 'demo';
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type DesktopConfig = Config['desktops'][number];
+export type VncConfig = NonNullable<DesktopConfig['vnc']>;
 export type AllowRule = Config['targets']['allow'][number];
 
 /** A bad flag, value or configuration: the operator's to fix (exit code 2). */
@@ -299,7 +353,7 @@ export function parseConfig(raw: unknown): Config {
     const lines = result.error.issues.map((issue) => {
       const key = formatPath(issue.path);
       const source = sourcesOf(key.replace(/\[\d+\]$/, '')); // names what the user actually typed
-      const value = /secret/i.test(key) ? '(not shown)' : 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input) : 'nothing';
+      const value = /secret|password/i.test(key) ? '(not shown)' : 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input) : 'nothing';
       return `  ${key}${source ? ` (${source})` : ''}: got ${value}; ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);

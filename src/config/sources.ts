@@ -106,13 +106,17 @@ function setIn(holder: unknown, [name, ...rest]: readonly string[], value: unkno
   return copy;
 }
 
+/** The file paths of a desktop's `vnc` section. */
+const DESKTOP_VNC_PATHS = ['passwordFile', 'vncpasswdFile', 'ca'];
+
 /** File paths in a config file are relative to the file, as its author reads them. */
 function resolvePaths(raw: Record<string, unknown>, base: string): Record<string, unknown> {
-  for (const key of PATH_KEYS) {
-    const section = getIn(raw, key.slice(0, -1));
-    const name = key.at(-1) as string;
+  const resolveIn = (section: unknown, name: string): void => {
     if (isObject(section) && typeof section[name] === 'string') section[name] = resolve(base, section[name]);
-  }
+  };
+  for (const key of PATH_KEYS) resolveIn(getIn(raw, key.slice(0, -1)), key.at(-1) as string);
+  const desktops = Array.isArray(raw.desktops) ? (raw.desktops as unknown[]) : [];
+  for (const desktop of desktops) for (const name of DESKTOP_VNC_PATHS) resolveIn(getIn(desktop, ['vnc']), name);
   return raw;
 }
 

@@ -7,10 +7,10 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { DesktopRules } from '../auth/identity.js';
-import type { DesktopConfig } from '../config/schema.js';
 import { describeSocketError, errors } from '../errors.js';
 import type { ConnectTarget } from '../relay/connector.js';
 import type { HostPort } from '../net/host-port.js';
+import type { VncSettings } from '../rfb/handshake.js';
 import type { TargetPolicy } from './targets.js';
 
 export interface Desktop extends DesktopRules {
@@ -18,13 +18,15 @@ export interface Desktop extends DesktopRules {
   host: string;
   port: number;
   description?: string | undefined;
+  /** Credentials and TLS towards its VNC server; none: the viewer's own handshake over plain TCP. */
+  vnc?: VncSettings | undefined;
 }
 
 export class DesktopDirectory {
   readonly #desktops = new Map<string, Desktop>();
   readonly #policy: TargetPolicy;
 
-  constructor(desktops: readonly DesktopConfig[], policy: TargetPolicy) {
+  constructor(desktops: readonly Desktop[], policy: TargetPolicy) {
     for (const desktop of desktops) this.#desktops.set(desktop.name, desktop);
     this.#policy = policy;
   }

@@ -31,6 +31,16 @@ export interface SessionStarted extends From {
   readonly desktop: string;
   readonly viewOnly: boolean;
   readonly upstream: string;
+  /** The security type used with the VNC server, e.g. "VNC authentication", "VeNCrypt X509Vnc". */
+  readonly security: string;
+  /** Whether the gateway read the handshake through; false: the viewer chose a type it cannot follow. */
+  readonly followed: boolean;
+}
+
+export interface SessionModeChanged extends From {
+  readonly session: string;
+  readonly desktop: string;
+  readonly viewOnly: boolean;
 }
 
 export interface SessionEnded extends From {
@@ -42,6 +52,8 @@ export interface SessionEnded extends From {
   readonly code: number;
   readonly reason: string;
   readonly by: 'browser' | 'upstream' | 'gateway';
+  /** Input and control messages a view-only filter dropped. */
+  readonly droppedMessages: number;
 }
 
 export interface SessionRefused extends From {
@@ -100,6 +112,8 @@ export const events = {
   /** A page, form or API request refused (login, viewer, tickets). */
   requestRefused: new LifecycleEvent<Refused>('deskgate:request:refused'),
   sessionStarted: new LifecycleEvent<SessionStarted>('deskgate:session:started'),
+  /** A running session switched between control and view-only. */
+  sessionModeChanged: new LifecycleEvent<SessionModeChanged>('deskgate:session:mode'),
   sessionEnded: new LifecycleEvent<SessionEnded>('deskgate:session:ended'),
   /** A WebSocket accepted and then closed before it was bridged (the VNC server not reachable, say). */
   sessionRefused: new LifecycleEvent<SessionRefused>('deskgate:session:refused'),

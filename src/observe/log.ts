@@ -26,6 +26,7 @@ export function logEvents(gateway: object, logger: Logger): () => void {
     events.upgradeRefused.subscribe(mine((m) => logger.warn(m, 'upgrade refused'))),
     events.requestRefused.subscribe(mine((m) => logger.warn(m, 'request refused'))),
     events.sessionStarted.subscribe(mine((m) => logger.info(m, 'session start'))),
+    events.sessionModeChanged.subscribe(mine((m) => logger.info(m, 'session mode'))),
     events.sessionEnded.subscribe(mine((m) => logger.info(m, 'session end'))),
     events.sessionRefused.subscribe(mine((m) => logger.warn(m, 'session refused'))),
     events.loggedIn.subscribe(mine((m) => logger.info(m, 'login'))),

@@ -110,8 +110,11 @@ export class Bridge implements StageSession {
     this.upstreamRead = { buffer: SHARED_READ_BUFFER, callback: onUpstreamRead };
   }
 
-  /** Start relaying once the VNC server is connected (with `upstreamRead` as its reader). */
-  start(tcp: Socket): void {
+  /**
+   * Start relaying once the VNC server is connected, its reads sent to `upstreamRead`.
+   * `early` holds what each side sent after the handshake and before the relay began.
+   */
+  start(tcp: Socket, early: { fromBrowser?: Buffer; fromUpstream?: Buffer } = {}): void {
     this.#tcp = tcp;
     const ws = this.#ws;
     ws.on('message', this.#onBrowserMessage);
@@ -124,7 +127,22 @@ export class Bridge implements StageSession {
     // every chunk: the hot path only increments counters.
     this.#idleTimer = setTimeout(this.idleCheck.bind(this), this.#options.idleTimeoutMs);
     this.#durationTimer = setTimeout(() => this.close(this.#options.endings.expired()), this.#options.maxDurationMs);
+    if (early.fromUpstream?.length) this.#sendEarly(early.fromUpstream);
+    if (early.fromBrowser?.length) this.#onBrowserMessage(early.fromBrowser, true);
     ws.resume();
+  }
+
+  /** Bytes the VNC server sent with the end of the handshake: the tap sees them, then the browser. */
+  #sendEarly(chunk: Buffer): void {
+    try {
+      this.#toBrowser?.tap(chunk, this);
+    } catch (err) {
+      this.#stageFailed(err);
+      return;
+    }
+    if (this.#closing) return;
+    this.bytesToBrowser += chunk.length;
+    this.#ws.send(chunk, this.wsOnSent);
   }
 
   /** Bytes this session holds in the gateway right now, both directions. */

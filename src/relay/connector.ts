@@ -5,6 +5,7 @@
  */
 import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import { describeSocketError, errors, GatewayError } from '../errors.js';
+import type { VncSettings } from '../rfb/handshake.js';
 
 export interface ConnectTarget {
   /** A configured desktop, or an ad-hoc `?target=` allowed by the operator's rules. */
@@ -13,6 +14,8 @@ export interface ConnectTarget {
   name: string;
   host: string;
   port: number;
+  /** How to speak RFB to it; none: follow the viewer's handshake over plain TCP. */
+  vnc?: VncSettings | undefined;
 }
 
 export interface ConnectOptions {

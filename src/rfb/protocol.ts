@@ -10,7 +10,18 @@ export const RFB_VERSION_3_8 = 'RFB 003.008\n';
 export const PROTOCOL_VERSION_LENGTH = 12;
 export type ProtocolMinor = 3 | 7 | 8;
 
-export const SecurityType = { Invalid: 0, None: 1, VncAuthentication: 2 } as const;
+export const SecurityType = { Invalid: 0, None: 1, VncAuthentication: 2, VeNCrypt: 19 } as const;
+
+/** VeNCrypt (security type 19) subtypes: Plain sends a user name and password; TLS* is anonymous TLS, X509* verifies the server. */
+export const VeNCryptSubtype = {
+  Plain: 256,
+  TLSNone: 257,
+  TLSVnc: 258,
+  TLSPlain: 259,
+  X509None: 260,
+  X509Vnc: 261,
+  X509Plain: 262,
+} as const;
 export const SecurityResult = { Ok: 0, Failed: 1 } as const;
 
 export const ClientMessageType = {
@@ -20,6 +31,12 @@ export const ClientMessageType = {
   KeyEvent: 4,
   PointerEvent: 5,
   ClientCutText: 6,
+  EnableContinuousUpdates: 150,
+  ClientFence: 248,
+  Xvp: 250,
+  SetDesktopSize: 251,
+  Gii: 253,
+  Qemu: 255,
 } as const;
 
 export const ServerMessageType = { FramebufferUpdate: 0, SetColourMapEntries: 1, Bell: 2, ServerCutText: 3 } as const;

@@ -4,7 +4,6 @@
  * are published as lifecycle events (observe/events.ts); the limits are counted here.
  */
 import { randomUUID } from 'node:crypto';
-import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { Identity } from '../auth/identity.js';
 import type { Ticket } from '../auth/tickets.js';
@@ -13,6 +12,10 @@ import { CLOSE, describeSocketError, errors, formatDuration, GatewayError } from
 import { events } from '../observe/events.js';
 import { Bridge, type BridgeEnd, type BridgeEndings, type Closing } from '../relay/bridge.js';
 import { describe, type Connect, type ConnectTarget } from '../relay/connector.js';
+import { Upstream } from '../relay/upstream.js';
+import type { HandshakeResult } from '../rfb/handshake.js';
+import { ClientMessageFilter } from '../rfb/view-only-filter.js';
+import { HandshakePhase } from './handshake-phase.js';
 
 /** What the gateway decided: who opens the session, from where, to what, and whether they may only watch. */
 export interface Grant {
@@ -20,6 +23,8 @@ export interface Grant {
   readonly address: string;
   readonly identity: Identity;
   readonly viewOnly: boolean;
+  /** The session may switch between control and view-only while it runs (it then always has a filter). */
+  readonly modeCanChange?: boolean | undefined;
   readonly target: ConnectTarget;
   /** The ticket that let them in: used up once the session is sure to open. */
   readonly ticket?: Ticket | undefined;
@@ -32,7 +37,7 @@ export interface Session {
   readonly viewOnly: boolean;
   readonly startedAt: number;
   readonly target: ConnectTarget;
-  /** Set once the VNC server is connected. */
+  /** Set once the handshake is done and the relay runs. */
   bridge: Bridge | undefined;
 }
 
@@ -46,6 +51,10 @@ export interface SessionSnapshot {
   readonly startedAt: Date;
   /** Whether it is bridged to the VNC server yet. */
   readonly connected: boolean;
+  /** The security type used with the VNC server, once connected. */
+  readonly security: string | undefined;
+  /** Input and control messages its view-only filter dropped. */
+  readonly droppedMessages: number;
   readonly bytesToUpstream: number;
   readonly bytesToBrowser: number;
   /** Bytes the gateway holds for it right now, both directions. */
@@ -53,8 +62,14 @@ export interface SessionSnapshot {
 }
 
 interface LiveSession extends Session {
+  viewOnly: boolean;
+  readonly modeCanChange: boolean;
   readonly ws: WebSocket;
   readonly connecting: AbortController;
+  /** Set once the handshake is done. */
+  handshake: HandshakeResult | undefined;
+  /** Present when the session is view-only or may become so. */
+  filter: ClientMessageFilter | undefined;
 }
 
 export interface SessionManagerOptions {
@@ -98,6 +113,8 @@ export class SessionManager {
       viewOnly: s.viewOnly,
       startedAt: new Date(s.startedAt),
       connected: s.bridge !== undefined,
+      security: s.handshake?.security,
+      droppedMessages: s.filter?.dropped ?? 0,
       bytesToUpstream: s.bridge?.bytesToUpstream ?? 0,
       bytesToBrowser: s.bridge?.bytesToBrowser ?? 0,
       bufferedBytes: s.bridge?.bufferedBytes ?? 0,
@@ -122,11 +139,14 @@ export class SessionManager {
       remoteAddress: grant.address,
       identity: grant.identity,
       viewOnly: grant.viewOnly,
+      modeCanChange: grant.modeCanChange ?? false,
       startedAt: Date.now(),
       target: grant.target,
       bridge: undefined,
       ws,
       connecting: new AbortController(),
+      handshake: undefined,
+      filter: undefined,
     };
     this.#sessions.add(session);
     this.#perAddress.add(session.remoteAddress);
@@ -143,23 +163,25 @@ export class SessionManager {
 
   async #connect(session: LiveSession): Promise<void> {
     const { ws, target } = session;
+    const upstream = new Upstream();
     try {
-      const { highWaterMarkBytes, idleTimeoutMs, maxDurationMs } = this.#options.session;
-      const options = { endings: this.#endings(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs };
-      const bridge = new Bridge(ws, options, (end) => this.#ended(session, end));
-      const tcp = await this.#options.connect(target, {
+      const socket = await this.#options.connect(target, {
         signal: session.connecting.signal,
-        onread: bridge.upstreamRead,
+        onread: upstream.onread,
         // Node's default of 16 KiB is less than one 64 KiB noVNC message: the WebSocket would
         // be paused and resumed after every message.
-        writableHighWaterMark: highWaterMarkBytes,
+        writableHighWaterMark: this.#options.session.highWaterMarkBytes,
       });
-      if (ws.readyState === ws.OPEN) this.#start(session, bridge, tcp);
+      upstream.connected(socket);
+      const phase = new HandshakePhase(session, upstream, this.#options.session);
+      session.handshake = await phase.run();
+      if (ws.readyState === ws.OPEN) this.#start(session, upstream, phase);
       else {
-        tcp.destroy();
+        upstream.socket.destroy();
         this.#leftEarly(session);
       }
     } catch (err) {
+      upstream.destroy();
       if (ws.readyState === ws.OPEN || this.#shuttingDown) this.#refused(session, err);
       else this.#leftEarly(session);
     }
@@ -181,10 +203,23 @@ export class SessionManager {
     this.#ended(session, { code: CLOSE.GOING_AWAY, reason: 'browser left while connecting', by: 'browser', bytesToUpstream: 0, bytesToBrowser: 0 });
   }
 
-  #start(session: LiveSession, bridge: Bridge, tcp: Socket): void {
-    const { target } = session;
+  /** The relay, from the end of the handshake on; a filter only where the session needs one. */
+  #start(session: LiveSession, upstream: Upstream, phase: HandshakePhase): void {
+    const { target, ws } = session;
+    const { highWaterMarkBytes, idleTimeoutMs, maxDurationMs } = this.#options.session;
+    const needsFilter = session.viewOnly || session.modeCanChange;
+    const filter = needsFilter && session.handshake?.followed ? new ClientMessageFilter({ viewOnly: session.viewOnly }) : undefined;
+    const stages = filter && { toUpstream: filter };
+    const options = { endings: this.#endings(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs, stages };
+    const bridge = new Bridge(ws, options, (end) => this.#ended(session, end));
+    session.filter = filter;
     session.bridge = bridge;
-    bridge.start(tcp);
+    // In one go, so no byte falls between the handshake and the relay.
+    const early = phase.finish();
+    upstream.routeTo(bridge.upstreamRead.callback);
+    bridge.start(upstream.socket, early);
+    const security = session.handshake?.security ?? 'unknown';
+    const followed = session.handshake?.followed ?? false;
     events.sessionStarted.publish(() => ({
       gateway: this.#options.gateway,
       session: session.id,
@@ -193,7 +228,31 @@ export class SessionManager {
       user: session.identity.user,
       viewOnly: session.viewOnly,
       upstream: `${target.host}:${target.port}`,
+      security,
+      followed,
     }));
+  }
+
+  /**
+   * Switch a running session between control and view-only, at the next message boundary.
+   * Only sessions opened view-only or with `modeCanChange` have the filter this needs.
+   */
+  setViewOnly(id: string, viewOnly: boolean): boolean {
+    const session = [...this.#sessions].find((s) => s.id === id);
+    if (!session?.filter) return false;
+    if (session.viewOnly === viewOnly) return true;
+    session.viewOnly = viewOnly;
+    session.filter.viewOnly = viewOnly;
+    const { gateway } = this.#options;
+    events.sessionModeChanged.publish(() => ({
+      gateway,
+      session: session.id,
+      desktop: session.target.name,
+      remote: session.remoteAddress,
+      user: session.identity.user,
+      viewOnly,
+    }));
+    return true;
   }
 
   #refused(session: LiveSession, err: unknown): void {
@@ -232,6 +291,7 @@ export class SessionManager {
       code: end.code,
       reason: end.reason,
       by: end.by,
+      droppedMessages: session.filter?.dropped ?? 0,
     }));
     this.#forget(session);
   }

@@ -1,9 +1,10 @@
 /**
- * Plain TCP peers on loopback standing in for VNC servers: a canary that counts the
- * connections it accepts, an echo server, a flood source and a slow sink; and a bare
- * client connection for requests no HTTP client would send.
+ * TCP peers on loopback standing in for VNC servers: a canary that counts the connections
+ * it accepts and, behind a minimal RFB handshake (`rfbServer`), an echo server, a flood
+ * source and a slow sink; and a bare client connection for requests no HTTP client would send.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { ByteQueue } from './rfb-client.js';
 
 export interface Peer {
   server: Server;
@@ -36,6 +37,47 @@ export async function startPeer(onConnection: (socket: Socket) => void = () => {
       for (const socket of sockets) socket.destroy();
       return new Promise((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+/** What an `rfbServer` peer saw of each handshake: the ClientInit shared flags, in order. */
+export interface RfbPeerLog {
+  sharedFlags: number[];
+}
+
+/**
+ * Wrap a peer's connection handler in the server side of an RFB 3.8 handshake (security
+ * None, a 1x1 desktop named 'peer'): `then` gets the socket once ServerInit is sent, so what
+ * follows is the relay's. Pass a log to see what the gateway sent.
+ */
+export function rfbServer(then: (socket: Socket) => void = () => {}, log: RfbPeerLog = { sharedFlags: [] }): (socket: Socket) => void {
+  return (socket) => {
+    const bytes = new ByteQueue();
+    const onData = (chunk: Buffer): void => bytes.push(chunk);
+    socket.on('data', onData);
+    socket.once('close', () => bytes.end(new Error('closed during the RFB handshake')));
+    const serverInit = Buffer.alloc(24 + 4);
+    serverInit.writeUInt16BE(1, 0);
+    serverInit.writeUInt16BE(1, 2);
+    Buffer.from([32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0]).copy(serverInit, 4);
+    serverInit.writeUInt32BE(4, 20);
+    serverInit.write('peer', 24, 'latin1');
+    const handshake = async (): Promise<void> => {
+      socket.write('RFB 003.008\n');
+      await bytes.read(12);
+      socket.write(Buffer.from([1, 1]));
+      await bytes.read(1);
+      socket.write(Buffer.from([0, 0, 0, 0]));
+      const [shared = -1] = await bytes.read(1);
+      log.sharedFlags.push(shared);
+      socket.pause(); // nothing may be read between this handler and the next
+      socket.off('data', onData);
+      if (bytes.length > 0) socket.unshift(await bytes.read(bytes.length));
+      socket.write(serverInit);
+      then(socket);
+      socket.resume();
+    };
+    handshake().catch(() => socket.destroy());
   };
 }
 

@@ -6,6 +6,7 @@
  * so before any caller could listen. Every socket opened here is cut by `closeOpenedSockets()`.
  */
 import { WebSocket } from 'ws';
+import { parsePixelFormat } from '../../src/rfb/protocol.js';
 import { RfbClient, type ServerInit } from './rfb-client.js';
 import { fillPattern } from './tcp-peers.js';
 
@@ -60,13 +61,45 @@ export async function upgradeStatus(url: string, options: UpgradeOptions = {}): 
   return result.status;
 }
 
-/** Open a session and wait for the desktop's RFB greeting; fails with the refusal otherwise. */
+/**
+ * Open a session and do the RFB handshake as a viewer would (security None, ServerInit
+ * read): from then on the client's messages are the relay's. Fails with the refusal otherwise.
+ */
 export async function openDesktop(url: string, options: UpgradeOptions = {}): Promise<TestClient> {
   const result = await tryUpgrade(url, options);
   if (!('client' in result)) throw new Error(`upgrade refused with HTTP ${result.status}: ${result.body.trim()}`);
-  const greeting = (await result.client.nextMessage()).toString('latin1');
-  if (!/^RFB \d{3}\.\d{3}\n$/.test(greeting)) throw new Error(`expected an RFB greeting, got ${JSON.stringify(greeting)}`);
+  await viewerHandshake(result.client);
   return result.client;
+}
+
+/**
+ * The viewer's side of the RFB handshake (3.8, security None) over an open WebSocket, read
+ * message by message so that nothing after ServerInit is taken: resolves with ServerInit.
+ */
+export async function viewerHandshake(client: TestClient, options: { shared?: boolean } = {}): Promise<ServerInit> {
+  let held = Buffer.alloc(0);
+  const read = async (length: number): Promise<Buffer> => {
+    while (held.length < length) held = Buffer.concat([held, await client.nextMessage()]);
+    const bytes = held.subarray(0, length);
+    held = held.subarray(length);
+    return bytes;
+  };
+  const reason = async (): Promise<string> => (await read((await read(4)).readUInt32BE(0))).toString();
+  const send = (bytes: Buffer | string): void => client.ws.send(typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes);
+  const version = (await read(12)).toString('latin1');
+  if (version !== 'RFB 003.008\n') throw new Error(`expected RFB 3.8, got ${JSON.stringify(version)}`);
+  send('RFB 003.008\n');
+  const [count = 0] = await read(1);
+  if (count === 0) throw new Error(`refused: ${await reason()}`);
+  const offered = [...(await read(count))];
+  if (!offered.includes(1)) throw new Error(`security types ${offered.join(', ')} do not include None`);
+  send(Buffer.from([1]));
+  if ((await read(4)).readUInt32BE(0) !== 0) throw new Error(`security failed: ${await reason()}`);
+  send(Buffer.from([options.shared === false ? 0 : 1]));
+  const head = await read(24);
+  const name = (await read(head.readUInt32BE(20))).toString();
+  if (held.length > 0) throw new Error(`${held.length} bytes came with ServerInit: expected them in a message of their own`);
+  return { width: head.readUInt16BE(0), height: head.readUInt16BE(2), pixelFormat: parsePixelFormat(head, 4), name };
 }
 
 /** Send `text` through an echo desktop; resolves with what came back once it is as long. */

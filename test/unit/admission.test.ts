@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Auth } from '../../src/auth/auth.js';
 import { parseConfig } from '../../src/config/schema.js';
 import { DesktopDirectory } from '../../src/desktops/directory.js';
+import { loadDesktops } from '../../src/desktops/vnc-settings.js';
 import { TargetPolicy } from '../../src/desktops/targets.js';
 import { GatewayError } from '../../src/errors.js';
 import { Admission } from '../../src/http/admission.js';
@@ -64,7 +65,7 @@ describe('the access decision, for pages and upgrades alike', () => {
       ],
     });
     auth = await Auth.create(config);
-    admission = new Admission(auth, new DesktopDirectory(config.desktops, new TargetPolicy(config.targets.allow)));
+    admission = new Admission(auth, new DesktopDirectory(loadDesktops(config.desktops, {}), new TargetPolicy(config.targets.allow)));
     const issue = async (desktop: string, viewOnly = false) => (await auth.tickets?.issue({ desktop, user: 'guest', viewOnly }))?.token as string;
     tickets.lab = await issue('lab');
     tickets.labViewOnly = await issue('lab', true);
