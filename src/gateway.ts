@@ -39,6 +39,11 @@ export interface Gateway {
   readonly server: Server;
   /** The live sessions right now, as copies. */
   sessions(): SessionSnapshot[];
+  /**
+   * Switch a live session between control and view-only without reconnecting. Only sessions
+   * opened view-only can (they carry the filter); false when the session cannot or is gone.
+   */
+  setViewOnly(sessionId: string, viewOnly: boolean): boolean;
   /** The built-in demo desktop, when it is served. */
   readonly demo: DemoDesktop | undefined;
   handleRequest(req: IncomingMessage, res: ServerResponse): void;
@@ -103,6 +108,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     config,
     server,
     sessions: () => sessions.snapshot(),
+    setViewOnly: (id, viewOnly) => sessions.setViewOnly(id, viewOnly),
     demo,
     handleRequest,
     handleUpgrade,

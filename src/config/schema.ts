@@ -49,7 +49,12 @@ const vncSettings = z
     fingerprint: z
       .string()
       .regex(FINGERPRINT, 'expected sha256: and 32 hex bytes, e.g. sha256:AB:CD:…')
-      .transform((text) => (FINGERPRINT.exec(text)?.[1] ?? '').replaceAll(':', '').toUpperCase().replace(/..(?!$)/g, '$&:'))
+      .transform((text) =>
+        (FINGERPRINT.exec(text)?.[1] ?? '')
+          .replaceAll(':', '')
+          .toUpperCase()
+          .replace(/..(?!$)/g, '$&:'),
+      )
       .optional(),
     /** The name the certificate must carry, when it is not `host`. */
     serverName: host.optional(),

@@ -22,10 +22,11 @@ export class DesktopStatus {
   }
 
   check(desktop: Desktop): Promise<ProbeResult> {
-    const key = `${desktop.host}:${desktop.port}`;
+    const tls = desktop.vnc?.tls === 'tls-first';
+    const key = `${tls ? 'tls:' : ''}${desktop.host}:${desktop.port}`;
     const cached = this.#cache.get(key);
     if (cached && (cached.doneAt === undefined || Date.now() - cached.doneAt < this.#cacheMs)) return cached.result;
-    const entry: Entry = { result: probeRfb(desktop.host, desktop.port, this.#timeoutMs), doneAt: undefined };
+    const entry: Entry = { result: probeRfb(desktop.host, desktop.port, this.#timeoutMs, tls), doneAt: undefined };
     void entry.result.then(() => (entry.doneAt = Date.now()));
     this.#cache.set(key, entry);
     return entry.result;

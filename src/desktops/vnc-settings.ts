@@ -39,7 +39,8 @@ function readPassword(vnc: VncConfig, key: (name: string) => string, env: NodeJS
   if (vnc.passwordFile !== undefined) {
     const text = readOperatorFile(key('passwordFile'), vnc.passwordFile).toString('utf8');
     const password = text.split(/\r?\n/, 1)[0] ?? '';
-    if (!password) throw new FileError(key('passwordFile'), vnc.passwordFile, `${key('passwordFile')} ${vnc.passwordFile} is empty: its first line is the password`);
+    if (!password)
+      throw new FileError(key('passwordFile'), vnc.passwordFile, `${key('passwordFile')} ${vnc.passwordFile} is empty: its first line is the password`);
     return password;
   }
   if (vnc.vncpasswdFile !== undefined) {

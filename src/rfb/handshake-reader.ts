@@ -90,7 +90,7 @@ export class HandshakeReader {
 
   #take(length: number): Buffer {
     const parts: Buffer[] = [];
-    for (let missing = length; missing > 0; ) {
+    for (let missing = length; missing > 0;) {
       const head = this.#chunks[0]!;
       const part = head.length <= missing ? head : head.subarray(0, missing);
       if (part === head) this.#chunks.shift();

@@ -340,7 +340,8 @@ function tlsSetup(o: HandshakeOptions, anonymous: boolean): { options: Connectio
       options: { servername, rejectUnauthorized: false },
       verify(socket) {
         const seen = (socket.getPeerCertificate() as PeerCertificate | undefined)?.fingerprint256;
-        if (seen !== pinned) throw new Error(`its certificate's fingerprint sha256:${seen ?? 'none'} is not vnc.fingerprint`);
+        // The fingerprint seen comes last: where a close reason is cut short, only it is.
+        if (seen !== pinned) throw new Error(`its certificate does not match vnc.fingerprint; it is sha256:${seen ?? 'none'}`);
       },
     };
   }

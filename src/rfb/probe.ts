@@ -1,8 +1,10 @@
 /**
  * A cheap liveness probe for the dashboard: connect, read the 12-byte RFB ProtocolVersion
- * banner ("RFB 003.008\n"), hang up. Never throws; the answer says what was seen.
+ * banner ("RFB 003.008\n"), hang up. The banner comes before any authentication, so servers
+ * that require a password are probed alike. Never throws; the answer says what was seen.
  */
-import { connect } from 'node:net';
+import { connect, isIP } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { describeSocketError } from '../errors.js';
 
 export interface ProbeResult {
@@ -12,9 +14,14 @@ export interface ProbeResult {
 
 const BANNER = /^RFB \d{3}\.\d{3}\n$/;
 
-export function probeRfb(host: string, port: number, timeoutMs: number): Promise<ProbeResult> {
+/**
+ * With `tls` (a server behind a TLS wrapper) the banner is read through TLS. The certificate
+ * is not checked here: a probe only asks whether something answers; sessions verify it.
+ */
+export function probeRfb(host: string, port: number, timeoutMs: number, tls = false): Promise<ProbeResult> {
   return new Promise((resolve) => {
-    const socket = connect({ host, port });
+    const servername = isIP(host) ? undefined : host;
+    const socket = tls ? tlsConnect({ host, port, servername, rejectUnauthorized: false }) : connect({ host, port });
     let received = Buffer.alloc(0);
     const timer = setTimeout(() => finish({ status: 'down', detail: `no answer within ${timeoutMs} ms` }), timeoutMs);
 

@@ -104,7 +104,8 @@ export class HandshakePhase {
   }
 
   private browserOnMessage(data: RawData, isBinary: boolean): void {
-    if (isBinary) this.#fromBrowser.push(data as Buffer); // binaryType is 'nodebuffer'
+    if (isBinary)
+      this.#fromBrowser.push(data as Buffer); // binaryType is 'nodebuffer'
     else this.#fromBrowser.fail(errors.textMessage());
   }
 

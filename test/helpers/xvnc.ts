@@ -1,7 +1,8 @@
 /**
  * A real TigerVNC server for tests: Xvnc on a display it picks itself (-displayfd) and an
- * ephemeral loopback port, security type None, root window painted a known colour.
- * Stopped by its pid. A missing Xvnc is a loud failure, never a skip.
+ * ephemeral loopback port, security type None unless told otherwise (VncAuth with a
+ * password file, X509 types with a certificate). Stopped by its pid. A missing Xvnc is a
+ * loud failure, never a skip.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -17,7 +18,20 @@ export interface Xvnc {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startXvnc(options: { width?: number; height?: number } = {}): Promise<Xvnc> {
+export interface XvncOptions {
+  width?: number;
+  height?: number;
+  /** -SecurityTypes, e.g. ['VncAuth'] or ['X509Vnc']; default ['None']. */
+  securityTypes?: string[];
+  /** -PasswordFile: a file written by `vncpasswd -f`. */
+  passwordFile?: string;
+  /** -X509Cert and -X509Key, for the X509* types. */
+  x509?: { cert: string; key: string };
+  /** -AlwaysShared (default true): false lets a client that asks for exclusive access disconnect the others. */
+  alwaysShared?: boolean;
+}
+
+export async function startXvnc(options: XvncOptions = {}): Promise<Xvnc> {
   requireCommand('Xvnc', 'tigervnc-standalone-server');
   requireCommand('xsetroot', 'x11-xserver-utils');
   const port = await freePort();
@@ -31,8 +45,10 @@ export async function startXvnc(options: { width?: number; height?: number } = {
       String(port),
       '-localhost',
       '-SecurityTypes',
-      'None',
-      '-AlwaysShared',
+      (options.securityTypes ?? ['None']).join(','),
+      ...(options.passwordFile ? ['-PasswordFile', options.passwordFile] : []),
+      ...(options.x509 ? ['-X509Cert', options.x509.cert, '-X509Key', options.x509.key] : []),
+      ...(options.alwaysShared === false ? [] : ['-AlwaysShared']),
       '-geometry',
       geometry,
       '-depth',
