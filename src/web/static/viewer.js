@@ -29,9 +29,9 @@ const CLOSE_MESSAGES = {
   4409: 'The desktop is in use by another session, or this session was taken over.',
   4429: 'Too many sessions are open. Try again later.',
   4500: "The desktop's VNC server ended the session unexpectedly.",
-  4502: 'The desktop is not reachable.',
+  4502: 'The gateway could not connect to the desktop.',
   4503: 'The gateway is not ready. Try again in a moment.',
-  4504: 'Connecting to the desktop timed out.',
+  4504: 'The desktop did not answer in time.',
 };
 
 const STATE_LABELS = {
