@@ -4,13 +4,16 @@
  * noVNC connects through the WebSocket, and we look at the pixels on its canvas.
  * Also takes the README's screenshot (docs/viewer.png).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../helpers/browser.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { freePort, waitFor } from '../helpers/processes.js';
-import { startXvnc, type Xvnc } from '../helpers/xvnc.js';
+import { startXvnc, writeVncPasswdFile, type Xvnc } from '../helpers/xvnc.js';
 
 const SCREENSHOT = fileURLToPath(new URL('../../docs/viewer.png', import.meta.url));
 const PEN = [0xd6, 0x28, 0x39];
@@ -61,16 +64,27 @@ async function waitForPixel(page: Page, x: number, y: number, rgb: number[]): Pr
 describe('viewer in Chromium', () => {
   let browser: Browser;
   let xvnc: Xvnc;
+  /** A TigerVNC server that asks for a VNC password. */
+  let locked: Xvnc;
   let gw: RunningGateway;
+  const dir = mkdtempSync(join(tmpdir(), 'deskgate-e2e-'));
 
   beforeAll(async () => {
-    [browser, xvnc] = await Promise.all([launchChromium(), startXvnc({ width: 320, height: 240 })]);
-    await xvnc.paint('#3070c0');
+    writeVncPasswdFile(join(dir, 'xvnc.passwd'), 'e2e-pass');
+    writeFileSync(join(dir, 'locked.pass'), 'e2e-pass\n');
+    [browser, xvnc, locked] = await Promise.all([
+      launchChromium(),
+      startXvnc({ width: 320, height: 240 }),
+      startXvnc({ width: 320, height: 240, securityTypes: ['VncAuth'], passwordFile: join(dir, 'xvnc.passwd') }),
+    ]);
+    await Promise.all([xvnc.paint('#3070c0'), locked.paint('#20a050')]);
     gw = await startGateway({
       demo: true,
       desktops: [
         { name: 'lab', host: '127.0.0.1', port: xvnc.port, description: 'TigerVNC in the test suite' },
         { name: 'down', host: '127.0.0.1', port: await freePort(), description: 'A VNC server that is not running' },
+        { name: 'locked', host: '127.0.0.1', port: locked.port, vnc: { passwordFile: join(dir, 'locked.pass') } },
+        { name: 'asks', host: '127.0.0.1', port: locked.port, description: 'The same server, its password not held by the gateway' },
       ],
     });
   });
@@ -78,6 +92,8 @@ describe('viewer in Chromium', () => {
     await browser?.close();
     await gw?.gateway.destroy();
     await xvnc?.stop();
+    await locked?.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   async function openViewer(desktop: string): Promise<Page> {
@@ -92,6 +108,23 @@ describe('viewer in Chromium', () => {
     await waitForPixel(page, 160, 120, [0x30, 0x70, 0xc0]);
     expect(await page.textContent('#connection-state')).toBe('Connected');
     await page.close();
+  });
+
+  it('opens a password-protected desktop without a prompt when the gateway holds its password', async () => {
+    const page = await openViewer('locked');
+    await page.waitForSelector('body[data-state="connected"]');
+    await waitForPixel(page, 160, 120, [0x20, 0xa0, 0x50]);
+    expect(await page.isVisible('#credentials')).toBe(false);
+    await page.close();
+
+    // The control: without the gateway's password, noVNC must ask the person for it.
+    const asking = await openViewer('asks');
+    await asking.waitForSelector('#credentials', { state: 'visible' });
+    await asking.fill('#credentials-password', 'e2e-pass');
+    await asking.click('#credentials-form button[type="submit"]');
+    await asking.waitForSelector('body[data-state="connected"]');
+    await waitForPixel(asking, 160, 120, [0x20, 0xa0, 0x50]);
+    await asking.close();
   });
 
   it('lets a person draw and type on the demo desktop', async () => {
@@ -131,6 +164,7 @@ describe('viewer in Chromium', () => {
     await page.goto(`${gw.httpUrl}/`);
     expect(await page.getAttribute('li.desktop[data-desktop="lab"]', 'data-status')).toBe('up');
     expect(await page.getAttribute('li.desktop[data-desktop="down"]', 'data-status')).toBe('down');
+    expect(await page.getAttribute('li.desktop[data-desktop="locked"]', 'data-status')).toBe('up'); // it asks for a password: still up
     expect(await page.getAttribute('li.desktop[data-desktop="demo"]', 'data-status')).toBe('up');
     await page.click('li.desktop[data-desktop="lab"] a');
     await page.waitForSelector('body[data-state="connected"]');

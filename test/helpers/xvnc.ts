@@ -4,8 +4,9 @@
  * password file, X509 types with a certificate). Stopped by its pid. A missing Xvnc is a
  * loud failure, never a skip.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
 import { probeRfb } from '../../src/rfb/probe.js';
 import { freePort, requireCommand, waitFor } from './processes.js';
 
@@ -16,6 +17,12 @@ export interface Xvnc {
   /** Paint the root window, e.g. '#ff0000'. */
   paint(colour: string): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Write `password` to `path` as `vncpasswd -f` does: the file Xvnc's -PasswordFile reads. */
+export function writeVncPasswdFile(path: string, password: string): void {
+  requireCommand('vncpasswd', 'tigervnc-tools');
+  writeFileSync(path, execFileSync('vncpasswd', ['-f'], { input: `${password}\n${password}\n` }), { mode: 0o600 });
 }
 
 export interface XvncOptions {

@@ -19,7 +19,7 @@ import { requireCommand, waitFor } from '../helpers/processes.js';
 import { connectTcp } from '../helpers/rfb-client.js';
 import { makeCertificate, type Certificate } from '../helpers/tls.js';
 import { closeOpenedSockets, connectWs, openDesktop, viewerHandshake, type TestClient } from '../helpers/ws-client.js';
-import { startXvnc, type Xvnc } from '../helpers/xvnc.js';
+import { startXvnc, writeVncPasswdFile, type Xvnc } from '../helpers/xvnc.js';
 
 const PASSWORD = 'gw-s3cret';
 const CAPS_LOCK = 0xffe5;
@@ -42,10 +42,9 @@ afterAll(async () => {
 });
 
 beforeAll(() => {
-  requireCommand('vncpasswd', 'tigervnc-tools');
   dir = mkdtempSync(join(tmpdir(), 'deskgate-rfb-'));
   vncpasswdFile = join(dir, 'xvnc.passwd');
-  writeFileSync(vncpasswdFile, execFileSync('vncpasswd', ['-f'], { input: `${PASSWORD}\n${PASSWORD}\n` }));
+  writeVncPasswdFile(vncpasswdFile, PASSWORD);
   passwordFile = join(dir, 'lab.pass');
   writeFileSync(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
   serverCert = makeCertificate('rsa');
