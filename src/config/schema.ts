@@ -102,9 +102,25 @@ const desktopShorthand = z.string().transform((text, ctx) => {
   return { name: text.slice(0, eq), ...target };
 });
 
-const desktop = z.union([desktopShorthand.pipe(desktopObject), desktopObject], {
-  error: 'expected NAME=HOST:PORT or an object with name, host, port and optional description',
+const DESKTOP_EXPECTED = 'expected NAME=HOST:PORT or an object with name, host, port and optional description';
+
+/**
+ * A string is the short form, an object the long one, each checked by its own schema: so an
+ * object's errors name its own keys (a union would only say that neither form fit).
+ */
+const desktop = z.custom<z.input<typeof desktopObject> | string>().transform((value: unknown, ctx): z.output<typeof desktopObject> => {
+  const schema = typeof value === 'string' ? desktopShorthand.pipe(desktopObject) : isPlainObject(value) ? desktopObject : undefined;
+  const result = schema?.safeParse(value, { reportInput: true });
+  if (result?.success) return result.data;
+  for (const issue of result?.error.issues ?? [{ code: 'custom' as const, message: DESKTOP_EXPECTED, input: value, path: [] }]) {
+    ctx.addIssue(issue as Parameters<typeof ctx.addIssue>[0] & object);
+  }
+  return z.NEVER;
 });
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
 
 const listen = z.string({ error: 'expected HOST:PORT, e.g. 127.0.0.1:6080' }).transform((text, ctx) => {
   const parsed = parseHostPort(text, { allowPortZero: true });
@@ -358,12 +374,19 @@ export function parseConfig(raw: unknown): Config {
     const lines = result.error.issues.map((issue) => {
       const key = formatPath(issue.path);
       const source = sourcesOf(key.replace(/\[\d+\]$/, '')); // names what the user actually typed
-      const value = /secret|password/i.test(key) ? '(not shown)' : 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input) : 'nothing';
+      const value = SECRET_KEY.test(key) ? '(not shown)' : 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input, hideSecrets) : 'nothing';
       return `  ${key}${source ? ` (${source})` : ''}: got ${value}; ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   return deepFreeze(result.data);
+}
+
+/** Keys whose values an error never shows: a secret, a password, and what holds one. */
+const SECRET_KEY = /secret|password(?!(File|Env)\b)/i;
+
+function hideSecrets(key: string, value: unknown): unknown {
+  return key && SECRET_KEY.test(key) ? '(not shown)' : value;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {

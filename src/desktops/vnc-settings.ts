@@ -3,7 +3,7 @@
  * variable and the CA file read, once at start-up, so a bad one stops the start with the
  * key that names it. The password is held here and in the handshake only: never logged.
  */
-import { createSecureContext } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { ConfigError, FileError, type DesktopConfig, type VncConfig } from '../config/schema.js';
 import { readOperatorFile } from '../config/sources.js';
 import type { VncSettings } from '../rfb/handshake.js';
@@ -61,8 +61,11 @@ function readPassword(vnc: VncConfig, key: (name: string) => string, env: NodeJS
 
 function readCa(key: string, path: string): Buffer {
   const ca = readOperatorFile(key, path);
+  // OpenSSL skips what is not a certificate without a word: check that there is one, and that it parses.
+  const first = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/.exec(ca.toString('latin1'))?.[0];
   try {
-    createSecureContext({ ca }); // a file that holds no certificate fails here, with OpenSSL's reason
+    if (!first) throw new Error('no PEM certificate (-----BEGIN CERTIFICATE-----) in it');
+    new X509Certificate(first);
   } catch (err) {
     throw new FileError(key, path, `${key} ${path} holds no usable PEM certificate: ${(err as Error).message}`, { cause: err });
   }
