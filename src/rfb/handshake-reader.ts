@@ -1,8 +1,9 @@
 /**
  * One side of an RFB handshake as the gateway reads it: bytes pushed in by the transport,
- * read out in exact lengths, each read with a deadline. The bytes held are bounded: a peer
- * that sends more than `limitBytes` before the handshake asks for them fails the handshake,
- * so a hostile peer cannot make the gateway buffer without end.
+ * read out in exact lengths, each read with a deadline. The bytes held are bounded: once a
+ * side has sent `limitBytes` more than the handshake asked for, its transport is paused until
+ * the handshake reads them, so a hostile peer cannot make the gateway buffer without end, and a
+ * server that sends its first framebuffer right after ServerInit is simply read later, by the relay.
  */
 import type { GatewayError } from '../errors.js';
 
@@ -10,7 +11,12 @@ import type { GatewayError } from '../errors.js';
 export interface ReaderFailures {
   timedOut(waitingFor: string, timeoutMs: number): GatewayError;
   ended(waitingFor: string): GatewayError;
-  overflowed(limitBytes: number): GatewayError;
+}
+
+/** Stops and restarts the transport's reads: back-pressure on the side that sends too much. */
+export interface ReaderFlow {
+  pause(): void;
+  resume(): void;
 }
 
 interface PendingRead {
@@ -27,12 +33,15 @@ export class HandshakeReader {
   #pending: PendingRead | undefined;
   #failure: GatewayError | undefined;
   #ended = false;
+  #paused = false;
   readonly #limitBytes: number;
   readonly #failures: ReaderFailures;
+  readonly #flow: ReaderFlow;
 
-  constructor(failures: ReaderFailures, limitBytes: number) {
+  constructor(failures: ReaderFailures, limitBytes: number, flow: ReaderFlow) {
     this.#failures = failures;
     this.#limitBytes = limitBytes;
+    this.#flow = flow;
   }
 
   /** Bytes from the transport; `chunk` is the reader's from now on. */
@@ -40,8 +49,11 @@ export class HandshakeReader {
     if (this.#failure) return;
     this.#chunks.push(chunk);
     this.#length += chunk.length;
-    if (this.#length > this.#limitBytes + (this.#pending?.length ?? 0)) this.fail(this.#failures.overflowed(this.#limitBytes));
-    else this.#settle();
+    this.#settle();
+    if (!this.#paused && this.#length > this.#limitBytes + (this.#pending?.length ?? 0)) {
+      this.#paused = true;
+      this.#flow.pause();
+    }
   }
 
   /** The transport closed: a read that cannot complete with what is held fails. */
@@ -63,6 +75,10 @@ export class HandshakeReader {
       const timer = setTimeout(() => this.fail(this.#failures.timedOut(waitingFor, timeoutMs)), timeoutMs);
       this.#pending = { length, waitingFor, timer, resolve, reject };
       this.#settle();
+      if (this.#paused && this.#length < length) {
+        this.#paused = false; // the read needs more than is held: let the transport go on
+        this.#flow.resume();
+      }
     });
   }
 

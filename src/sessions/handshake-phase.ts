@@ -11,7 +11,7 @@ import type { Upstream } from '../relay/upstream.js';
 import { handshake, PLAIN_VNC, type HandshakeResult } from '../rfb/handshake.js';
 import { HandshakeReader } from '../rfb/handshake-reader.js';
 
-/** What either side may send before the handshake reads it: a handshake needs a few dozen bytes. */
+/** What either side may send beyond what the handshake reads before its transport is paused. */
 const LIMIT_BYTES = 64 * 1024;
 
 interface PhaseSession {
@@ -38,17 +38,17 @@ export class HandshakePhase {
       {
         timedOut: (waitingFor, ms) => errors.viewerTimeout(waitingFor, formatDuration(ms)),
         ended: () => errors.viewerBrokeProtocol('it closed the connection'),
-        overflowed: (limit) => errors.viewerBrokeProtocol(`it sent more than ${limit} bytes before the handshake was done`),
       },
       LIMIT_BYTES,
+      { pause: () => session.ws.pause(), resume: () => session.ws.resume() },
     );
     this.#fromUpstream = new HandshakeReader(
       {
         timedOut: (waitingFor, ms) => errors.handshakeTimeout(label, waitingFor, formatDuration(ms)),
         ended: (waitingFor) => errors.vncClosed(label, waitingFor),
-        overflowed: (limit) => errors.vncBrokeProtocol(label, `it sent more than ${limit} bytes during the handshake`),
       },
       LIMIT_BYTES,
+      { pause: () => upstream.socket.pause(), resume: () => upstream.socket.resume() },
     );
     this.browserOnMessage = this.browserOnMessage.bind(this);
     this.onAbort = this.onAbort.bind(this);
@@ -84,9 +84,7 @@ export class HandshakePhase {
     try {
       return await handshake(browser, server, options);
     } catch (err) {
-      const error = err instanceof GatewayError ? err : errors.internal().causedBy(err);
-      this.#fromBrowser.fail(error); // clears the other side's pending read and its timer
-      this.#fromUpstream.fail(error);
+      this.#failBoth(err instanceof GatewayError ? err : errors.internal().causedBy(err)); // clears the other side's pending read and its timer
       this.finish();
       throw err;
     }
@@ -106,12 +104,15 @@ export class HandshakePhase {
   private browserOnMessage(data: RawData, isBinary: boolean): void {
     if (isBinary)
       this.#fromBrowser.push(data as Buffer); // binaryType is 'nodebuffer'
-    else this.#fromBrowser.fail(errors.textMessage());
+    else this.#failBoth(errors.textMessage()); // at once, whichever side the handshake waits for
   }
 
   private onAbort(): void {
     const reason: unknown = this.#session.connecting.signal.reason;
-    const error = reason instanceof GatewayError ? reason : errors.shuttingDown();
+    this.#failBoth(reason instanceof GatewayError ? reason : errors.shuttingDown());
+  }
+
+  #failBoth(error: GatewayError): void {
     this.#fromBrowser.fail(error);
     this.#fromUpstream.fail(error);
   }

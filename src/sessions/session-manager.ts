@@ -217,6 +217,7 @@ export class SessionManager {
     // In one go, so no byte falls between the handshake and the relay.
     const early = phase.finish();
     upstream.routeTo(bridge.upstreamRead.callback);
+    upstream.socket.resume(); // the handshake may have paused it; the relay pauses it itself from now on
     bridge.start(upstream.socket, early);
     const security = session.handshake?.security ?? 'unknown';
     const followed = session.handshake?.followed ?? false;
