@@ -23,10 +23,10 @@ import { startCli, type CliGateway } from '../helpers/cli-process.js';
 import type { Reply, RequestOptions } from '../helpers/http-client.js';
 import { freePort, waitFor, within } from '../helpers/processes.js';
 import type { RfbClient } from '../helpers/rfb-client.js';
-import { openRaw, startPeer, type Peer, type RawClient } from '../helpers/tcp-peers.js';
+import { openRaw, rfbServer, startPeer, type Peer, type RawClient } from '../helpers/tcp-peers.js';
 import { makeCertificate } from '../helpers/tls.js';
 import { newApiKey, requestTicket } from '../helpers/tickets.js';
-import { startRfb, tryUpgrade, type TestClient, type Upgrade, type UpgradeOptions } from '../helpers/ws-client.js';
+import { startRfb, tryUpgrade, viewerHandshake, type TestClient, type Upgrade, type UpgradeOptions } from '../helpers/ws-client.js';
 
 const AUTH_SECRET = randomBytes(32).toString('base64url');
 const TICKET_SECRET = randomBytes(32).toString('base64url');
@@ -62,7 +62,7 @@ let mallory: UpgradeOptions;
 
 beforeAll(async () => {
   canary = await startPeer();
-  echo = await startPeer((socket) => socket.pipe(socket));
+  echo = await startPeer(rfbServer((socket) => socket.pipe(socket)));
   const usersFile = await usersYaml({
     alice: { password: PASSWORDS.alice, groups: ['staff'] },
     mallory: { password: PASSWORDS.mallory },
@@ -616,10 +616,11 @@ describe('slow and oversized requests', () => {
 });
 
 describe('WebSocket messages the RFB stream does not allow', () => {
-  /** Mallory's session on the echo desktop, open. */
+  /** Mallory's session on the echo desktop, open and past the RFB handshake. */
   async function echoSession(a: Attacker): Promise<TestClient> {
     const upgrade = await a.upgrade('?desktop=echo', mallory);
     if (!('client' in upgrade)) throw new Error(`echo session refused: HTTP ${upgrade.status}`);
+    await viewerHandshake(upgrade.client);
     return upgrade.client;
   }
 

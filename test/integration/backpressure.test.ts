@@ -3,9 +3,9 @@
  * high-water mark per direction for a session, and every byte arrives intact and in order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { floodPattern, PatternChecker, startPeer, type Peer } from '../helpers/tcp-peers.js';
+import { floodPattern, PatternChecker, rfbServer, startPeer, type Peer } from '../helpers/tcp-peers.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
-import { connectWs, sendPattern } from '../helpers/ws-client.js';
+import { openDesktop, sendPattern } from '../helpers/ws-client.js';
 
 const MiB = 1024 * 1024;
 const HIGH_WATER_MARK = MiB;
@@ -19,17 +19,19 @@ describe('back-pressure', () => {
   const UPLOAD_BYTES = 64 * MiB;
 
   beforeAll(async () => {
-    source = await startPeer((socket) => floodPattern(socket, FLOOD_BYTES));
+    source = await startPeer(rfbServer((socket) => floodPattern(socket, FLOOD_BYTES)));
     sinkChecker = new PatternChecker();
     // A VNC server that reads in short bursts: 2 ms reading, 8 ms not.
-    sink = await startPeer((socket) => {
-      socket.on('data', (chunk: Buffer) => sinkChecker.check(chunk));
-      const timer = setInterval(() => {
-        socket.resume();
-        setTimeout(() => socket.pause(), 2);
-      }, 10);
-      socket.on('close', () => clearInterval(timer));
-    });
+    sink = await startPeer(
+      rfbServer((socket) => {
+        socket.on('data', (chunk: Buffer) => sinkChecker.check(chunk));
+        const timer = setInterval(() => {
+          socket.resume();
+          setTimeout(() => socket.pause(), 2);
+        }, 10);
+        socket.on('close', () => clearInterval(timer));
+      }),
+    );
     gw = await startGateway({
       desktops: [`flood=127.0.0.1:${source.port}`, `sink=127.0.0.1:${sink.port}`],
       session: { highWaterMarkBytes: HIGH_WATER_MARK },
@@ -58,9 +60,8 @@ describe('back-pressure', () => {
   it('VNC -> slow browser: 512 MiB arrive intact while the gateway buffers a bounded amount', async () => {
     const checker = new PatternChecker();
     const watch = watchBuffered();
-    const client = connectWs(gw.wsUrl('flood'));
+    const client = await openDesktop(gw.wsUrl('flood'));
     client.onMessage((data) => checker.check(data));
-    await client.opened;
     // Read in short bursts so the browser side is always the bottleneck.
     const reader = setInterval(() => {
       client.ws.resume();
@@ -79,8 +80,7 @@ describe('back-pressure', () => {
 
   it('browser -> slow VNC server: 64 MiB arrive intact while the gateway buffers a bounded amount', async () => {
     const watch = watchBuffered();
-    const client = connectWs(gw.wsUrl('sink'));
-    await client.opened;
+    const client = await openDesktop(gw.wsUrl('sink'));
     await sendPattern(client, UPLOAD_BYTES);
     const deadline = Date.now() + 60_000;
     while (sinkChecker.received < UPLOAD_BYTES && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { OPTIONS } from '../../src/config/options.js';
 import { runDeskgate, spawnDeskgate, startCli, waitHealthy, type DeskgateProcess } from '../helpers/cli-process.js';
 import { freePort } from '../helpers/processes.js';
-import { connectWs } from '../helpers/ws-client.js';
+import { openDesktop } from '../helpers/ws-client.js';
 
 const started: DeskgateProcess[] = [];
 
@@ -151,9 +151,7 @@ describe('deskgate command', () => {
   it('starts healthy, then on SIGTERM closes sessions with 1001 and exits 0', async () => {
     const port = await freePort();
     const cli = await listenOn(port);
-    const client = connectWs(`ws://127.0.0.1:${port}/websockify?desktop=demo`);
-    await client.opened;
-    await client.nextMessage(); // the demo's RFB greeting
+    const client = await openDesktop(`ws://127.0.0.1:${port}/websockify?desktop=demo`); // the RFB handshake done: the session has started
 
     cli.child.kill('SIGTERM');
     expect(await client.closed).toEqual({ code: 1001, reason: 'The gateway is shutting down' });

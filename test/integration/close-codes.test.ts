@@ -1,7 +1,7 @@
 /**
  * Every way a session can be refused or end: refused before the 101 with its documented
  * HTTP status and reason, or closed with its documented close code and reason; and the
- * gateway still serving afterwards. Targets are plain TCP peers on loopback; the
+ * gateway still serving afterwards. Targets are TCP peers on loopback that speak RFB; the
  * canary counts accepted connections to prove that refused targets are never connected.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -9,8 +9,8 @@ import { createConnection, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { freePort, requireCommand, within } from '../helpers/processes.js';
-import { startPeer, type Peer } from '../helpers/tcp-peers.js';
-import { connectWs, roundTrip, tryUpgrade } from '../helpers/ws-client.js';
+import { rfbServer, startPeer, type Peer } from '../helpers/tcp-peers.js';
+import { connectWs, openDesktop, roundTrip, tryUpgrade } from '../helpers/ws-client.js';
 
 /** How an upgrade the gateway knows to refuse is answered: an HTTP status and reason, never a WebSocket. */
 async function refusalOf(url: string): Promise<{ status: number; reason: string }> {
@@ -58,7 +58,7 @@ describe('close codes', () => {
   let gw: RunningGateway;
 
   beforeAll(async () => {
-    echo = await startPeer((socket) => socket.pipe(socket));
+    echo = await startPeer(rfbServer((socket) => socket.pipe(socket)));
     canary = await startPeer();
     downPort = await freePort();
     blackhole = await startBlackhole();
@@ -85,8 +85,7 @@ describe('close codes', () => {
 
   /** A session that works: bytes go to the echo server and come back. */
   async function expectEchoWorks(): Promise<void> {
-    const client = connectWs(gw.wsUrl('echo'));
-    await client.opened;
+    const client = await openDesktop(gw.wsUrl('echo'));
     expect(await roundTrip(client, 'ping')).toBe('ping');
     client.ws.close(1000);
     expect((await client.closed).code).toBe(1000);
@@ -128,22 +127,19 @@ describe('close codes', () => {
   });
 
   it('text frame -> 1003', async () => {
-    const client = connectWs(gw.wsUrl('echo'));
-    await client.opened;
+    const client = await openDesktop(gw.wsUrl('echo'));
     client.ws.send('hello');
     expect((await client.closed).code).toBe(1003);
   });
 
   it('message over the size limit -> 1009', async () => {
-    const client = connectWs(gw.wsUrl('echo'));
-    await client.opened;
+    const client = await openDesktop(gw.wsUrl('echo'));
     client.ws.send(Buffer.alloc(8192));
     expect((await client.closed).code).toBe(1009);
   });
 
   it('no traffic for the idle timeout -> 4408', async () => {
-    const client = connectWs(gw.wsUrl('echo'));
-    await client.opened;
+    const client = await openDesktop(gw.wsUrl('echo'));
     const started = Date.now();
     const closed = await client.closed;
     expect(closed).toEqual({ code: 4408, reason: 'Session closed after 1 s without activity' });
@@ -168,7 +164,7 @@ describe('with allow rules', () => {
 
   beforeAll(async () => {
     canary = await startPeer();
-    allowed = await startPeer((socket) => socket.pipe(socket));
+    allowed = await startPeer(rfbServer((socket) => socket.pipe(socket)));
     gw = await startGateway({ targets: { allow: [{ cidr: '127.0.0.0/8', ports: String(allowed.port) }] } });
   });
   afterAll(async () => {
@@ -178,8 +174,7 @@ describe('with allow rules', () => {
   });
 
   it('connects to an allowed target and refuses one outside the rules without connecting', async () => {
-    const ok = connectWs(gw.wsUrl(`?target=127.0.0.1:${allowed.port}`));
-    await ok.opened;
+    const ok = await openDesktop(gw.wsUrl(`?target=127.0.0.1:${allowed.port}`));
     expect(await roundTrip(ok, 'hi')).toBe('hi');
     ok.ws.close();
 
@@ -195,11 +190,10 @@ describe('with allow rules', () => {
 
 describe('shutdown deadline', () => {
   it('cuts a session that does not finish the closing handshake once shutdownTimeoutMs has passed', async () => {
-    const echo = await startPeer((socket) => socket.pipe(socket));
+    const echo = await startPeer(rfbServer((socket) => socket.pipe(socket)));
     const gw = await startGateway({ desktops: [`echo=127.0.0.1:${echo.port}`], shutdownTimeoutMs: 300 });
     try {
-      const client = connectWs(gw.wsUrl('echo'));
-      await client.opened;
+      const client = await openDesktop(gw.wsUrl('echo'));
       await roundTrip(client, 'ping'); // bridged
       client.ws.pause(); // a browser that no longer reads: it never answers the close frame
       const started = Date.now();

@@ -2,8 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/processes.js';
-import { startPeer, type Peer } from '../helpers/tcp-peers.js';
-import { connectWs, type TestClient } from '../helpers/ws-client.js';
+import { rfbServer, startPeer, type Peer } from '../helpers/tcp-peers.js';
+import { connectWs, openDesktop, type TestClient } from '../helpers/ws-client.js';
 
 describe('session limits', () => {
   let echo: Peer;
@@ -49,11 +49,10 @@ describe('session limits', () => {
 
 describe('maximum session duration', () => {
   it('closes a busy session with 4408 once it has lasted maxDurationMs', async () => {
-    const echo = await startPeer((socket) => socket.pipe(socket));
+    const echo = await startPeer(rfbServer((socket) => socket.pipe(socket)));
     const gw = await startGateway({ desktops: [`echo=127.0.0.1:${echo.port}`], session: { maxDurationMs: 1000 } });
     try {
-      const client = connectWs(gw.wsUrl('echo'));
-      await client.opened;
+      const client = await openDesktop(gw.wsUrl('echo'));
       const chatter = setInterval(() => client.ws.send(Buffer.from('x')), 50); // never idle
       const started = Date.now();
       const closed = await client.closed;

@@ -15,9 +15,9 @@ import { spawnDeskgate } from '../helpers/cli-process.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { send } from '../helpers/http-client.js';
 import { freePort, waitFor } from '../helpers/processes.js';
-import { startPeer, type Peer } from '../helpers/tcp-peers.js';
+import { rfbServer, startPeer, type Peer } from '../helpers/tcp-peers.js';
 import { makeCertificate, servedFingerprint, type Certificate } from '../helpers/tls.js';
-import { closeOpenedSockets, openDesktop, roundTrip, tryUpgrade } from '../helpers/ws-client.js';
+import { closeOpenedSockets, openDesktop, roundTrip, tryUpgrade, viewerHandshake } from '../helpers/ws-client.js';
 
 let dir: string;
 let certFile: string;
@@ -51,7 +51,7 @@ describe('a gateway serving TLS', () => {
     ca = first.cert;
     const usersFile = join(dir, 'users.yaml');
     await writeUsers(usersFile, { alice: { password: 'alice-password-1' } });
-    echo = await startPeer((socket) => socket.pipe(socket));
+    echo = await startPeer(rfbServer((socket) => socket.pipe(socket)));
     gw = await startGateway({
       tls: { cert: certFile, key: keyFile },
       auth: { mode: 'password', usersFile },
@@ -101,6 +101,7 @@ describe('a gateway serving TLS', () => {
     await gw.gateway.reload();
     const session = await tryUpgrade(gw.wsUrl('echo'), { headers: cookie, ca });
     if (!('client' in session)) throw new Error(`upgrade refused with HTTP ${session.status}`);
+    await viewerHandshake(session.client);
     expect(await roundTrip(session.client, 'before the renewal')).toBe('before the renewal');
     expect(await servedFingerprint(gw.port)).toBe(first.fingerprint);
 
