@@ -1,6 +1,6 @@
 /**
  * The parent's handle on bench/peers.js: start the process, create sources, sinks and echo
- * servers in it, and wait for its `sink-done` reports.
+ * servers in it (each an RFB 3.8 server up to ServerInit), and wait for its `sink-done` reports.
  */
 import { fileURLToPath } from 'node:url';
 import { startProcess } from './processes.js';
@@ -12,7 +12,8 @@ const REQUEST_TIMEOUT_MS = 10_000;
 /**
  * @typedef {object} Peers
  * @property {number} pid
- * @property {(kind: 'source' | 'sink' | 'echo', bytes?: number) => Promise<number>} listen the new server's port
+ * @property {(kind: 'source' | 'sink' | 'echo', bytes?: number, password?: string) => Promise<number>} listen the new
+ *   server's port; with a password it requires VNC authentication with it (bench/rfb.js)
  * @property {(port: number, bytes: number) => Promise<void>} expect the sink on `port` reports once this much arrived
  * @property {(port: number, timeoutMs: number) => Promise<bigint>} sinkDone resolves with process.hrtime.bigint() at the report
  * @property {() => Promise<void>} stop
@@ -54,7 +55,7 @@ export function startPeers() {
 
   return {
     pid: proc.pid,
-    listen: async (kind, bytes = 0) => (await call({ cmd: 'listen', kind, bytes })).port,
+    listen: async (kind, bytes = 0, password = undefined) => (await call({ cmd: 'listen', kind, bytes, password })).port,
     expect: async (port, bytes) => {
       await call({ cmd: 'expect', port, bytes });
     },

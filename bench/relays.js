@@ -2,8 +2,12 @@
  * The three ways the client reaches a target: through deskgate, through websockify, or
  * directly over TCP (the ceiling: no relay at all).
  *
- * A relay is started for a set of named targets (name -> port on 127.0.0.1) and gives the
- * client an endpoint per target and the pid whose memory and CPU the scenarios measure.
+ * A relay is started for a set of named targets (name -> a VNC peer on 127.0.0.1, see
+ * bench/peers.js) and gives the client an endpoint per target and the pid whose memory and
+ * CPU the scenarios measure. A target with a password is a peer that requires VNC
+ * authentication: deskgate holds the password (the desktop's `vnc.passwordFile`, so the
+ * gateway terminates the handshake and the client sees security None); through websockify and
+ * directly the client answers the challenge itself.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -17,35 +21,83 @@ import { startProcess } from './processes.js';
 export const DESKGATE_CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 export const WEBSOCKIFY = '/usr/bin/websockify';
 
+/** The users the client says it is (auth mode header): full control, and view-only on every desktop. */
+const WORKER = 'worker';
+const WATCHER = 'watcher';
+
 /**
- * The config file deskgate runs with. Every benchmark client comes from 127.0.0.1, so the
- * per-address session limit (100 by default) would refuse most of the concurrency scenario;
- * the limits are raised far above what any scenario opens. Everything else keeps its default.
+ * The config deskgate runs with. Authentication by header from a trusted proxy (127.0.0.1):
+ * every session says who it is in `x-forwarded-user`, `worker` for full control, `watcher`
+ * for a view-only session (every desktop's `viewOnly` names it), so one process serves the
+ * plain and the view-only sessions alike. Every benchmark client comes from 127.0.0.1 as one
+ * user, so the per-address and per-user session limits (100 and 20 by default) would refuse
+ * most of the concurrency scenario: the limits are raised far above what any scenario opens.
+ * A target with a password gets `vnc.passwordFile`. Everything else keeps its default.
+ * @param {Record<string, Target>} targets
+ * @param {string} passwordDir where the password files go
  */
-const DESKGATE_CONFIG = `limits:
-  maxSessions: 100000
-  maxSessionsPerAddress: 100000
-`;
+function deskgateConfig(targets, passwordDir) {
+  const desktops = Object.entries(targets).map(([name, target]) => {
+    const { port, password } = typeof target === 'number' ? { port: target, password: undefined } : target;
+    /** @type {Record<string, unknown>} */
+    const desktop = { name, host: '127.0.0.1', port, viewOnly: { users: [WATCHER] } };
+    if (password !== undefined) {
+      const passwordFile = join(passwordDir, `${name}.vnc-password`);
+      writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+      desktop.vnc = { passwordFile };
+    }
+    return desktop;
+  });
+  const config = {
+    auth: { mode: 'header' },
+    trustProxy: ['127.0.0.1/32'],
+    limits: { maxSessions: 100_000, maxSessionsPerAddress: 100_000, maxSessionsPerUser: 100_000 },
+    desktops,
+  };
+  return `${JSON.stringify(config, null, 2)}\n`; // JSON is YAML
+}
 
 /** How often readiness is polled: the start-up scenario times spawn -> ready with it. */
 const POLL_INTERVAL_MS = 2;
 const START_TIMEOUT_MS = 10_000;
 
 /** @typedef {'deskgate' | 'websockify' | 'direct'} RelayName */
-/** @typedef {{ kind: 'ws', url: string } | { kind: 'tcp', port: number }} Endpoint */
+/** @typedef {number | { port: number, password?: string }} Target a peer's port; with a password it requires VNC authentication */
+/**
+ * How the client reaches a target: `headers` go with the WebSocket request, `password` is
+ * what the client answers a VNC authentication challenge with.
+ * @typedef {{ kind: 'ws', url: string, headers?: Record<string, string>, password?: string }
+ *   | { kind: 'tcp', port: number, password?: string }} Endpoint
+ */
+/** @typedef {{ viewOnly?: boolean }} EndpointOptions viewOnly: a view-only session (deskgate only) */
 
 /**
  * @typedef {object} Relay
  * @property {RelayName} name
- * @property {(target: string) => Endpoint} endpoint
+ * @property {(target: string, options?: EndpointOptions) => Endpoint} endpoint
  * @property {(target: string) => number | undefined} pid the process relaying that target; none for direct
  * @property {number} startupMs spawn to ready, for the last process started
  * @property {() => Promise<void>} stop
  */
 
+/** @param {Target} target */
+function portOf(target) {
+  return typeof target === 'number' ? target : target.port;
+}
+
+/** @param {Target} target */
+function passwordOf(target) {
+  return typeof target === 'number' ? undefined : target.password;
+}
+
+/** @param {RelayName} relay @param {string} target @param {EndpointOptions} options */
+function noViewOnly(relay, target, options) {
+  if (options.viewOnly) throw new Error(`${relay}: no view-only sessions (target ${target})`);
+}
+
 /**
  * @param {RelayName} name
- * @param {Record<string, number>} targets
+ * @param {Record<string, Target>} targets
  * @param {{ nodeArgs?: string[] }} [options]
  * @returns {Promise<Relay>}
  */
@@ -56,17 +108,16 @@ export function startRelay(name, targets, options = {}) {
 }
 
 /**
- * One deskgate process serving every target as a desktop of the same name.
- * @param {Record<string, number>} targets
+ * One deskgate process serving every target as a desktop of the same name (see deskgateConfig).
+ * @param {Record<string, Target>} targets
  * @param {string[]} nodeArgs e.g. --cpu-prof
  * @returns {Promise<Relay>}
  */
 async function startDeskgate(targets, nodeArgs) {
   const port = await freePort();
-  const desktops = Object.entries(targets).flatMap(([name, target]) => ['--desktop', `${name}=127.0.0.1:${target}`]);
   const configDir = mkdtempSync(join(tmpdir(), 'deskgate-bench-'));
   const config = join(configDir, 'deskgate.yaml');
-  writeFileSync(config, DESKGATE_CONFIG);
+  writeFileSync(config, deskgateConfig(targets, configDir));
   const started = process.hrtime.bigint();
   const proc = startProcess('deskgate', process.execPath, [
     ...nodeArgs,
@@ -75,7 +126,6 @@ async function startDeskgate(targets, nodeArgs) {
     config,
     '--listen',
     `127.0.0.1:${port}`,
-    ...desktops,
     '--log-level',
     'warn',
   ]);
@@ -92,7 +142,12 @@ async function startDeskgate(targets, nodeArgs) {
   return {
     name: 'deskgate',
     startupMs: Number(process.hrtime.bigint() - started) / 1e6,
-    endpoint: (target) => ({ kind: 'ws', url: `ws://127.0.0.1:${port}/websockify?desktop=${encodeURIComponent(target)}` }),
+    // No password: the gateway holds it and offers the client security None.
+    endpoint: (target, options = {}) => ({
+      kind: 'ws',
+      url: `ws://127.0.0.1:${port}/websockify?desktop=${encodeURIComponent(target)}`,
+      headers: { 'x-forwarded-user': options.viewOnly ? WATCHER : WORKER },
+    }),
     pid: () => proc.pid,
     stop,
   };
@@ -100,11 +155,11 @@ async function startDeskgate(targets, nodeArgs) {
 
 /**
  * websockify serves one target per process and port, so one process per target.
- * @param {Record<string, number>} targets
+ * @param {Record<string, Target>} targets
  * @returns {Promise<Relay>}
  */
 async function startWebsockify(targets) {
-  /** @type {Map<string, { port: number, proc: import('./processes.js').Proc }>} */
+  /** @type {Map<string, { port: number, password: string | undefined, proc: import('./processes.js').Proc }>} */
   const byTarget = new Map();
   let startupMs = NaN;
   const stop = () => Promise.all([...byTarget.values()].map(({ proc }) => proc.stop())).then(() => {});
@@ -112,8 +167,8 @@ async function startWebsockify(targets) {
     for (const [name, target] of Object.entries(targets)) {
       const port = await freePort();
       const started = process.hrtime.bigint();
-      const proc = startProcess('websockify', WEBSOCKIFY, [`127.0.0.1:${port}`, `127.0.0.1:${target}`]);
-      byTarget.set(name, { port, proc });
+      const proc = startProcess('websockify', WEBSOCKIFY, [`127.0.0.1:${port}`, `127.0.0.1:${portOf(target)}`]);
+      byTarget.set(name, { port, password: passwordOf(target), proc });
       await pollUntil(() => accepts(port), proc);
       startupMs = Number(process.hrtime.bigint() - started) / 1e6;
     }
@@ -130,24 +185,29 @@ async function startWebsockify(targets) {
   return {
     name: 'websockify',
     startupMs,
-    endpoint: (target) => ({ kind: 'ws', url: `ws://127.0.0.1:${entry(target).port}/` }),
+    endpoint: (target, options = {}) => {
+      noViewOnly('websockify', target, options);
+      const { port, password } = entry(target);
+      return { kind: 'ws', url: `ws://127.0.0.1:${port}/`, password };
+    },
     pid: (target) => entry(target).proc.pid,
     stop,
   };
 }
 
 /**
- * @param {Record<string, number>} targets
+ * @param {Record<string, Target>} targets
  * @returns {Relay}
  */
 function direct(targets) {
   return {
     name: 'direct',
     startupMs: NaN,
-    endpoint: (target) => {
-      const port = targets[target];
-      if (port === undefined) throw new Error(`direct: unknown target ${target}`);
-      return { kind: 'tcp', port };
+    endpoint: (target, options = {}) => {
+      noViewOnly('direct', target, options);
+      const found = targets[target];
+      if (found === undefined) throw new Error(`direct: unknown target ${target}`);
+      return { kind: 'tcp', port: portOf(found), password: passwordOf(found) };
     },
     pid: () => undefined,
     stop: async () => {},
@@ -210,7 +270,7 @@ export function freePort() {
  * Start the named relays for the targets, hand them to `use`, and stop them whatever happens.
  * @template T
  * @param {RelayName[]} names
- * @param {Record<string, number>} targets
+ * @param {Record<string, Target>} targets
  * @param {{ nodeArgs?: string[], signal?: AbortSignal }} options
  * @param {(relays: Relay[]) => Promise<T>} use
  * @returns {Promise<T>}
@@ -245,4 +305,52 @@ export async function alternate(rounds, relays, measure, signal) {
       await measure(/** @type {T} */ (relays[(i + round) % relays.length]), round);
     }
   }
+}
+
+/** A target's twin that requires VNC authentication (same kind and size) is named `${target}${AUTH_TWIN}`. */
+export const AUTH_TWIN = '-auth';
+
+/**
+ * One column of a report: a relay, reached one way.
+ * @typedef {object} Way
+ * @property {import('./report.js').Column} column
+ * @property {Relay} relay
+ * @property {(target: string) => Endpoint} endpoint
+ * @property {(target: string) => number | undefined} pid the process relaying that target
+ */
+
+/**
+ * The columns a scenario measures: every relay as a plain session, and deskgate also in the
+ * variants asked for, all in the same deskgate process:
+ * - view-only: a session of the user whom the desktop's `viewOnly` names (the gateway filters
+ *   browser -> VNC messages);
+ * - gateway-auth: the target's AUTH_TWIN, a peer requiring VNC authentication whose password
+ *   deskgate holds (the gateway terminates the handshake); the scenario must create the twin.
+ * @param {Relay[]} relays
+ * @param {('view-only' | 'gateway-auth')[]} variants
+ * @returns {Way[]}
+ */
+export function ways(relays, variants) {
+  return relays.flatMap((relay) => {
+    /** @type {Way[]} */
+    const all = [{ column: relay.name, relay, endpoint: (target) => relay.endpoint(target), pid: (target) => relay.pid(target) }];
+    if (relay.name !== 'deskgate') return all;
+    if (variants.includes('view-only')) {
+      all.push({
+        column: 'deskgate-view-only',
+        relay,
+        endpoint: (target) => relay.endpoint(target, { viewOnly: true }),
+        pid: (target) => relay.pid(target),
+      });
+    }
+    if (variants.includes('gateway-auth')) {
+      all.push({
+        column: 'deskgate-gateway-auth',
+        relay,
+        endpoint: (target) => relay.endpoint(`${target}${AUTH_TWIN}`),
+        pid: (target) => relay.pid(`${target}${AUTH_TWIN}`),
+      });
+    }
+    return all;
+  });
 }

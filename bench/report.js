@@ -1,11 +1,18 @@
 /**
  * Results as the scenarios hand them back, and the three ways they leave the benchmark:
- * a table per scenario on the terminal, a Markdown results section, and raw JSON.
+ * a table per scenario on the terminal, a Markdown results section, and raw JSON. A table
+ * has a column per relay (and deskgate variant) the scenario measured, then ratio columns.
  */
 import { formatNumber, formatRatio, median, ratio } from './stats.js';
 
 /** @typedef {import('./relays.js').RelayName} RelayName */
-/** @typedef {Partial<Record<RelayName, number[]>>} Rounds */
+/**
+ * A column of the tables: a relay, or a deskgate variant run in the same deskgate process
+ * (see relays.js `ways`): a view-only session, or a desktop whose VNC password the gateway
+ * holds (it terminates the RFB handshake).
+ * @typedef {RelayName | 'deskgate-view-only' | 'deskgate-gateway-auth'} Column
+ */
+/** @typedef {Partial<Record<Column, number[]>>} Rounds */
 
 /**
  * @typedef {object} Metric
@@ -26,15 +33,43 @@ import { formatNumber, formatRatio, median, ratio } from './stats.js';
  * @property {Metric[]} metrics
  * @property {Goal[]} goals
  * @property {string[]} notes
+ * @property {Column[]} [columns] default RELAYS
+ * @property {Partial<Record<Column, string>>} [titles] column headers other than COLUMN_TITLES
+ * @property {[Column, Column][]} [ratios] ratio columns, numerator and denominator; default deskgate ÷ websockify, deskgate ÷ direct
  */
 
 /** @type {RelayName[]} */
 export const RELAYS = ['deskgate', 'websockify', 'direct'];
 
+/** @type {Record<Column, string>} */
+export const COLUMN_TITLES = {
+  deskgate: 'deskgate',
+  'deskgate-view-only': 'deskgate view-only',
+  'deskgate-gateway-auth': 'deskgate gateway auth',
+  websockify: 'websockify',
+  direct: 'direct',
+};
+
 /**
- * A metric's rounds reduced to one number per relay.
+ * A deskgate variant (view-only, gateway-held password) meets its throughput goal at this
+ * share of the plain session's. The variants do about the same work per byte: the view-only
+ * filter reads a header per RFB message, only on browser -> VNC; the gateway-held password
+ * changes the handshake, which is over before timing starts. Any real gap would be a
+ * regression; 0.9 leaves room for this machine's spread of a median of a few rounds (about
+ * ±10 % between full runs, see docs/BENCHMARKS.md).
+ */
+export const VARIANT_GOAL = 0.9;
+
+/** @type {[Column, Column][]} */
+const DEFAULT_RATIOS = [
+  ['deskgate', 'websockify'],
+  ['deskgate', 'direct'],
+];
+
+/**
+ * A metric's rounds reduced to one number per column (NaN where it has none).
  * @param {Metric} metric
- * @returns {Record<RelayName, number>}
+ * @returns {Record<Column, number>}
  */
 export function summarize(metric) {
   const reduce = {
@@ -42,11 +77,8 @@ export function summarize(metric) {
     max: (/** @type {number[]} */ values) => (values.length ? Math.max(...values) : NaN),
     sum: (/** @type {number[]} */ values) => (values.length ? values.reduce((a, b) => a + b, 0) : NaN),
   }[metric.summary ?? 'median'];
-  return {
-    deskgate: reduce(metric.rounds.deskgate ?? []),
-    websockify: reduce(metric.rounds.websockify ?? []),
-    direct: reduce(metric.rounds.direct ?? []),
-  };
+  const columns = /** @type {Column[]} */ (Object.keys(COLUMN_TITLES));
+  return /** @type {Record<Column, number>} */ (Object.fromEntries(columns.map((column) => [column, reduce(metric.rounds[column] ?? [])])));
 }
 
 /**
@@ -59,29 +91,37 @@ export function goal(text, ok, detail) {
   return { goal: text, status: ok === undefined ? 'unverified' : ok ? 'met' : 'not met', detail };
 }
 
-/** @param {Metric} metric */
-function rows(metric) {
+/** @param {Section} section @param {Column} column */
+function title(section, column) {
+  return section.titles?.[column] ?? COLUMN_TITLES[column];
+}
+
+/** The header row of a section's table. @param {Section} section */
+function header(section) {
+  const columns = section.columns ?? RELAYS;
+  const ratios = section.ratios ?? DEFAULT_RATIOS;
+  return ['', ...columns.map((c) => title(section, c)), ...ratios.map(([a, b]) => `${title(section, a)} ÷ ${title(section, b)}`)];
+}
+
+/** @param {Section} section @param {Metric} metric */
+function rows(section, metric) {
   const s = summarize(metric);
   const label = metric.summary && metric.summary !== 'median' ? `${metric.label} (${metric.summary} of rounds)` : metric.label;
   return [
     label,
-    formatNumber(s.deskgate, metric.digits),
-    formatNumber(s.websockify, metric.digits),
-    formatNumber(s.direct, metric.digits),
-    metric.compare === false ? '' : formatRatio(ratio(s.deskgate, s.websockify)),
-    metric.compare === false ? '' : formatRatio(ratio(s.deskgate, s.direct)),
+    ...(section.columns ?? RELAYS).map((c) => formatNumber(s[c], metric.digits)),
+    ...(section.ratios ?? DEFAULT_RATIOS).map(([a, b]) => (metric.compare === false ? '' : formatRatio(ratio(s[a], s[b])))),
   ];
 }
-
-const HEADER = ['', 'deskgate', 'websockify', 'direct', 'deskgate ÷ websockify', 'deskgate ÷ direct'];
 
 /**
  * The terminal table of one section.
  * @param {Section} section
  */
 export function textSection(section) {
-  const table = [HEADER, ...section.metrics.map(rows)];
-  const widths = HEADER.map((_, col) => Math.max(...table.map((row) => (row[col] ?? '').length)));
+  const head = header(section);
+  const table = [head, ...section.metrics.map((metric) => rows(section, metric))];
+  const widths = head.map((_, col) => Math.max(...table.map((row) => (row[col] ?? '').length)));
   const line = (/** @type {string[]} */ row) =>
     row.map((cell, col) => (col === 0 ? cell.padEnd(widths[col] ?? 0) : cell.padStart(widths[col] ?? 0))).join('  ');
   return [
@@ -107,13 +147,15 @@ export function markdownReport({ machine, command, sections, failures }) {
   out.push('');
   for (const section of sections) {
     out.push(`### ${section.number}. ${section.title}`, '', section.setup, '');
+    const head = header(section);
     out.push(
-      `| ${HEADER.join(' | ')} |`,
-      `| --- | ${HEADER.slice(1)
+      `| ${head.join(' | ')} |`,
+      `| --- | ${head
+        .slice(1)
         .map(() => '---:')
         .join(' | ')} |`,
     );
-    for (const metric of section.metrics) out.push(`| ${rows(metric).join(' | ')} |`);
+    for (const metric of section.metrics) out.push(`| ${rows(section, metric).join(' | ')} |`);
     out.push('');
     for (const g of section.goals) out.push(`- Goal: ${g.goal} — **${g.status}** (${g.detail})`);
     for (const note of section.notes) out.push(`- ${note}`);

@@ -1,6 +1,9 @@
 /**
  * deskgate's benchmark: deskgate against websockify and a direct TCP connection, scenario
- * by scenario, rounds alternating between them; prints medians and ratios.
+ * by scenario, rounds alternating between them; prints medians and ratios. The VNC side
+ * speaks RFB 3.8 and the client does the viewer's handshake over every transport before it
+ * measures; some scenarios add deskgate variants (a view-only session, a gateway-held VNC
+ * password) as columns of their own.
  *
  *   npm run bench [-- --quick] [--json FILE] [--markdown FILE] [--only ID,ID] [--cpu-prof DIR]
  *
@@ -13,7 +16,7 @@ import { availableParallelism, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DESKGATE_CLI, WEBSOCKIFY } from './relays.js';
 import { killAllNow, machineCpuSeconds, openFileLimits, stopAll } from './processes.js';
-import { markdownReport, RELAYS, summarize, textSection } from './report.js';
+import { COLUMN_TITLES, markdownReport, summarize, textSection } from './report.js';
 import { withTimeout } from './timeout.js';
 import * as throughputDown from './scenarios/throughput-down.js';
 import * as throughputUp from './scenarios/throughput-up.js';
@@ -21,6 +24,7 @@ import * as latency from './scenarios/latency.js';
 import * as concurrency from './scenarios/concurrency.js';
 import * as slowBrowser from './scenarios/slow-browser.js';
 import * as startup from './scenarios/startup.js';
+import * as setup from './scenarios/setup.js';
 
 /**
  * What every scenario gets.
@@ -43,6 +47,7 @@ const SCENARIOS = [
   { id: 'concurrency', module: concurrency, minutes: [1, 5] },
   { id: 'slow-browser', module: slowBrowser, minutes: [1, 4] },
   { id: 'startup', module: startup, minutes: [1, 2] },
+  { id: 'setup', module: setup, minutes: [1, 3] },
 ];
 
 const SESSIONS = { quick: 1_000, full: 10_000 };
@@ -226,7 +231,7 @@ async function main() {
 
   if (flags.json) {
     const raw = sections.map((s) => ({ ...s, metrics: s.metrics.map((m) => ({ ...m, summarized: summarize(m) })) }));
-    writeFileSync(flags.json, `${JSON.stringify({ command, machine: info, relays: RELAYS, sections: raw, failures }, null, 2)}\n`);
+    writeFileSync(flags.json, `${JSON.stringify({ command, machine: info, columns: COLUMN_TITLES, sections: raw, failures }, null, 2)}\n`);
   }
   if (flags.markdown) writeFileSync(flags.markdown, markdownReport({ machine: info, command, sections, failures }));
   return failures.length ? 1 : 0;

@@ -1,7 +1,7 @@
 /**
- * Scenario 3: round-trip latency. One 16-byte message at a time through an echo target;
- * the next one leaves when the whole echo is back. Percentiles per round, then the median
- * of each percentile across rounds.
+ * Scenario 3: round-trip latency. After the RFB handshake, one 16-byte message at a time
+ * through an echo target; the next one leaves when the whole echo is back. Percentiles per
+ * round, then the median of each percentile across rounds.
  */
 import { connect } from '../client.js';
 import { withPeers } from '../peers-control.js';
@@ -17,11 +17,12 @@ const WARMUP_TRIPS = 3_000;
 const TRIP_TIMEOUT_MS = 5_000;
 
 /**
+ * Round trips on one session (the handshake is not timed).
  * @param {import('../relays.js').Endpoint} endpoint
  * @param {number} trips
  * @returns {Promise<Float64Array>} microseconds per round trip
  */
-async function roundTrips(endpoint, trips) {
+export async function roundTrips(endpoint, trips) {
   let pending = 0;
   /** @type {() => void} */
   let echoed = () => {};

@@ -1,5 +1,6 @@
 /**
- * Scenario 5: a slow browser. The VNC side floods (1 GiB, far more than will be read) while
+ * Scenario 5: a slow browser. After the RFB handshake and the client's first
+ * FramebufferUpdateRequest, the VNC side floods (1 GiB, far more than will be read) while
  * the client reads at about 2 MB/s: every tick it resumes if it is behind that schedule and
  * pauses as soon as it is ahead. The relay's resident memory is sampled before the session
  * opens and every 100 ms during it; its growth must stay bounded by the back-pressure.
@@ -11,6 +12,7 @@ import { treeRssBytes, waitForNoChildren } from '../processes.js';
 import { alternate, withRelays } from '../relays.js';
 import { goal, summarize } from '../report.js';
 import { GiB, MB, MiB } from '../stats.js';
+import { FRAMEBUFFER_UPDATE_REQUEST } from '../rfb.js';
 
 const READ_RATE = 2 * MB; // bytes per second
 const TICK_MS = 20;
@@ -46,6 +48,7 @@ async function slowSession(relay, seconds) {
       },
       onClose: (why) => (closed = why),
     });
+    conn.write(FRAMEBUFFER_UPDATE_REQUEST); // the source floods once asked
     start = Date.now();
     try {
       while (Date.now() - start < seconds * 1000) {
