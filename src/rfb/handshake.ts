@@ -114,7 +114,7 @@ async function follow(viewer: HandshakeSide, server: UpstreamSide, o: HandshakeO
   viewer.write(serverVersion);
   const viewerVersion = await viewer.reader.read(PROTOCOL_VERSION_LENGTH, 'RFB version', t);
   const minor = Math.min(viewerVersionOf(viewerVersion), serverMinor) as ProtocolMinor;
-  server.write(viewerVersion);
+  server.write(Buffer.from(formatProtocolVersion(minor), 'latin1')); // the version both sides then speak, spelled as the RFC does
 
   let type: number;
   if (minor === 3) {
