@@ -18,7 +18,6 @@ interface PhaseSession {
   readonly ws: WebSocket;
   readonly target: ConnectTarget;
   readonly viewOnly: boolean;
-  readonly modeCanChange: boolean;
   readonly connecting: AbortController;
 }
 
@@ -77,7 +76,7 @@ export class HandshakePhase {
       label: describe(target),
       host: target.host,
       vnc: target.vnc ?? PLAIN_VNC,
-      mustFollow: this.#session.viewOnly || this.#session.modeCanChange,
+      mustFollow: this.#session.viewOnly,
       timeoutMs: handshakeTimeoutMs,
       personTimeoutMs: idleTimeoutMs,
     };

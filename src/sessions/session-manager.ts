@@ -23,8 +23,6 @@ export interface Grant {
   readonly address: string;
   readonly identity: Identity;
   readonly viewOnly: boolean;
-  /** The session may switch between control and view-only while it runs (it then always has a filter). */
-  readonly modeCanChange?: boolean | undefined;
   readonly target: ConnectTarget;
   /** The ticket that let them in: used up once the session is sure to open. */
   readonly ticket?: Ticket | undefined;
@@ -63,12 +61,11 @@ export interface SessionSnapshot {
 
 interface LiveSession extends Session {
   viewOnly: boolean;
-  readonly modeCanChange: boolean;
   readonly ws: WebSocket;
   readonly connecting: AbortController;
   /** Set once the handshake is done. */
   handshake: HandshakeResult | undefined;
-  /** Present when the session is view-only or may become so. */
+  /** Present when the session opened view-only: it can then switch to control and back. */
   filter: ClientMessageFilter | undefined;
 }
 
@@ -139,7 +136,6 @@ export class SessionManager {
       remoteAddress: grant.address,
       identity: grant.identity,
       viewOnly: grant.viewOnly,
-      modeCanChange: grant.modeCanChange ?? false,
       startedAt: Date.now(),
       target: grant.target,
       bridge: undefined,
@@ -177,6 +173,7 @@ export class SessionManager {
       session.handshake = await phase.run();
       if (ws.readyState === ws.OPEN) this.#start(session, upstream, phase);
       else {
+        phase.finish();
         upstream.socket.destroy();
         this.#leftEarly(session);
       }
@@ -207,8 +204,7 @@ export class SessionManager {
   #start(session: LiveSession, upstream: Upstream, phase: HandshakePhase): void {
     const { target, ws } = session;
     const { highWaterMarkBytes, idleTimeoutMs, maxDurationMs } = this.#options.session;
-    const needsFilter = session.viewOnly || session.modeCanChange;
-    const filter = needsFilter && session.handshake?.followed ? new ClientMessageFilter({ viewOnly: session.viewOnly }) : undefined;
+    const filter = session.viewOnly && session.handshake?.followed ? new ClientMessageFilter({ viewOnly: true }) : undefined;
     const stages = filter && { toUpstream: filter };
     const options = { endings: this.#endings(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs, stages };
     const bridge = new Bridge(ws, options, (end) => this.#ended(session, end));
@@ -236,7 +232,8 @@ export class SessionManager {
 
   /**
    * Switch a running session between control and view-only, at the next message boundary.
-   * Only sessions opened view-only or with `modeCanChange` have the filter this needs.
+   * Only sessions opened view-only have the filter this needs: a control session relays
+   * unparsed, so nothing knows where its next message begins.
    */
   setViewOnly(id: string, viewOnly: boolean): boolean {
     const session = [...this.#sessions].find((s) => s.id === id);
