@@ -26,6 +26,7 @@ export const ERRORS = {
   DG_ERR_UNKNOWN_DESKTOP: { status: 404, closeCode: 4404, summary: 'unknown desktop or token' },
   DG_ERR_NOT_ENABLED: { status: 404, closeCode: 4404, summary: 'a feature this gateway does not have configured (the ticket API)' },
   DG_ERR_IDLE_TIMEOUT: { status: 408, closeCode: 4408, summary: 'no traffic for `session.idleTimeoutMs`' },
+  DG_ERR_NO_PONG: { status: 408, closeCode: 4408, summary: 'the browser answered no WebSocket ping for `session.keepaliveMs` (it or the path to it is gone)' },
   DG_ERR_VIEWER_TIMEOUT: { status: 408, closeCode: 4408, summary: 'the viewer did not answer in time during the RFB handshake' },
   DG_ERR_SESSION_EXPIRED: { status: 408, closeCode: 4408, summary: '`session.maxDurationMs` reached' },
   DG_ERR_CONFLICT: { status: 409, closeCode: 4409, summary: 'desktop held exclusively, or this session was taken over' },
@@ -186,6 +187,7 @@ export const errors = {
 
   // The session
   idle: make('DG_ERR_IDLE_TIMEOUT', (duration: string) => `Session closed after ${duration} without activity`),
+  noPong: make('DG_ERR_NO_PONG', (duration: string) => `The browser answered no ping for ${duration}: the connection is gone`),
   expired: make('DG_ERR_SESSION_EXPIRED', (duration: string) => `Session reached its maximum duration of ${duration}`),
   upstreamClosed: make('DG_ERR_UPSTREAM', (label: string) => `${label} closed the connection`),
   upstreamBroke: make('DG_ERR_UPSTREAM', (label: string, why: string) => `${label} broke the connection (${why})`),

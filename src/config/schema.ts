@@ -211,6 +211,10 @@ export const configSchema = z
         handshakeTimeoutMs: milliseconds(100, 10_000),
         idleTimeoutMs: milliseconds(1_000, 30 * 60_000),
         maxDurationMs: milliseconds(1_000, 12 * 60 * 60_000),
+        /** A WebSocket ping this often (0: none); a browser that misses one is cut with 4408. Under proxies' 60 s idle cut. */
+        keepaliveMs: z
+          .union([z.literal(0), z.number().int().min(1_000)], { error: 'expected 0 (no pings) or a whole number of milliseconds, at least 1000' })
+          .default(25_000),
         maxMessageBytes: bytes(1024, 64 * 1024 * 1024, 1024 * 1024),
         highWaterMarkBytes: bytes(16 * 1024, 64 * 1024 * 1024, 1024 * 1024),
       })

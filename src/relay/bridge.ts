@@ -37,6 +37,8 @@ export interface BridgeEndings {
   expired(): Closing;
   /** The VNC server closed the connection, or broke it with `err`. */
   upstreamClosed(err?: Error): Closing;
+  /** The browser answered no WebSocket ping for `keepaliveMs`: it or the path to it is gone. */
+  noPong(): Closing;
 }
 
 export interface BridgeOptions {
@@ -44,6 +46,11 @@ export interface BridgeOptions {
   highWaterMarkBytes: number;
   idleTimeoutMs: number;
   maxDurationMs: number;
+  /**
+   * A WebSocket ping every so often, 0 for none: keeps proxies that cut quiet connections (nginx
+   * after 60 s) from cutting an idle desktop, and finds browsers that vanished without a close.
+   */
+  keepaliveMs: number;
   /** Hooks on the relay (a view-only filter, a recorder); none: the unstaged path. */
   stages?: RelayStages | undefined;
 }
@@ -77,6 +84,9 @@ export class Bridge implements StageSession {
   readonly #onBrowserMessage: (data: RawData, isBinary: boolean) => void;
   #idleTimer: NodeJS.Timeout | undefined;
   #durationTimer: NodeJS.Timeout | undefined;
+  #keepaliveTimer: NodeJS.Timeout | undefined;
+  /** Whether the browser answered the last ping. */
+  #ponged = true;
   #bytesAtLastIdleCheck = 0;
   #upstreamPaused = false;
   /** Pooled buffers being sent, oldest first: ws completes sends in order. */
@@ -99,6 +109,7 @@ export class Bridge implements StageSession {
     this.tcpOnEnd = this.tcpOnEnd.bind(this);
     this.tcpOnError = this.tcpOnError.bind(this);
     this.tcpOnClose = this.tcpOnClose.bind(this);
+    this.wsOnPong = this.wsOnPong.bind(this);
     // Each direction's handler is chosen here, once per session, instead of testing for a stage
     // on every message or read: with no stage the relay runs exactly the unstaged handlers (no
     // call, branch or allocation added per chunk), and a stage costs only its own direction.
@@ -127,6 +138,10 @@ export class Bridge implements StageSession {
     // every chunk: the hot path only increments counters.
     this.#idleTimer = setTimeout(this.idleCheck.bind(this), this.#options.idleTimeoutMs);
     this.#durationTimer = setTimeout(() => this.close(this.#options.endings.expired()), this.#options.maxDurationMs);
+    if (this.#options.keepaliveMs > 0) {
+      ws.on('pong', this.wsOnPong);
+      this.#keepaliveTimer = setInterval(this.keepaliveCheck.bind(this), this.#options.keepaliveMs);
+    }
     if (early.fromUpstream?.length) this.#sendEarly(early.fromUpstream);
     if (early.fromBrowser?.length) this.#onBrowserMessage(early.fromBrowser, true);
     ws.resume();
@@ -262,6 +277,24 @@ export class Bridge implements StageSession {
     this.#finish();
   }
 
+  private wsOnPong(): void {
+    this.#ponged = true;
+  }
+
+  /** Pings do not count as activity: the idle timeout measures RFB bytes only. */
+  private keepaliveCheck(): void {
+    if (this.#ponged) {
+      this.#ponged = false;
+      this.#ws.ping();
+      return;
+    }
+    // No closing handshake: a peer that answers no ping would not answer a close frame either.
+    const { closeCode, reason } = this.#options.endings.noPong();
+    this.#closing ??= { code: closeCode, reason: truncateReason(reason), by: 'gateway' };
+    this.#shutdown();
+    this.#ws.terminate();
+  }
+
   private idleCheck(): void {
     const total = this.bytesToUpstream + this.bytesToBrowser;
     if (total !== this.#bytesAtLastIdleCheck) {
@@ -276,6 +309,7 @@ export class Bridge implements StageSession {
   #shutdown(): void {
     clearTimeout(this.#idleTimer);
     clearTimeout(this.#durationTimer);
+    clearInterval(this.#keepaliveTimer);
     this.#tcp?.destroy();
     const ws = this.#ws;
     ws.resume(); // a paused WebSocket would never read the browser's half of the closing handshake
@@ -290,6 +324,7 @@ export class Bridge implements StageSession {
     const ws = this.#ws;
     ws.off('message', this.#onBrowserMessage);
     ws.off('close', this.wsOnClose);
+    ws.off('pong', this.wsOnPong);
     this.#tcp?.off('drain', this.tcpOnDrain);
     this.#tcp?.off('end', this.tcpOnEnd);
     this.#tcp?.off('close', this.tcpOnClose);

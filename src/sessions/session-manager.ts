@@ -186,11 +186,12 @@ export class SessionManager {
 
   /** How this session's bridge words the ends it detects. */
   #endings(target: ConnectTarget): BridgeEndings {
-    const { idleTimeoutMs, maxDurationMs } = this.#options.session;
+    const { idleTimeoutMs, maxDurationMs, keepaliveMs } = this.#options.session;
     const label = describe(target);
     return {
       idle: () => errors.idle(formatDuration(idleTimeoutMs)),
       expired: () => errors.expired(formatDuration(maxDurationMs)),
+      noPong: () => errors.noPong(formatDuration(keepaliveMs)),
       upstreamClosed: (err) => (err ? errors.upstreamBroke(label, describeSocketError(err)) : errors.upstreamClosed(label)),
     };
   }
@@ -203,10 +204,10 @@ export class SessionManager {
   /** The relay, from the end of the handshake on; a filter only where the session needs one. */
   #start(session: LiveSession, upstream: Upstream, phase: HandshakePhase): void {
     const { target, ws } = session;
-    const { highWaterMarkBytes, idleTimeoutMs, maxDurationMs } = this.#options.session;
+    const { highWaterMarkBytes, idleTimeoutMs, maxDurationMs, keepaliveMs } = this.#options.session;
     const filter = session.viewOnly && session.handshake?.followed ? new ClientMessageFilter({ viewOnly: true }) : undefined;
     const stages = filter && { toUpstream: filter };
-    const options = { endings: this.#endings(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs, stages };
+    const options = { endings: this.#endings(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs, keepaliveMs, stages };
     const bridge = new Bridge(ws, options, (end) => this.#ended(session, end));
     session.filter = filter;
     session.bridge = bridge;

@@ -21,6 +21,8 @@ export interface UpgradeOptions {
   localAddress?: string;
   /** The subprotocols asked for; noVNC's ['binary'] when unset. */
   protocols?: string[];
+  /** Answer pings (default true); false plays a browser that has silently gone. */
+  autoPong?: boolean;
 }
 
 export interface Closed {

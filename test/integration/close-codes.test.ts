@@ -7,8 +7,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { events, type SessionEnded } from '../../src/observe/events.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
-import { freePort, requireCommand, within } from '../helpers/processes.js';
+import { freePort, requireCommand, waitFor, within } from '../helpers/processes.js';
 import { rfbServer, startPeer, type Peer } from '../helpers/tcp-peers.js';
 import { connectWs, openDesktop, roundTrip, tryUpgrade } from '../helpers/ws-client.js';
 
@@ -154,6 +155,47 @@ describe('close codes', () => {
   it('refuses upgrades on other paths with HTTP 404 and no WebSocket', async () => {
     const client = connectWs(`ws://127.0.0.1:${gw.port}/other?desktop=echo`);
     await expect(client.opened).rejects.toThrow('upgrade refused with HTTP 404');
+  });
+});
+
+describe('keepalive', () => {
+  let echo: Peer;
+  let gw: RunningGateway;
+  const ends: SessionEnded[] = [];
+  let unsubscribe: () => void;
+
+  beforeAll(async () => {
+    echo = await startPeer(rfbServer((socket) => socket.pipe(socket)));
+    gw = await startGateway({ desktops: [`echo=127.0.0.1:${echo.port}`], session: { keepaliveMs: 1000, idleTimeoutMs: 2500 } });
+    unsubscribe = events.sessionEnded.subscribe((end) => ends.push(end));
+  });
+  afterAll(async () => {
+    unsubscribe?.();
+    await gw?.gateway.destroy();
+    await echo?.close();
+  });
+
+  it('pings an idle browser, which stays until the idle timeout: pings are not activity', async () => {
+    const client = await openDesktop(gw.wsUrl('echo'));
+    let pings = 0;
+    client.ws.on('ping', () => (pings += 1));
+    const closed = await client.closed;
+    expect(pings).toBeGreaterThanOrEqual(2);
+    expect(closed).toEqual({ code: 4408, reason: 'Session closed after 2.5 s without activity' });
+  });
+
+  it('cuts a browser that answers no ping, and logs why', async () => {
+    const client = await openDesktop(gw.wsUrl('echo'), { autoPong: false });
+    const started = Date.now();
+    const closed = await client.closed;
+    // The close frame is sent as the connection is cut: a peer that still reads sees it, a gone one sees nothing.
+    expect([4408, 1006]).toContain(closed.code);
+    expect(Date.now() - started).toBeLessThan(2_500);
+    await waitFor(() => ends.some((e) => e.code === 4408 && /answered no ping/.test(e.reason)), 'the session end of the silent browser');
+    expect(ends.find((e) => /answered no ping/.test(e.reason))).toMatchObject({
+      reason: 'The browser answered no ping for 1 s: the connection is gone',
+      by: 'gateway',
+    });
   });
 });
 

@@ -25,6 +25,7 @@ const endings: BridgeEndings = {
   idle: () => errors.idle('1 minute'),
   expired: () => errors.expired('10 minutes'),
   upstreamClosed: (err) => (err ? errors.upstreamBroke(DESKTOP, err.message) : errors.upstreamClosed(DESKTOP)),
+  noPong: () => errors.noPong('1 minute'),
 };
 const connect = buildConnector({ timeoutMs: 5_000 });
 
@@ -64,7 +65,7 @@ async function startRelay(vncPort: number, stages?: RelayStages, highWaterMarkBy
     const ends: BridgeEnd[] = [];
     let onEnded: (end: BridgeEnd) => void = () => {};
     const ended = new Promise<BridgeEnd>((resolve) => (onEnded = resolve));
-    const options = { endings, highWaterMarkBytes, idleTimeoutMs: 60_000, maxDurationMs: 600_000, stages };
+    const options = { endings, highWaterMarkBytes, idleTimeoutMs: 60_000, maxDurationMs: 600_000, keepaliveMs: 0, stages };
     const bridge = new Bridge(ws, options, (end) => {
       ends.push(end);
       onEnded(end);
