@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { desktopName, groupName, userName } from './names.js';
 import { isLoopbackHost, isValidHost, parseHostPort } from '../net/host-port.js';
-import { isOrigin, normalizeOrigin } from '../net/origin.js';
+import { isOrigin, isPublicUrl, normalizeOrigin } from '../net/origin.js';
 import { parseCidr } from '../net/cidr.js';
 import { sourcesOf } from './options.js';
 
@@ -77,6 +77,10 @@ const vncSettings = z
       }
     }
     if (vnc.anonymousTls && vnc.tls !== 'vencrypt') issue('anonymousTls', 'anonymousTls is a VeNCrypt setting: it needs tls: vencrypt', true);
+    // VeNCrypt's subtype list comes in the clear: anyone on the path could strike the X509 ones, and the pin would never be checked.
+    if (vnc.anonymousTls && (vnc.ca !== undefined || vnc.fingerprint !== undefined)) {
+      issue('anonymousTls', 'anonymousTls would let anyone on the path remove the X509 subtypes and skip ca or fingerprint: use one or the other', true);
+    }
   });
 
 const desktopObject = z.strictObject({
@@ -267,8 +271,25 @@ export const configSchema = z
       .optional(),
     /** Proxies whose X-Forwarded-* headers (and identity headers in auth mode header) are believed. */
     trustProxy: z.array(z.string().transform(normalizeCidr), { error: 'expected a list of CIDR blocks' }).default([]),
-    /** The URL users reach the gateway at, for links the CLI prints; defaults to the listen address. */
-    publicUrl: z.string().refine(isOrigin, 'expected an origin such as https://desktops.example.com').optional(),
+    /**
+     * The path prefix the gateway serves everything under, e.g. /desktops: for a proxy that
+     * passes paths through unchanged, or a plain node:http server it is mounted in. A proxy that
+     * strips the prefix says so with X-Forwarded-Prefix instead; Express's mount point is read too.
+     */
+    basePath: z
+      .string({ error: 'expected a path prefix such as /desktops' })
+      .transform((path) => path.replace(/\/+$/, ''))
+      .refine(
+        (path) => /^(?:\/[A-Za-z0-9._~-]+)*$/.test(path) && !/\/\.\.?(\/|$)/.test(path),
+        'expected a path prefix such as /desktops: letters, digits, ".", "_", "~", "-" between slashes',
+      )
+      .default(''),
+    /** The URL users reach the gateway at (it may carry a path), for links the CLI prints; defaults to the listen address and basePath. */
+    publicUrl: z
+      .string()
+      .transform((url) => url.replace(/\/+$/, ''))
+      .refine(isPublicUrl, 'expected an http(s) URL such as https://desktops.example.com or https://example.com/desktops, without query or fragment')
+      .optional(),
     http: z
       .strictObject({
         headersTimeoutMs: milliseconds(1_000, 10_000),

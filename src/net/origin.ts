@@ -16,3 +16,10 @@ export function isOrigin(text: string): boolean {
   const url = new URL(text);
   return url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
 }
+
+/** Whether an operator's text is where users reach the gateway: an origin, maybe with a path, and nothing else. */
+export function isPublicUrl(text: string): boolean {
+  if (normalizeOrigin(text) === undefined) return false;
+  const url = new URL(text);
+  return !url.search && !url.hash && !url.username && !url.password && !text.endsWith('/');
+}

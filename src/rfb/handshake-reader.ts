@@ -82,6 +82,11 @@ export class HandshakeReader {
     });
   }
 
+  /** Bytes held that no read has taken yet. */
+  get buffered(): number {
+    return this.#length;
+  }
+
   /** Whatever came after the handshake's last read: the relay's first bytes. */
   rest(): Buffer {
     const rest = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);

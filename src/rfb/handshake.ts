@@ -310,6 +310,9 @@ function sendPlain(server: UpstreamSide, vnc: VncSettings): void {
 }
 
 async function startTls(server: UpstreamSide, o: HandshakeOptions, anonymous: boolean): Promise<void> {
+  // Bytes that came in the clear with the go-ahead would be read as if TLS had protected them
+  // (STARTTLS injection): a server sends nothing before the TLS handshake, so anyone who does is refused.
+  if (server.reader.buffered > 0) throw errors.vncBrokeProtocol(o.label, `it sent ${server.reader.buffered} bytes in the clear where TLS had to begin`);
   const { options, verify } = tlsSetup(o, anonymous);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<never>((_, reject) => {

@@ -111,8 +111,10 @@ export class HandshakePhase {
     this.#failBoth(reason instanceof GatewayError ? reason : errors.shuttingDown());
   }
 
+  /** The handshake cannot finish: fail what it reads, and cut the VNC side, which also ends a TLS handshake in progress. */
   #failBoth(error: GatewayError): void {
     this.#fromBrowser.fail(error);
     this.#fromUpstream.fail(error);
+    this.#upstream.destroy();
   }
 }

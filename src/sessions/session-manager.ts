@@ -171,6 +171,8 @@ export class SessionManager {
       upstream.connected(socket);
       const phase = new HandshakePhase(session, upstream, this.#options.session);
       session.handshake = await phase.run();
+      // The handshake refuses this already; a view-only session that would run unfiltered must never start.
+      if (session.viewOnly && !session.handshake.followed) throw errors.viewOnlyNotFollowed(describe(target));
       if (ws.readyState === ws.OPEN) this.#start(session, upstream, phase);
       else {
         phase.finish();

@@ -143,7 +143,10 @@ class FakeServer extends FakeSide implements UpstreamSide {
 
 /** A peer's script: wait for the gateway to write `expect` to it, push `send`, wait for startTls, pause. */
 type Step = { expect: Buffer } | { send: Buffer } | { tls: true } | { pause: number };
-/** How a peer's bytes reach the reader: a push per message, a push per byte, or all of them in the first push. */
+/**
+ * How a peer's bytes reach the reader: a push per message, a push per byte, or all of them in
+ * one push (up to a TLS start: bytes after it come through TLS, never with the plain ones).
+ */
 type Delivery = 'chunked' | 'bytewise' | 'coalesced';
 
 const expectBytes = (bytes: Buffer | readonly number[]): Step => ({ expect: Buffer.from(bytes) });
@@ -158,12 +161,19 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * `expect`s afterwards (transcript()). A script the gateway never satisfies just stays pending.
  */
 async function play(side: FakeSide, steps: readonly Step[], delivery: Delivery): Promise<void> {
-  if (delivery === 'coalesced') side.deliver(Buffer.concat(steps.flatMap((step) => ('send' in step ? [step.send] : []))));
+  /** All the bytes the peer sends from step `from` up to its next TLS start. */
+  const segment = (from: number): Buffer => {
+    const end = steps.findIndex((step, i) => i >= from && 'tls' in step);
+    return Buffer.concat(steps.slice(from, end === -1 ? undefined : end).flatMap((step) => ('send' in step ? [step.send] : [])));
+  };
+  if (delivery === 'coalesced') side.deliver(segment(0));
   let offset = 0;
-  for (const step of steps) {
+  for (const [i, step] of steps.entries()) {
     if ('expect' in step) await side.untilWritten((offset += step.expect.length));
-    else if ('tls' in step) await (side as FakeServer).untilTls();
-    else if ('pause' in step) await sleep(step.pause);
+    else if ('tls' in step) {
+      await (side as FakeServer).untilTls();
+      if (delivery === 'coalesced') side.deliver(segment(i + 1));
+    } else if ('pause' in step) await sleep(step.pause);
     else if (delivery === 'chunked') side.deliver(step.send);
     else if (delivery === 'bytewise') {
       for (const byte of step.send) {
@@ -867,6 +877,15 @@ describe('terminated handshake (gateway-held credentials)', () => {
       scenario.server = [...scenario.server.slice(0, 9), send([0])];
       const { promise, server } = start(scenario);
       await rejection(promise, 'DG_ERR_VNC_PROTOCOL', 4502, /^Desktop 'lab' refused the connection: it could not start TLS$/);
+      expect(server.tlsCalls).toEqual([]);
+    });
+
+    it('refuses bytes sent in the clear with the go-ahead, which would pass for TLS data (STARTTLS injection)', async () => {
+      const scenario = terminatedX509Vnc();
+      // The go-ahead and a forged SecurityResult and ServerInit in one chunk, before any TLS.
+      scenario.server = [...scenario.server.slice(0, 9), send(Buffer.concat([Buffer.from([1]), OK, SERVER_INIT]))];
+      const { promise, server } = start(scenario);
+      await rejection(promise, 'DG_ERR_VNC_PROTOCOL', 4502, /^Desktop 'lab' broke the RFB handshake: it sent \d+ bytes in the clear where TLS had to begin$/);
       expect(server.tlsCalls).toEqual([]);
     });
 

@@ -47,6 +47,7 @@ describe("a desktop's vnc section", () => {
     expect(refusal({ ca: '/ca.pem' })).toMatch(/vnc\.ca: .*needs tls: vencrypt or tls-first/);
     expect(refusal({ anonymousTls: true, tls: 'tls-first' })).toMatch(/vnc\.anonymousTls: .*needs tls: vencrypt/);
     expect(refusal({ tls: 'ssl' })).toMatch(/vnc\.tls: .*expected none, vencrypt or tls-first/);
+    expect(refusal({ tls: 'vencrypt', anonymousTls: true, ca: '/ca.pem' })).toMatch(/vnc\.anonymousTls: .*remove the X509 subtypes/);
   });
 
   it('never shows a password in an error', () => {
