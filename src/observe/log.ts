@@ -3,11 +3,30 @@
  * (events.ts), so every line of a kind has the same fields: `remote`, `user`, `desktop`,
  * `session`; `error` is a catalogue code, `err` an Error with its stack.
  */
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
 import { events } from './events.js';
 
-export type { Logger };
+/**
+ * One log call: fields then a message, or a message alone (pino's order). pino's methods fit,
+ * and so do `console`'s and `(fields: object | string, message?: string) => void`.
+ */
+export interface LogMethod {
+  (fields: Record<string, unknown>, message: string): void;
+  (message: string): void;
+}
 
+/**
+ * What the gateway logs to: the four methods it calls, nothing else. A pino logger, `console`
+ * or a small object of your own; the gateway never asks it for a level or a child.
+ */
+export interface Logger {
+  debug: LogMethod;
+  info: LogMethod;
+  warn: LogMethod;
+  error: LogMethod;
+}
+
+/** The default: pino at `level`, JSON lines on stdout. */
 export function createLogger(level: string): Logger {
   return pino({ level, base: { name: 'deskgate' } });
 }
