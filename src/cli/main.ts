@@ -8,26 +8,31 @@
  */
 import { parseArgs } from 'node:util';
 import { flagsOf, OPTIONS, optionsHelp } from '../config/options.js';
-import type { Config } from '../config/schema.js';
+import { parseConfig, type Config } from '../config/schema.js';
 import { loadConfig, parseFlags, type FlagValues } from '../config/sources.js';
 import { VERSION } from '../package.js';
 import { EXIT, failure } from './exit.js';
 
-const HELP = `deskgate ${VERSION} — one port, many desktops: VNC in the browser
+/** The gateway's --help; the options' defaults come from the schema. */
+function help(): string {
+  return `deskgate ${VERSION} — one port, many desktops: VNC in the browser
 
 Usage: deskgate [options]                 run the gateway
        deskgate hash-password             read a password on stdin, print its argon2id hash
        deskgate api-key                   print a new API key and the hash for tickets.apiKeys
        deskgate ticket --desktop NAME --user USER [--view-only] [--ttl SECONDS] [--config FILE]
                                           print a one-time viewer URL (needs tickets.secret or keys)
+       deskgate COMMAND --help            a subcommand's own options
 
-${optionsHelp()}
+${optionsHelp(parseConfig({}))}
 Examples:
   deskgate                                  # the demo desktop on http://127.0.0.1:6080
   deskgate --desktop lab1=10.0.0.5:5901 --desktop lab2=10.0.0.6:5900
   deskgate --config /etc/deskgate.yaml      # SIGHUP re-reads the users file and certificate
+  deskgate --listen 0.0.0.0:6080 --auth header --trust-proxy 10.0.0.2/32 --base-path /desktops
   deskgate ticket --config /etc/deskgate.yaml --desktop lab1 --user alice --ttl 60
 `;
+}
 
 function parseCommandLine(argv: string[]): FlagValues {
   return parseFlags(() => parseArgs({ args: argv, options: flagsOf(OPTIONS), strict: true, allowPositionals: false }).values);
@@ -39,7 +44,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     if (command) return await (await command())(argv.slice(1), env);
     const flags = parseCommandLine(argv);
     if (flags.help) {
-      process.stdout.write(HELP);
+      process.stdout.write(help());
       return EXIT.ok;
     }
     if (flags.version) {

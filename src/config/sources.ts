@@ -12,8 +12,8 @@ import { ConfigError, FileError, parseConfig, type Config } from './schema.js';
 /** Flag values as parseArgs returns them, by long flag name. */
 export type FlagValues = Readonly<Record<string, string | boolean | (string | boolean)[] | undefined>>;
 
-/** Run parseArgs, turning its errors into ones that name the flag. */
-export function parseFlags<T>(parse: () => T): T {
+/** Run parseArgs, turning its errors into ones that name the flag and the command whose --help lists the flags. */
+export function parseFlags<T>(parse: () => T, command = 'deskgate'): T {
   try {
     return parse();
   } catch (err) {
@@ -24,8 +24,10 @@ export function parseFlags<T>(parse: () => T): T {
         ? `unknown flag ${flag}`
         : (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
           ? `unexpected argument ${flag}`
-          : message.split('.')[0];
-    throw new ConfigError(`${detail} (see deskgate --help)`);
+          : message.includes('ambiguous')
+            ? `${flag} needs a value; write one that starts with a dash as ${flag}=-…`
+            : message.split('.')[0];
+    throw new ConfigError(`${detail} (see ${command} --help)`);
   }
 }
 
@@ -61,16 +63,19 @@ async function readConfigFile(file: string): Promise<Record<string, unknown>> {
     if (typeof data !== 'object' || Array.isArray(data)) throw new Error('expected a mapping of keys to values at the top level');
     return resolvePaths(data as Record<string, unknown>, dirname(resolve(file)));
   } catch (err) {
-    throw new FileError('config file', file, `config file ${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
+    // Only the first line of the parser's message: the rest quotes the file, and a line of it may hold a password.
+    const why = (err as Error).message.split('\n', 1)[0]?.replace(/:$/, '');
+    throw new FileError('config file', file, `config file ${file} is not valid YAML: ${why}`);
   }
 }
 
 /** An option's value from its flag, else from its variable; undefined when neither is set. */
 function valueOf(option: Option, flags: FlagValues, env: NodeJS.ProcessEnv): unknown {
   const flagged = option.flag === undefined ? undefined : flags[option.flag];
-  if (flagged !== undefined) return flagged;
+  if (flagged !== undefined) return option.kind === 'number' ? textNumber(flagged) : flagged;
   const text = option.env === undefined ? undefined : env[option.env];
   if (text === undefined) return undefined;
+  if (option.kind === 'number') return textNumber(text);
   if (option.kind === 'boolean') return envBoolean(text);
   if (option.kind === 'list')
     return text
@@ -78,6 +83,14 @@ function valueOf(option: Option, flags: FlagValues, env: NodeJS.ProcessEnv): unk
       .map((s) => s.trim())
       .filter(Boolean);
   return text;
+}
+
+/**
+ * A number written as digits (a sign and a fraction allowed, for the schema to refuse with its
+ * bounds); anything else, `0x10`, `1e3`, `10_000` or nothing, stays text for the schema to name.
+ */
+function textNumber(value: unknown): unknown {
+  return typeof value === 'string' && /^\s*[+-]?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
 }
 
 /** Environment booleans: true/false, 1/0, yes/no, on/off; anything else goes to the schema to be named. */

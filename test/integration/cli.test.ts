@@ -11,7 +11,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { OPTIONS } from '../../src/config/options.js';
 import { runDeskgate, spawnDeskgate, startCli, waitHealthy, type DeskgateProcess } from '../helpers/cli-process.js';
 import { freePort } from '../helpers/processes.js';
-import { openDesktop } from '../helpers/ws-client.js';
+import { send } from '../helpers/http-client.js';
+import { openDesktop, tryUpgrade } from '../helpers/ws-client.js';
 
 const started: DeskgateProcess[] = [];
 
@@ -37,6 +38,54 @@ describe('deskgate command', () => {
     for (const { flag, env, key } of OPTIONS) {
       for (const name of [flag && `--${flag}`, env, key?.join('.')]) if (name) expect(cli.stdout).toContain(name);
     }
+  });
+
+  it('answers --help of each subcommand with its own usage, and names a flag a subcommand does not know', async () => {
+    for (const command of ['hash-password', 'api-key', 'ticket']) {
+      for (const help of ['--help', '-h']) {
+        const cli = await runDeskgate([command, help]);
+        expect(cli.code, `${command} ${help}`).toBe(0);
+        expect(cli.stdout).toMatch(new RegExp(`^Usage: deskgate ${command}`));
+        expect(cli.stderr).toBe('');
+      }
+      const cli = await runDeskgate([command, '--bogus']);
+      expect(cli.code, command).toBe(2);
+      expect(cli.stderr).toBe(`deskgate: unknown flag --bogus (see deskgate ${command} --help)\n`);
+    }
+    expect((await runDeskgate(['ticket', '--help'])).stdout).toContain('--view-only');
+  });
+
+  // trustProxy was config-file only, so --auth header could not start from flags or environment alone.
+  it('runs header authentication from flags and environment alone, without a config file', async () => {
+    const port = await freePort();
+    const origin = `http://127.0.0.1:${port}`;
+    const cli = spawnDeskgate(['--listen', `127.0.0.1:${port}`, '--auth', 'header', '--trust-proxy', '127.0.0.1/32'], {
+      env: { DESKGATE_MAX_SESSIONS_PER_USER: '1' },
+    });
+    started.push(cli);
+    await waitHealthy(cli, `${origin}/healthz`);
+    const alice = { headers: { 'x-forwarded-user': 'alice' } };
+
+    const dashboard = await send(`${origin}/`, alice);
+    expect(dashboard.status).toBe(200);
+    expect(dashboard.body).toContain('data-desktop="demo"');
+    expect((await send(`${origin}/`)).status).toBe(401);
+    expect((await tryUpgrade(`ws://127.0.0.1:${port}/websockify?desktop=demo`)).status).toBe(401);
+    // Alice's session counts as hers: DESKGATE_MAX_SESSIONS_PER_USER, a number from the environment, refuses her second.
+    await openDesktop(`ws://127.0.0.1:${port}/websockify?desktop=demo`, alice);
+    expect(await tryUpgrade(`ws://127.0.0.1:${port}/websockify?desktop=demo`, alice)).toMatchObject({
+      status: 429,
+      body: 'Too many sessions for alice (limit 1)\n',
+    });
+  });
+
+  it('names a number flag and its variable when the value is not a number', async () => {
+    const cli = await runDeskgate(['--max-sessions', 'fifty']);
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toContain('limits.maxSessions (--max-sessions, DESKGATE_MAX_SESSIONS): got "fifty"; expected a whole number from 1 to 1000000');
+    const env = await runDeskgate([], { env: { DESKGATE_IDLE_TIMEOUT_MS: '30m' } });
+    expect(env.code).toBe(2);
+    expect(env.stderr).toContain('session.idleTimeoutMs (--idle-timeout-ms, DESKGATE_IDLE_TIMEOUT_MS): got "30m"; expected a number of milliseconds');
   });
 
   it('prints its version', async () => {
