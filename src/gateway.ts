@@ -29,7 +29,11 @@ import { buildConnector } from './relay/connector.js';
 import { SessionManager, type SessionSnapshot } from './sessions/session-manager.js';
 
 export interface GatewayOptions {
-  /** Defaults to a pino logger at `config.log.level`. */
+  /**
+   * Where the gateway logs: a pino logger, `console`, or any object with debug/info/warn/error
+   * taking (fields, message) or (message). Defaults to pino at `config.log.level`, JSON lines on
+   * stdout; a logger passed here does its own level filtering.
+   */
   logger?: Logger;
 }
 
@@ -69,7 +73,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const connect = buildConnector({ timeoutMs: config.session.connectTimeoutMs });
   const sessions = new SessionManager({ gateway: self, connect, session: config.session, limits: config.limits });
   const admission = new Admission(auth, directory);
-  let state: 'idle' | 'listening' | 'closing' = 'idle';
+  /** Serving: listening on its own server, or mounted in a host's (the host calls handleRequest or handleUpgrade). */
+  let state: 'idle' | 'serving' | 'closing' = 'idle';
 
   const handleRequest = createRequestHandler({
     gateway: self,
@@ -79,7 +84,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     auth,
     admission,
     sessions,
-    ready: () => state === 'listening',
+    ready: () => state === 'serving',
   });
   const handleUpgrade = createUpgradeHandler({ gateway: self, config, auth, admission, sessions, closing: () => state === 'closing' });
 
@@ -110,8 +115,14 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     sessions: () => sessions.snapshot(),
     setViewOnly: (id, viewOnly) => sessions.setViewOnly(id, viewOnly),
     demo,
-    handleRequest,
-    handleUpgrade,
+    handleRequest(req, res) {
+      if (state === 'idle') state = 'serving'; // a host that mounted the gateway serves it
+      handleRequest(req, res);
+    },
+    handleUpgrade(req, socket, head) {
+      if (state === 'idle') state = 'serving';
+      handleUpgrade(req, socket, head);
+    },
     async listen() {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -120,7 +131,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
           resolve();
         });
       });
-      state = 'listening';
+      state = 'serving';
       const address = server.address() as AddressInfo;
       logger.info({ address: address.address, port: address.port, desktops: directory.list().map((d) => d.name) }, 'gateway listening');
       if (auth.mode === 'none' && !isLoopbackHost(config.listen.host)) {

@@ -41,7 +41,7 @@ export class Auth {
     this.mode = config.auth.mode;
     this.#config = config.auth;
     this.#users = users;
-    this.proxy = new ProxyTrust(config.trustProxy);
+    this.proxy = new ProxyTrust(config.trustProxy, config.basePath);
     this.tickets = TicketAuthority.from(config.tickets, used);
     this.#cookies = new LoginCookies(config.auth.secret, config.auth.sessionTtlMs, used);
     this.#throttle = new LoginThrottle({
@@ -111,13 +111,13 @@ export class Auth {
       this.#throttle.end(origin.address, found ? 'succeeded' : 'failed');
     }
     if (!found) return { ok: false, retryAfter: this.retryAfter(origin) };
-    return { ok: true, setCookie: await this.#cookies.issue(found, origin.secure) };
+    return { ok: true, setCookie: await this.#cookies.issue(found, origin) };
   }
 
   /** Revoke the request's login; returns it, and the Set-Cookie value that clears the cookie. */
   async logout(req: IncomingMessage, origin: RequestOrigin): Promise<{ login: Login | undefined; setCookie: string }> {
     const login = await this.#cookies.read(req);
-    return { login, setCookie: await this.#cookies.revoke(login, origin.secure) };
+    return { login, setCookie: await this.#cookies.revoke(login, origin) };
   }
 
   /** Whether a password-mode identity still has its user, with the same password, in the users file. */

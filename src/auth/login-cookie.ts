@@ -33,7 +33,7 @@ export class LoginCookies {
   }
 
   /** A Set-Cookie value logging this user in, bound to the password hash they logged in with. */
-  async issue(user: { name: string; passwordHash: string }, secure: boolean): Promise<string> {
+  async issue(user: { name: string; passwordHash: string }, where: CookieScope): Promise<string> {
     const now = Date.now();
     const token = await new SignJWT({ cred: this.credentialTag(user.passwordHash) })
       .setProtectedHeader({ alg: 'HS256' })
@@ -42,7 +42,7 @@ export class LoginCookies {
       .setIssuedAt(now / 1000) // to the millisecond: compared with the moment the revocation store began
       .setExpirationTime(Math.floor((now + this.#ttlMs) / 1000))
       .sign(this.#key);
-    return serialize(token, Math.floor(this.#ttlMs / 1000), secure);
+    return serialize(token, Math.floor(this.#ttlMs / 1000), where);
   }
 
   /** The login the request's cookie carries, if it is genuine, unexpired and not logged out. */
@@ -67,14 +67,21 @@ export class LoginCookies {
   }
 
   /** Log out: revoke the login and return the Set-Cookie value that clears it. */
-  async revoke(login: Login | undefined, secure: boolean): Promise<string> {
+  async revoke(login: Login | undefined, where: CookieScope): Promise<string> {
     if (login) await this.#revoked.claim(`login:${login.id}`, login.expiresAt);
-    return serialize('', 0, secure);
+    return serialize('', 0, where);
   }
 }
 
-function serialize(value: string, maxAgeSeconds: number, secure: boolean): string {
-  return `${LOGIN_COOKIE}=${value}; Path=/; Max-Age=${maxAgeSeconds}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+/** Where the cookie goes: over TLS only, when the browser came over TLS; below the gateway's prefix only. */
+export interface CookieScope {
+  readonly secure: boolean;
+  /** The gateway's root in the browser's URLs ("" at the root of the origin). */
+  readonly prefix: string;
+}
+
+function serialize(value: string, maxAgeSeconds: number, { secure, prefix }: CookieScope): string {
+  return `${LOGIN_COOKIE}=${value}; Path=${prefix || '/'}; Max-Age=${maxAgeSeconds}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
 }
 
 /** One cookie's value from a Cookie header. */

@@ -1,5 +1,5 @@
 /**
- * Behind a reverse proxy the TCP peer is the proxy. X-Forwarded-For/Proto/Host are
+ * Behind a reverse proxy the TCP peer is the proxy. X-Forwarded-For/Proto/Host/Prefix are
  * believed only when the peer is in `trustProxy`; anyone else could write them.
  */
 import type { IncomingMessage } from 'node:http';
@@ -17,13 +17,24 @@ export interface RequestOrigin {
   readonly secure: boolean;
   /** The host the browser asked for. */
   readonly host: string | undefined;
+  /**
+   * Where the gateway's root is in the browser's URLs ("" at the root of the origin, else like
+   * "/desktops"): a trusted proxy's X-Forwarded-Prefix (a prefix it stripped), then the mount
+   * point of a host application (Express's `req.baseUrl`), then `basePath`.
+   */
+  readonly prefix: string;
 }
+
+/** A URL path prefix without a trailing slash: "/desktops", "/a/b"; "" for none. */
+const PREFIX = /^(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$/;
 
 export class ProxyTrust {
   readonly #trusted: CidrSet;
+  readonly #basePath: string;
 
-  constructor(cidrs: readonly string[]) {
+  constructor(cidrs: readonly string[], basePath = '') {
     this.#trusted = new CidrSet(cidrs);
+    this.#basePath = basePath;
   }
 
   trusts(address: string): boolean {
@@ -33,7 +44,8 @@ export class ProxyTrust {
   describe(req: IncomingMessage): RequestOrigin {
     const peer = normalizeAddress(req.socket.remoteAddress ?? 'unknown');
     const tls = Boolean((req.socket as Partial<TLSSocket>).encrypted);
-    if (!this.trusts(peer)) return { address: peer, viaTrustedProxy: false, secure: tls, host: req.headers.host };
+    const mount = mountPoint(req);
+    if (!this.trusts(peer)) return { address: peer, viaTrustedProxy: false, secure: tls, host: req.headers.host, prefix: mount + this.#basePath };
     // Walk X-Forwarded-For from the right: each hop was written by the one after it, and
     // only trusted hops are believed about who came before them.
     const hops = headerList(req.headers['x-forwarded-for']);
@@ -45,8 +57,16 @@ export class ProxyTrust {
     }
     const proto = headerList(req.headers['x-forwarded-proto']).at(-1);
     const host = headerList(req.headers['x-forwarded-host']).at(-1) ?? req.headers.host;
-    return { address, viaTrustedProxy: true, secure: proto ? proto === 'https' : tls, host };
+    const forwarded = headerList(req.headers['x-forwarded-prefix']).at(-1)?.replace(/\/+$/, '') ?? '';
+    const prefix = (PREFIX.test(forwarded) ? forwarded : '') + mount + this.#basePath;
+    return { address, viaTrustedProxy: true, secure: proto ? proto === 'https' : tls, host, prefix };
   }
+}
+
+/** Where a host application mounted the gateway, if it says so (Express sets `req.baseUrl`). */
+function mountPoint(req: IncomingMessage): string {
+  const baseUrl = (req as { baseUrl?: unknown }).baseUrl;
+  return typeof baseUrl === 'string' && PREFIX.test(baseUrl) ? baseUrl : '';
 }
 
 function headerList(value: string | string[] | undefined): string[] {

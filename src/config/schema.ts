@@ -186,6 +186,8 @@ const count = (min: number, max: number, fallback: number) =>
     .max(max, `expected a whole number from ${min} to ${max}`)
     .default(fallback);
 
+const KEEPALIVE_EXPECTED = 'expected 0 (no pings) or a whole number of milliseconds, at least 1000';
+
 const origins = z
   .array(z.string().refine(isOrigin, 'expected an origin such as https://console.example.com'), { error: 'expected a list of origins' })
   .default([])
@@ -217,7 +219,9 @@ export const configSchema = z
         maxDurationMs: milliseconds(1_000, 12 * 60 * 60_000),
         /** A WebSocket ping this often (0: none); a browser that misses one is cut with 4408. Under proxies' 60 s idle cut. */
         keepaliveMs: z
-          .union([z.literal(0), z.number().int().min(1_000)], { error: 'expected 0 (no pings) or a whole number of milliseconds, at least 1000' })
+          .number({ error: KEEPALIVE_EXPECTED })
+          .int(KEEPALIVE_EXPECTED)
+          .refine((ms) => ms === 0 || ms >= 1_000, KEEPALIVE_EXPECTED)
           .default(25_000),
         maxMessageBytes: bytes(1024, 64 * 1024 * 1024, 1024 * 1024),
         highWaterMarkBytes: bytes(16 * 1024, 64 * 1024 * 1024, 1024 * 1024),

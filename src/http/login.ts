@@ -26,7 +26,7 @@ export async function handleLogin(x: Exchange, auth: Auth, gateway: object): Pro
   const result = await auth.login(x.from, user, form.get('password') ?? '');
   if (result.ok) {
     events.loggedIn.publish(() => ({ gateway, remote: x.from.address, user }));
-    return redirect(x.res, next, { 'Set-Cookie': result.setCookie });
+    return redirect(x.res, `${x.root}${next}`, { 'Set-Cookie': result.setCookie });
   }
   const error = result.busy
     ? errors.busyCheckingLogins()
@@ -35,7 +35,7 @@ export async function handleLogin(x: Exchange, auth: Auth, gateway: object): Pro
       : errors.wrongPassword();
   x.refused(error.of(user.slice(0, 128)));
   const retry = result.busy || result.retryAfter > 0 ? { 'Retry-After': String(result.retryAfter) } : undefined;
-  x.page(error.status, renderLogin({ next, user, error: error.message }), retry);
+  x.page(error.status, renderLogin({ root: x.root, next, user, error: error.message }), retry);
 }
 
 /** Logging out revokes the login and ends the sessions opened with it, in every tab. */
@@ -43,7 +43,7 @@ export async function handleLogout(x: Exchange, auth: Auth, sessions: SessionMan
   if (isForeignPost(x.req, x.from)) return refuse(x, errors.foreignPost());
   const { login, setCookie } = await auth.logout(x.req, x.from);
   if (login) sessions.endWhere((s) => s.identity.login === login.id, errors.loggedOut());
-  redirect(x.res, '/login', { 'Set-Cookie': setCookie });
+  redirect(x.res, `${x.root}login`, { 'Set-Cookie': setCookie });
 }
 
 function refuse(x: Exchange, error: GatewayError): void {

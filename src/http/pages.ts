@@ -1,6 +1,10 @@
 /**
- * The two HTML pages the gateway serves: the dashboard (`GET /`) and the viewer
- * (`GET /view/:desktop`). Pure functions from data to markup, no I/O.
+ * The HTML pages the gateway serves: the dashboard (`GET /`), the viewer
+ * (`GET /view/:desktop`), the login form and notices. Pure functions from data to markup, no I/O.
+ *
+ * Every URL in them is relative, written from `root`: the way from the page back to the
+ * gateway's root ("./" or "../"). So the pages work wherever the gateway is reached, at the
+ * root of its own origin, under a `basePath`, or behind a proxy that strips a prefix.
  *
  * The pages must work under `script-src 'self'; style-src 'self'`, so they carry no
  * inline script, no style attribute and no inline event handler: behaviour lives in
@@ -30,9 +34,9 @@ export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
 }
 
-/** The viewer URL of a desktop: names may hold any character, so the path segment is encoded. */
+/** The viewer URL of a desktop, relative to the gateway's root: names may hold any character, so the path segment is encoded. */
 export function viewerHref(name: string): string {
-  return `/view/${encodeURIComponent(name)}`;
+  return `view/${encodeURIComponent(name)}`;
 }
 
 const STATUS_LABELS: Record<DesktopCard['status'], string> = {
@@ -42,6 +46,8 @@ const STATUS_LABELS: Record<DesktopCard['status'], string> = {
 };
 
 export interface PageInfo {
+  /** From the page to the gateway's root: "./" or "../". */
+  root: string;
   version: string;
   /** The logged-in user, when there is a login to end (password mode). */
   user?: string | undefined;
@@ -49,7 +55,7 @@ export interface PageInfo {
 
 export function renderDashboard(desktops: readonly DesktopCard[], info: PageInfo): string {
   const body = `<header class="site-header">
-  <h1>deskgate</h1>${info.user ? renderLogout(info.user) : ''}
+  <h1>deskgate</h1>${info.user ? renderLogout(info.root, info.user) : ''}
 </header>
 <main id="main">
   <h2 id="desktops-heading">Desktops</h2>
@@ -58,7 +64,7 @@ export function renderDashboard(desktops: readonly DesktopCard[], info: PageInfo
 <footer class="site-footer">
   <p>deskgate <span class="version">${escapeHtml(info.version)}</span></p>
 </footer>`;
-  return renderDocument({ title: 'deskgate', stylesheet: '/static/dashboard.css', body });
+  return renderDocument({ title: 'deskgate', stylesheet: `${info.root}static/dashboard.css`, body });
 }
 
 function renderEmptyState(): string {
@@ -92,12 +98,13 @@ function renderStatus(desktop: DesktopCard): string {
   return `<p class="status"><span class="visually-hidden">Status: </span><span class="badge badge-${desktop.status}"${title}>${label}</span>${small}</p>`;
 }
 
-export function renderViewer(desktop: { name: string; description?: string }, options: { viewOnly: boolean }): string {
+export function renderViewer(desktop: { name: string; description?: string }, options: { root: string; viewOnly: boolean }): string {
+  const { root } = options;
   const name = escapeHtml(desktop.name);
   const description = desktop.description ? `<span class="desktop-description">${escapeHtml(desktop.description)}</span>` : '';
   const viewOnlyTag = options.viewOnly ? '<span class="tag" id="view-only-tag">View only</span>' : '';
   const body = `<header class="toolbar">
-  <a class="back" href="/" aria-label="Back to all desktops"><span aria-hidden="true">←</span> Desktops</a>
+  <a class="back" href="${root}" aria-label="Back to all desktops"><span aria-hidden="true">←</span> Desktops</a>
   <h1 class="desktop-title"><span class="desktop-name">${name}</span>${description}</h1>
   ${viewOnlyTag}
   <p class="connection-state" id="connection-state" role="status">Connecting…</p>
@@ -121,43 +128,47 @@ ${renderCredentialsForm()}
     <p class="status-detail" id="status-detail"></p>
     <div class="overlay-actions">
       <button type="button" id="overlay-reconnect">Reconnect</button>
-      <a href="/">Back to all desktops</a>
+      <a href="${root}">Back to all desktops</a>
     </div>
   </div>
 </section>
 <noscript><p class="noscript">The viewer needs JavaScript to show the remote desktop.</p></noscript>`;
   return renderDocument({
     title: `${desktop.name} — deskgate`,
-    stylesheet: '/static/viewer.css',
-    script: '/static/viewer.js',
+    stylesheet: `${root}static/viewer.css`,
+    script: `${root}static/viewer.js`,
     bodyAttributes: ` data-desktop="${name}" data-view-only="${options.viewOnly ? 'true' : 'false'}"`,
     body,
   });
 }
 
-function renderLogout(user: string): string {
+function renderLogout(root: string, user: string): string {
   return `
-  <form class="logout" method="post" action="/logout">
+  <form class="logout" method="post" action="${root}logout">
     <span class="user">${escapeHtml(user)}</span> <button type="submit">Log out</button>
   </form>`;
 }
 
 /**
- * Where to go after logging in: a path on this gateway only, never another site. No
- * control characters: browsers drop tabs and line breaks from a Location, so `/\t/evil`
- * would become `//evil`, another site.
+ * Where to go after logging in, relative to the gateway's root (`view/lab1`, or "" for the
+ * dashboard): a page of this gateway only, never another site. So no scheme, no leading
+ * slash or backslash, no dot segments, and no control characters: browsers drop tabs and line
+ * breaks from a Location, so `\t//evil` would become `//evil`, another site.
  */
 export function safeNext(next: string | null | undefined): string {
-  return next && /^\/(?![/\\])[^\p{Cc}]*$/u.test(next) ? next : '/';
+  if (!next || /[\p{Cc}\\]/u.test(next) || /^[^/?#]*:/.test(next)) return '';
+  const dots = next.replace(/%2e/gi, '.'); // browsers read %2e as a dot in a dot segment
+  if (/^[/.]/.test(dots) || /(^|\/)\.\.?([/?#]|$)/.test(dots)) return '';
+  return next;
 }
 
-export function renderLogin(options: { next: string; error?: string | undefined; user?: string | undefined }): string {
+export function renderLogin(options: { root: string; next: string; error?: string | undefined; user?: string | undefined }): string {
   const error = options.error ? `\n    <p class="form-error" id="login-error" role="alert">${escapeHtml(options.error)}</p>` : '';
   const body = `<header class="site-header">
   <h1>deskgate</h1>
 </header>
 <main id="main" class="narrow">
-  <form class="card login" method="post" action="/login">
+  <form class="card login" method="post" action="${options.root}login">
     <h2>Log in</h2>${error}
     <input type="hidden" name="next" value="${escapeHtml(safeNext(options.next))}">
     <p class="field"><label for="login-user">User name</label>
@@ -167,11 +178,11 @@ export function renderLogin(options: { next: string; error?: string | undefined;
     <p><button type="submit">Log in</button></p>
   </form>
 </main>`;
-  return renderDocument({ title: 'Log in — deskgate', stylesheet: '/static/dashboard.css', body });
+  return renderDocument({ title: 'Log in — deskgate', stylesheet: `${options.root}static/dashboard.css`, body });
 }
 
 /** A page that says why something cannot be done, and where to go instead. */
-export function renderNotice(title: string, message: string): string {
+export function renderNotice(root: string, title: string, message: string): string {
   const body = `<header class="site-header">
   <h1>deskgate</h1>
 </header>
@@ -179,10 +190,10 @@ export function renderNotice(title: string, message: string): string {
   <section class="card notice">
     <h2>${escapeHtml(title)}</h2>
     <p id="notice-message">${escapeHtml(message)}</p>
-    <p><a href="/">All desktops</a></p>
+    <p><a href="${root}">All desktops</a></p>
   </section>
 </main>`;
-  return renderDocument({ title: `${title} — deskgate`, stylesheet: '/static/dashboard.css', body });
+  return renderDocument({ title: `${title} — deskgate`, stylesheet: `${root}static/dashboard.css`, body });
 }
 
 /** Shown only when the VNC server itself asks for a password (the gateway may supply it instead). */

@@ -42,6 +42,10 @@ export interface Exchange {
   req: IncomingMessage;
   res: ServerResponse;
   from: RequestOrigin;
+  /** From the requested page back to the gateway's root, for relative URLs: "./" or "../". */
+  root: string;
+  /** The request's path and query relative to the gateway's root, as sent: "view/lab1?ticket=…". */
+  target: string;
   /** Sends an HTML page with the page security headers. */
   page(status: number, body: string, headers?: Headers): void;
   /** Publishes the refusal of this request (the log sees it); `desktop`: what it asked for. */
@@ -59,6 +63,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   const serveNoVnc = serveDirectory(NOVNC_ROOT, 'public, max-age=3600');
   const { auth } = ctx;
   const refuseHost = hostGuard(ctx.config);
+  const { basePath } = ctx.config;
   // Scripts and styles from this origin only; the viewer talks to this origin only; only the
   // configured consoles may frame it; tickets live in URLs, so no Referer and no caching.
   const pageHeaders = {
@@ -91,14 +96,14 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
 
   /** An unauthenticated page request goes to the login form (mode password), or is refused with 401. */
   function askToLogIn(x: Exchange): void {
-    if (auth.mode === 'password') return redirect(x.res, `/login?next=${encodeURIComponent(x.req.url ?? '/')}`);
+    if (auth.mode === 'password') return redirect(x.res, `${x.root}login?next=${encodeURIComponent(x.target)}`);
     problem(x.res, errors.signInThroughSso());
   }
 
   async function loginPage(x: Exchange): Promise<void> {
     const next = safeNext(new URL(x.req.url ?? '/', 'http://x').searchParams.get('next'));
-    if (await auth.identify(x.req, x.from)) return redirect(x.res, next);
-    x.page(200, renderLogin({ next }));
+    if (await auth.identify(x.req, x.from)) return redirect(x.res, `${x.root}${next}`);
+    x.page(200, renderLogin({ root: x.root, next }));
   }
 
   async function dashboard(x: Exchange): Promise<void> {
@@ -111,7 +116,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
         return { name: d.name, description: d.description, status: probe.status, detail: probe.detail };
       }),
     );
-    x.page(200, renderDashboard(cards, { version: VERSION, user: identity.via === 'password' ? identity.user : undefined }));
+    x.page(200, renderDashboard(cards, { root: x.root, version: VERSION, user: identity.via === 'password' ? identity.user : undefined }));
   }
 
   /** The viewer, for whoever the WebSocket would admit; a ticket link opens it without a login, and is used up by the WebSocket, not here. */
@@ -121,13 +126,13 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
       const grant = await ctx.admission.decide(x.req, x.from, parseViewerRequest(name, query), x.req.socket.localPort ?? 0);
       // A reload of a used ticket link says so, instead of failing at the WebSocket.
       if (grant.ticket && (await auth.tickets?.used(grant.ticket))) throw errors.ticketUsed();
-      x.page(200, renderViewer(ctx.directory.get(grant.target.name) ?? { name }, { viewOnly: grant.viewOnly }));
+      x.page(200, renderViewer(ctx.directory.get(grant.target.name) ?? { name }, { root: x.root, viewOnly: grant.viewOnly }));
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
       const withTicket = query.has('ticket');
       if (err.code === 'DG_ERR_UNAUTHENTICATED' && !withTicket) return askToLogIn(x);
       x.refused(err, name);
-      x.page(err.status, renderNotice(withTicket ? 'This link cannot be used' : (NOTICE_TITLES[err.status] ?? 'Refused'), err.message));
+      x.page(err.status, renderNotice(x.root, withTicket ? 'This link cannot be used' : (NOTICE_TITLES[err.status] ?? 'Refused'), err.message));
     }
   }
 
@@ -151,16 +156,31 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
       refused(badHost);
       return problem(res, badHost);
     }
-    const path = decodePath(req.url ?? '/');
-    if (path === undefined) return problem(res, errors.malformedUrl());
+    const url = req.url ?? '/';
+    const decoded = decodePath(url);
+    if (decoded === undefined) return problem(res, errors.malformedUrl());
+    const path = underBase(decoded, basePath);
+    if (path === undefined) return text(res, 404, 'Not found');
+    const query = url.slice((url.split('?', 1)[0] ?? '').length);
+    // The base path itself is not a directory URL: relative links would resolve beside it, not below.
+    if (path === '') return redirect(res, `${basePath.slice(basePath.lastIndexOf('/') + 1)}/${query}`);
     const page = (status: number, body: string, headers: Headers = {}): void =>
       send(res, status, 'text/html; charset=utf-8', body, { ...pageHeaders, ...headers });
-    route({ req, res, from, page, refused }, path).catch((err: unknown) => {
+    const root = '../'.repeat(path.split('/').length - 2) || './';
+    const target = path.slice(1).split('/').map(encodeURIComponent).join('/') + query;
+    route({ req, res, from, root, target, page, refused }, path).catch((err: unknown) => {
       events.failed.publish(() => ({ gateway: ctx.gateway, what: 'while answering a request', err, url: withoutTicket(req.url) }));
       if (!res.headersSent) problem(res, errors.internal());
       else res.destroy();
     });
   };
+}
+
+/** The path below `basePath` ("/…"), "" for the base path itself, or undefined if the path is not under it. */
+export function underBase(path: string, basePath: string): string | undefined {
+  if (!basePath) return path;
+  if (path === basePath) return '';
+  return path.startsWith(`${basePath}/`) ? path.slice(basePath.length) : undefined;
 }
 
 function methodNotAllowed(res: ServerResponse, allow: string): void {

@@ -59,10 +59,10 @@ export async function handleTicketRequest(x: Exchange, ctx: RoutesContext): Prom
     ticket: ticket.id,
     expiresAt: ticket.expiresAt,
   }));
-  json(x.res, 201, { ticket: token, url: ticketUrl(ticket.desktop, token), expiresAt: ticket.expiresAt.toISOString() });
+  json(x.res, 201, { ticket: token, url: `${x.from.prefix}/${ticketUrl(ticket.desktop, token)}`, expiresAt: ticket.expiresAt.toISOString() });
 }
 
-/** The viewer URL a ticket opens, relative to the gateway. */
+/** The viewer URL a ticket opens, relative to the gateway's root. */
 export function ticketUrl(desktop: string, token: string): string {
   return `${viewerHref(desktop)}?ticket=${encodeURIComponent(token)}`;
 }

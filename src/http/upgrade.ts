@@ -20,7 +20,7 @@ import { events } from '../observe/events.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import type { Grant } from '../sessions/session-manager.js';
 import type { Admission } from './admission.js';
-import { decodePath } from './routes.js';
+import { decodePath, underBase } from './routes.js';
 import { parseUpgradeQuery, type SessionRequest } from './session-request.js';
 
 export const WEBSOCKET_PATH = '/websockify';
@@ -91,7 +91,9 @@ export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
 
   return function handleUpgrade(req, socket, head) {
     const url = req.url ?? '';
-    if (req.headers.upgrade?.toLowerCase() !== 'websocket' || decodePath(url) !== WEBSOCKET_PATH) return answerPlainly(req, socket, head);
+    const path = decodePath(url);
+    const wanted = req.headers.upgrade?.toLowerCase() === 'websocket' && path !== undefined && underBase(path, ctx.config.basePath) === WEBSOCKET_PATH;
+    if (!wanted) return answerPlainly(req, socket, head);
     socket.on('error', ignoreSocketError); // the HTTP server no longer listens for errors on an upgrading socket
     const from = auth.proxy.describe(req);
     if (ctx.closing()) return refuse(socket, req, from, errors.shuttingDown());

@@ -96,7 +96,7 @@ describe('authentication in Chromium', () => {
     const context = await newContext();
     const page = await context.newPage();
     await page.goto(`${gw.httpUrl}/view/demo`);
-    expect(page.url()).toBe(`${gw.httpUrl}/login?next=%2Fview%2Fdemo`);
+    expect(page.url()).toBe(`${gw.httpUrl}/login?next=view%2Fdemo`);
     await page.screenshot({ path: SCREENSHOT });
 
     const refused = await submitLogin(page, 'alice', 'not her password');
@@ -141,7 +141,7 @@ describe('authentication in Chromium', () => {
     expect(await socketFromPage(page, 'demo')).toBe('closed 1006');
 
     await dashboard.goto(`${gw.httpUrl}/view/demo`);
-    expect(dashboard.url()).toBe(`${gw.httpUrl}/login?next=%2Fview%2Fdemo`);
+    expect(dashboard.url()).toBe(`${gw.httpUrl}/login?next=view%2Fdemo`);
     // The cookie's value was revoked on the server, not only deleted from the browser.
     expect(await upgradeStatus(gw.wsUrl('demo'), { headers: oldCookie })).toBe(401);
   });

@@ -427,10 +427,10 @@ describe('foreign and missing Origin', () => {
 describe('missing, wrong and stolen credentials', () => {
   attack('redirects pages to /login with 303 without a valid login', 'main', async (a) => {
     const pages = [
-      ['/', undefined, '/login?next=%2F'],
-      ['/view/lab', undefined, '/login?next=%2Fview%2Flab'],
-      ['/view/demo', 'deskgate_login=garbage', '/login?next=%2Fview%2Fdemo'],
-      ['/view/demo', `deskgate_login=${handMadeJwt({ alg: 'none' }, claims({}))}`, '/login?next=%2Fview%2Fdemo'],
+      ['/', undefined, './login?next='],
+      ['/view/lab', undefined, '../login?next=view%2Flab'],
+      ['/view/demo', 'deskgate_login=garbage', '../login?next=view%2Fdemo'],
+      ['/view/demo', `deskgate_login=${handMadeJwt({ alg: 'none' }, claims({}))}`, '../login?next=view%2Fdemo'],
     ] as const;
     for (const [path, cookie, location] of pages) {
       const res = await a.request(path, { headers: cookie ? { cookie } : {} });
@@ -893,8 +893,8 @@ describe('requests that are not what they seem', () => {
   });
 
   attack('logs in and redirects to a next page whose path is not Latin-1, percent-encoded', 'main', async (a) => {
-    const res = await logIn(subjects.main.gw.origin, 'mallory', PASSWORDS.mallory, { next: '/view/☃?q=é', localAddress: a.from });
-    expect({ status: res.status, location: res.headers.location }).toEqual({ status: 303, location: '/view/%E2%98%83?q=%C3%A9' });
+    const res = await logIn(subjects.main.gw.origin, 'mallory', PASSWORDS.mallory, { next: 'view/☃?q=é', localAddress: a.from });
+    expect({ status: res.status, location: res.headers.location }).toEqual({ status: 303, location: './view/%E2%98%83?q=%C3%A9' });
     expect(res.headers['set-cookie']?.some((c) => c.startsWith('deskgate_login='))).toBe(true);
   });
 });

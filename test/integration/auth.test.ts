@@ -82,9 +82,9 @@ describe('password mode', () => {
 
   describe('login and logout', () => {
     it('logs in with the form: 303 to next and an HttpOnly, SameSite=Strict cookie, not Secure over plain HTTP', async () => {
-      const reply = await logIn(gw.httpUrl, 'alice', 'alice-password-1', { next: '/view/demo', origin: gw.httpUrl });
+      const reply = await logIn(gw.httpUrl, 'alice', 'alice-password-1', { next: 'view/demo', origin: gw.httpUrl });
       expect(reply.status).toBe(303);
-      expect(reply.headers.location).toBe('/view/demo');
+      expect(reply.headers.location).toBe('./view/demo');
       const cookie = loginSetCookie(reply);
       expect(cookie).toMatch(/^deskgate_login=[\w-]+\.[\w-]+\.[\w-]+; /);
       expect(cookie).toContain('; HttpOnly');
@@ -97,7 +97,7 @@ describe('password mode', () => {
       const dashboard = await send(`${gw.httpUrl}/`, { headers: as.alice });
       expect(dashboard.status).toBe(200);
       expect(dashboard.body).toContain('data-desktop="demo"');
-      expect(dashboard.body).toContain('action="/logout"');
+      expect(dashboard.body).toContain('action="./logout"');
       expect((await send(`${gw.httpUrl}/view/demo`, { headers: as.alice })).status).toBe(200);
       await openDesktop(gw.wsUrl('demo'), { headers: as.alice });
     });
@@ -105,7 +105,7 @@ describe('password mode', () => {
     it('without a login, sends pages to the login form and refuses the upgrade with 401', async () => {
       const page = await send(`${gw.httpUrl}/view/demo`);
       expect(page.status).toBe(303);
-      expect(page.headers.location).toBe('/login?next=%2Fview%2Fdemo');
+      expect(page.headers.location).toBe('../login?next=view%2Fdemo');
       const refused = await tryUpgrade(gw.wsUrl('demo'));
       expect(refused).toMatchObject({ status: 401, body: 'Log in first\n' });
     });
@@ -120,10 +120,12 @@ describe('password mode', () => {
 
     it('follows next only to a path on this gateway', async () => {
       const landing = async (next: string) => (await logIn(gw.httpUrl, 'carol', 'carol-password-3', { next })).headers.location;
-      expect(await landing('//evil.example')).toBe('/');
-      expect(await landing('https://evil.example')).toBe('/');
-      expect(await landing('/\\evil.example')).toBe('/');
-      expect(await landing('/view/staff-room?from=dashboard')).toBe('/view/staff-room?from=dashboard');
+      for (const next of ['//evil.example', 'https://evil.example', '/\\evil.example']) {
+        const location = await landing(next);
+        expect(location, next).toBe('./');
+        expect(new URL(location as string, `${gw.httpUrl}/login`).origin, next).toBe(new URL(gw.httpUrl).origin);
+      }
+      expect(await landing('view/staff-room?from=dashboard')).toBe('./view/staff-room?from=dashboard');
     });
 
     it('refuses a login form posted from another site with 403 and sets no cookie', async () => {
@@ -141,14 +143,14 @@ describe('password mode', () => {
       expect(await session.closed).toEqual({ code: 4401, reason: 'You logged out' });
       expect(otherLogin.ws.readyState).toBe(otherLogin.ws.OPEN);
       expect(logout.status).toBe(303);
-      expect(logout.headers.location).toBe('/login');
+      expect(logout.headers.location).toBe('./login');
       expect(loginSetCookie(logout)).toMatch(/^deskgate_login=; .*Max-Age=0/);
 
       expect(await upgradeStatus(gw.wsUrl('demo'), { headers: cookie })).toBe(401);
       for (const path of ['/', '/view/demo']) {
         const page = await send(`${gw.httpUrl}${path}`, { headers: cookie });
         expect(page.status, path).toBe(303);
-        expect(page.headers.location, path).toMatch(/^\/login\?next=/);
+        expect(page.headers.location, path).toBe(path === '/' ? './login?next=' : '../login?next=view%2Fdemo');
       }
       // Alice's other login is a different cookie and stays valid.
       expect(await upgradeStatus(gw.wsUrl('demo'), { headers: as.alice })).toBe(101);

@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 function from(address: string): RequestOrigin {
-  return { address, viaTrustedProxy: false, secure: false, host: undefined };
+  return { address, viaTrustedProxy: false, secure: false, host: undefined, prefix: '' };
 }
 
 describe('the failed-login throttle', () => {
@@ -112,20 +112,28 @@ describe('pages in password mode', () => {
   });
 
   it('never sends a login to another site through characters browsers strip from URLs', async () => {
-    for (const next of ['/\t/evil.example', '/\n/evil.example', '/\r\n/evil.example', '/ /evil.example'.replace(' ', '\u000b')]) {
+    const loginUrl = `${gw.httpUrl}/login`;
+    const onGateway = (location: string | undefined) => new URL(location ?? '', loginUrl).origin === new URL(gw.httpUrl).origin;
+    // Old absolute-path forms, and the relative forms next takes now: `\t//evil` must not become `//evil`.
+    const stripped = ['\t', '\n', '\r\n', '\u000b'];
+    for (const next of [...stripped.map((c) => `/${c}/evil.example`), ...stripped.map((c) => `${c}//evil.example`)]) {
       const reply = await logIn(gw.httpUrl, 'alice', PASSWORDS.alice, { next, localAddress: '127.0.2.1' });
-      expect({ status: reply.status, location: reply.headers.location }, JSON.stringify(next)).toEqual({ status: 303, location: '/' });
+      expect({ status: reply.status, location: reply.headers.location }, JSON.stringify(next)).toEqual({ status: 303, location: './' });
+      expect(onGateway(reply.headers.location), JSON.stringify(next)).toBe(true);
     }
     const cookie = await loggedIn(gw.httpUrl, 'alice', PASSWORDS.alice, { localAddress: '127.0.2.1' });
-    const page = await send(`${gw.httpUrl}/login?next=%2F%09%2Fevil.example`, { headers: cookie });
-    expect({ status: page.status, location: page.headers.location }).toEqual({ status: 303, location: '/' });
+    for (const next of ['%2F%09%2Fevil.example', '%09%2F%2Fevil.example']) {
+      const page = await send(`${loginUrl}?next=${next}`, { headers: cookie });
+      expect({ status: page.status, location: page.headers.location }, next).toEqual({ status: 303, location: './' });
+      expect(onGateway(page.headers.location), next).toBe(true);
+    }
   });
 
   it('does not take a ticket signed with the same secret as a login cookie', async () => {
     const { ticket } = await requestTicket(gw.httpUrl, apiKey, { desktop: 'lab', user: 'alice' });
     const headers = { Cookie: `deskgate_login=${ticket}` };
     const dashboard = await send(`${gw.httpUrl}/`, { headers });
-    expect({ status: dashboard.status, location: dashboard.headers.location }).toEqual({ status: 303, location: '/login?next=%2F' });
+    expect({ status: dashboard.status, location: dashboard.headers.location }).toEqual({ status: 303, location: './login?next=' });
     expect(await upgradeStatus(gw.wsUrl('lab'), { headers })).toBe(401);
     expect(canary.accepted).toBe(0);
   });

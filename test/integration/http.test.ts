@@ -44,7 +44,7 @@ describe('HTTP routes', () => {
     expect(rfb.headers['content-type']).toBe('text/javascript; charset=utf-8');
     expect(rfb.body).toContain('export default class RFB');
     expect((await get('/novnc/vendor/pako/lib/zlib/inflate.js')).status).toBe(200);
-    expect((await get('/static/viewer.js')).body).toContain("from '/novnc/core/rfb.js'");
+    expect((await get('/static/viewer.js')).body).toContain("from '../novnc/core/rfb.js'");
   });
 
   it('refuses path traversal, dot-files and files outside the served folders', async () => {

@@ -116,7 +116,12 @@ function request(peer: string, headers: Record<string, string> = {}): IncomingMe
 
 describe('trusted proxies', () => {
   const trust = new ProxyTrust(['10.0.0.0/24', '::1/128']);
-  const forwarded = { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'desktops.example.com' };
+  const forwarded = {
+    'x-forwarded-for': '203.0.113.9',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'desktops.example.com',
+    'x-forwarded-prefix': '/desktops/',
+  };
 
   it('believe X-Forwarded-* from a trusted peer', () => {
     expect(trust.describe(request('10.0.0.5', forwarded))).toEqual({
@@ -124,12 +129,29 @@ describe('trusted proxies', () => {
       viaTrustedProxy: true,
       secure: true,
       host: 'desktops.example.com',
+      prefix: '/desktops',
     });
     expect(trust.describe(request('::1', forwarded)).address).toBe('203.0.113.9');
   });
 
+  it('put the forwarded prefix, the mount point and basePath together, and ignore a prefix that is not a path', () => {
+    const underBase = new ProxyTrust(['10.0.0.0/24'], '/gw');
+    const mounted = Object.assign(request('10.0.0.5', forwarded), { baseUrl: '/remote' });
+    expect(underBase.describe(mounted).prefix).toBe('/desktops/remote/gw');
+    expect(underBase.describe(request('192.0.2.7', forwarded)).prefix).toBe('/gw');
+    for (const bad of ['desktops', '//evil.example', '/a b', '/a?b', '/a#b', 'https://evil.example/x']) {
+      expect(trust.describe(request('10.0.0.5', { 'x-forwarded-prefix': bad })).prefix, bad).toBe('');
+    }
+  });
+
   it('ignore them from anyone else', () => {
-    expect(trust.describe(request('192.0.2.7', forwarded))).toEqual({ address: '192.0.2.7', viaTrustedProxy: false, secure: false, host: 'gw.example:6080' });
+    expect(trust.describe(request('192.0.2.7', forwarded))).toEqual({
+      address: '192.0.2.7',
+      viaTrustedProxy: false,
+      secure: false,
+      host: 'gw.example:6080',
+      prefix: '',
+    });
     expect(trust.describe(request('::ffff:192.0.2.7', forwarded)).address).toBe('192.0.2.7');
   });
 
@@ -161,16 +183,19 @@ describe('trusted proxies', () => {
 });
 
 describe('where a login may send the browser', () => {
-  it('accepts local paths only', () => {
-    expect(safeNext('/view/lab1?x=1')).toBe('/view/lab1?x=1');
-    for (const bad of ['//evil.example/', '/\\evil.example', 'https://evil.example/', 'javascript:alert(1)', '', null, undefined]) {
-      expect(safeNext(bad)).toBe('/');
+  it('accepts pages of the gateway only, relative to its root; anything else means the dashboard', () => {
+    expect(safeNext('view/lab1?x=1')).toBe('view/lab1?x=1');
+    expect(safeNext('view/a%2Fb')).toBe('view/a%2Fb');
+    const bad = ['/view/lab1', '//evil.example/', '/\\evil.example', '\\evil.example', 'https://evil.example/', 'javascript:alert(1)', 'HTTPS:evil'];
+    const dotted = ['../../elsewhere', 'view/../../x', './x', '%2e%2e/other-app', 'view/%2E%2e/%2e./x', '.%2e/x', 'view/..#x'];
+    for (const next of [...bad, ...dotted, '\t//evil.example', 'view/\nx', '', null, undefined]) {
+      expect(safeNext(next), String(next)).toBe('');
     }
   });
 });
 
 describe('form posts', () => {
-  const from = { address: '127.0.0.1', viaTrustedProxy: false, secure: false, host: 'gw.example:6080' };
+  const from = { address: '127.0.0.1', viaTrustedProxy: false, secure: false, host: 'gw.example:6080', prefix: '' };
   const post = (headers: Record<string, string>) => isForeignPost(request('127.0.0.1', headers), from);
 
   it("accept the gateway's own origin and clients that send none", () => {

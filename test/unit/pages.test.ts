@@ -30,31 +30,34 @@ describe('renderDashboard', () => {
   ];
 
   it('is a complete English page titled deskgate with its stylesheet', () => {
-    const html = renderDashboard(desktops, { version: '1.2.3' });
+    const html = renderDashboard(desktops, { root: './', version: '1.2.3' });
     expect(html).toMatch(/^<!doctype html>/);
     expect(html).toContain('<html lang="en">');
     expect(html).toContain('<title>deskgate</title>');
-    expect(html).toContain('<link rel="stylesheet" href="/static/dashboard.css">');
+    expect(html).toContain('<link rel="stylesheet" href="./static/dashboard.css">');
     expect(html).toMatch(/<main[\s>]/);
     expectCspFriendly(html);
   });
 
   it('links each desktop to its viewer', () => {
-    const html = renderDashboard(desktops, { version: '1.2.3' });
-    expect(html).toContain('<a href="/view/lab1">lab1</a>');
+    const html = renderDashboard(desktops, { root: './', version: '1.2.3' });
+    expect(html).toContain('<a href="view/lab1">lab1</a>');
     expect(html).toContain('<p class="description">Build box</p>');
   });
 
   it('encodes the name in the link and escapes it in the text', () => {
-    const html = renderDashboard([{ name: HOSTILE, status: 'up' }], { version: '1' });
+    const html = renderDashboard([{ name: HOSTILE, status: 'up' }], { root: './', version: '1' });
     expect(html).not.toContain('<script>');
-    expect(html).toContain(`href="/view/${escapeHtml(encodeURIComponent(HOSTILE))}"`);
+    expect(html).toContain(`href="view/${escapeHtml(encodeURIComponent(HOSTILE))}"`);
     expect(html).toContain(`>${HOSTILE_ESCAPED}</a>`);
     expect(html).toContain(`data-desktop="${HOSTILE_ESCAPED}"`);
   });
 
   it('escapes descriptions and failure details', () => {
-    const html = renderDashboard([{ name: 'x', description: '<img src=x onerror=alert(1)>', status: 'down', detail: '"><script>' }], { version: '1' });
+    const html = renderDashboard([{ name: 'x', description: '<img src=x onerror=alert(1)>', status: 'down', detail: '"><script>' }], {
+      root: './',
+      version: '1',
+    });
     expect(html).not.toContain('<img');
     expect(html).not.toContain('<script>');
     expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;');
@@ -62,7 +65,7 @@ describe('renderDashboard', () => {
   });
 
   it('shows each status as a worded badge, with the reason an offline desktop is down', () => {
-    const html = renderDashboard(desktops, { version: '1' });
+    const html = renderDashboard(desktops, { root: './', version: '1' });
     expect(html).toContain('data-status="up"');
     expect(html).toContain('<span class="badge badge-up">online</span>');
     expect(html).toContain('<span class="badge badge-down" title="connection refused">offline</span>');
@@ -71,42 +74,42 @@ describe('renderDashboard', () => {
   });
 
   it('does not show a detail for a desktop that is up', () => {
-    const html = renderDashboard([{ name: 'a', status: 'up', detail: 'RFB 003.008' }], { version: '1' });
+    const html = renderDashboard([{ name: 'a', status: 'up', detail: 'RFB 003.008' }], { root: './', version: '1' });
     expect(html).not.toContain('RFB 003.008');
   });
 
   it('says so when there are no desktops, instead of an empty list', () => {
-    const html = renderDashboard([], { version: '1' });
+    const html = renderDashboard([], { root: './', version: '1' });
     expect(html).toContain('id="empty-state"');
     expect(html).toContain('There are no desktops you can open.');
     expect(html).not.toContain('<ul');
   });
 
   it('puts the version in the footer, escaped', () => {
-    const html = renderDashboard([], { version: '1.0.0-<beta>' });
+    const html = renderDashboard([], { root: './', version: '1.0.0-<beta>' });
     expect(html).toMatch(/<footer[^>]*>[\s\S]*1\.0\.0-&lt;beta&gt;[\s\S]*<\/footer>/);
   });
 });
 
 describe('renderViewer', () => {
   it('carries the desktop and view-only flag on <body> for viewer.js', () => {
-    expect(renderViewer({ name: 'lab1' }, { viewOnly: false })).toContain('<body data-desktop="lab1" data-view-only="false">');
-    expect(renderViewer({ name: 'lab1' }, { viewOnly: true })).toContain('<body data-desktop="lab1" data-view-only="true">');
+    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false })).toContain('<body data-desktop="lab1" data-view-only="false">');
+    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: true })).toContain('<body data-desktop="lab1" data-view-only="true">');
   });
 
-  it('loads its stylesheet and module script from /static, and nothing inline', () => {
-    const html = renderViewer({ name: 'lab1' }, { viewOnly: false });
-    expect(html).toContain('<link rel="stylesheet" href="/static/viewer.css">');
-    expect(html).toContain('<script type="module" src="/static/viewer.js"></script>');
+  it('loads its stylesheet and module script from static/, relative to the page, and nothing inline', () => {
+    const html = renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false });
+    expect(html).toContain('<link rel="stylesheet" href="../static/viewer.css">');
+    expect(html).toContain('<script type="module" src="../static/viewer.js"></script>');
     expectCspFriendly(html);
   });
 
   it('is titled after the desktop', () => {
-    expect(renderViewer({ name: 'lab1' }, { viewOnly: false })).toContain('<title>lab1 — deskgate</title>');
+    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false })).toContain('<title>lab1 — deskgate</title>');
   });
 
   it('escapes a hostile name everywhere it appears', () => {
-    const html = renderViewer({ name: HOSTILE, description: '<b>bold</b>' }, { viewOnly: false });
+    const html = renderViewer({ name: HOSTILE, description: '<b>bold</b>' }, { root: '../', viewOnly: false });
     expect(html).not.toContain('<script>');
     expect(html).not.toContain('<b>');
     expect(html).toContain(`data-desktop="${HOSTILE_ESCAPED}"`);
@@ -115,7 +118,7 @@ describe('renderViewer', () => {
   });
 
   it('has the elements viewer.js and the browser tests rely on', () => {
-    const html = renderViewer({ name: 'lab1' }, { viewOnly: false });
+    const html = renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false });
     for (const id of [
       'screen',
       'connection-state',
@@ -132,18 +135,18 @@ describe('renderViewer', () => {
     ]) {
       expect(html).toContain(`id="${id}"`);
     }
-    expect(html).toContain('<a class="back" href="/"');
+    expect(html).toContain('<a class="back" href="../"');
   });
 
   it('labels every button for assistive technology or by its text', () => {
-    const html = renderViewer({ name: 'lab1' }, { viewOnly: false });
+    const html = renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false });
     const buttons = html.match(/<button[^>]*>[^<]*<\/button>/g) ?? [];
     expect(buttons.length).toBeGreaterThan(4);
     for (const button of buttons) expect(button).toMatch(/aria-label="[^"]+"|>[^<\s][^<]*</);
   });
 
   it('marks a view-only session visibly', () => {
-    expect(renderViewer({ name: 'lab1' }, { viewOnly: true })).toContain('View only');
-    expect(renderViewer({ name: 'lab1' }, { viewOnly: false })).not.toContain('View only');
+    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: true })).toContain('View only');
+    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false })).not.toContain('View only');
   });
 });

@@ -10,7 +10,7 @@
  * data-close-code once the gateway closed with a code; #connection-state holds the state
  * in words and #status-message the reason the session ended.
  */
-import RFB from '/novnc/core/rfb.js';
+import RFB from '../novnc/core/rfb.js';
 
 /** Said when the gateway closes without a reason; the gateway normally sends its own words. */
 const CLOSE_MESSAGES = {
@@ -93,7 +93,7 @@ let current;
 
 /** Same host and scheme family as the page, so cookies and the Origin check just work. */
 function websocketUrl() {
-  const url = new URL('/websockify', location.href);
+  const url = new URL('../websockify', import.meta.url); // beside static/, wherever the gateway's root is
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
   url.searchParams.set('desktop', desktop);
   if (ticket) url.searchParams.set('ticket', ticket);

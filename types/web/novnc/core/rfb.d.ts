@@ -1,6 +1,7 @@
 /**
- * Types for noVNC's RFB client as the viewer imports it (/novnc/core/rfb.js, served from
- * node_modules/@novnc/novnc/core/rfb.js; tsconfig.web.json maps the path here). noVNC ships
+ * Types for noVNC's RFB client as the viewer imports it (../novnc/core/rfb.js beside static/,
+ * served from node_modules/@novnc/novnc/core/rfb.js; tsconfig.web.json's rootDirs lay this
+ * directory over src/web, so the import finds this file). noVNC ships
  * JavaScript only; this follows its docs/API.md for the version in package.json.
  */
 
