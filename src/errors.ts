@@ -132,7 +132,12 @@ export const errors = {
     'DG_ERR_FORBIDDEN',
     (host: string) => `Host ${host} is not a name of this gateway: without authentication it answers to IP addresses, localhost and the host of publicUrl only`,
   ),
-  foreignOrigin: make('DG_ERR_FORBIDDEN', (origin: string) => `Origin ${origin} is not allowed`),
+  foreignOrigin: make(
+    'DG_ERR_FORBIDDEN',
+    (origin: string, own: string) =>
+      `Origin ${origin} is not allowed: this gateway takes itself for ${own}. Behind a proxy, pass the Host header ` +
+      '(or X-Forwarded-Host and X-Forwarded-Proto, from an address in trustProxy); for another site, add its origin to allowedOrigins',
+  ),
   originRequired: make('DG_ERR_FORBIDDEN', () => 'An Origin header is required'),
   foreignPost: make('DG_ERR_FORBIDDEN', () => 'Cross-site form posts are not accepted'),
   notAllowed: make('DG_ERR_FORBIDDEN', (user: string, desktop: string) => `${user} may not open desktop '${desktop}'`),

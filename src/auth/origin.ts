@@ -22,7 +22,7 @@ export function refuseOrigin(req: IncomingMessage, policy: OriginPolicy, from: R
   if (origin === undefined) return policy.requireOrigin ? errors.originRequired() : undefined;
   const normalized = normalizeOrigin(origin);
   if (normalized !== undefined && (normalized === ownOrigin(from) || policy.allowedOrigins.includes(normalized))) return undefined;
-  return errors.foreignOrigin(origin.slice(0, 100));
+  return errors.foreignOrigin(origin.slice(0, 100), ownOrigin(from) ?? 'unknown (no Host header)');
 }
 
 /**
@@ -36,7 +36,8 @@ export function isForeignPost(req: IncomingMessage, from: RequestOrigin): boolea
   return origin !== undefined && normalizeOrigin(origin) !== ownOrigin(from);
 }
 
-function ownOrigin(from: RequestOrigin): string | undefined {
+/** The gateway's own origin as this request shows it: Host, or a trusted proxy's X-Forwarded-Proto and -Host. */
+export function ownOrigin(from: RequestOrigin): string | undefined {
   return from.host ? normalizeOrigin(`${from.secure ? 'https' : 'http'}://${from.host}`) : undefined;
 }
 

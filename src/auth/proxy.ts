@@ -1,6 +1,7 @@
 /**
- * Behind a reverse proxy the TCP peer is the proxy. X-Forwarded-For/Proto/Host/Prefix are
- * believed only when the peer is in `trustProxy`; anyone else could write them.
+ * Behind a reverse proxy the TCP peer is the proxy. X-Forwarded-For/Proto/Host/Prefix, or the
+ * standard Forwarded header (RFC 7239) when those are absent, are believed only when the peer
+ * is in `trustProxy`; anyone else could write them.
  */
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
@@ -46,17 +47,19 @@ export class ProxyTrust {
     const tls = Boolean((req.socket as Partial<TLSSocket>).encrypted);
     const mount = mountPoint(req);
     if (!this.trusts(peer)) return { address: peer, viaTrustedProxy: false, secure: tls, host: req.headers.host, prefix: mount + this.#basePath };
-    // Walk X-Forwarded-For from the right: each hop was written by the one after it, and
-    // only trusted hops are believed about who came before them.
-    const hops = headerList(req.headers['x-forwarded-for']);
+    const standard = req.headers['x-forwarded-for'] === undefined ? parseForwarded(req.headers.forwarded) : [];
+    // Walk the hops from the right: each was written by the one after it, and only trusted
+    // hops are believed about who came before them.
+    const hops = standard.length > 0 ? standard.map((element) => element.for ?? '') : headerList(req.headers['x-forwarded-for']);
     let address = peer;
     while (hops.length > 0 && this.trusts(address)) {
       const hop = normalizeAddress(withoutPort(hops.pop() as string));
       if (isIP(hop) === 0) break;
       address = hop;
     }
-    const proto = headerList(req.headers['x-forwarded-proto']).at(-1);
-    const host = headerList(req.headers['x-forwarded-host']).at(-1) ?? req.headers.host;
+    const last = standard.at(-1);
+    const proto = headerList(req.headers['x-forwarded-proto']).at(-1) ?? last?.proto;
+    const host = headerList(req.headers['x-forwarded-host']).at(-1) ?? last?.host ?? req.headers.host;
     const forwarded = headerList(req.headers['x-forwarded-prefix']).at(-1)?.replace(/\/+$/, '') ?? '';
     const prefix = (PREFIX.test(forwarded) ? forwarded : '') + mount + this.#basePath;
     return { address, viaTrustedProxy: true, secure: proto ? proto === 'https' : tls, host, prefix };
@@ -67,6 +70,23 @@ export class ProxyTrust {
 function mountPoint(req: IncomingMessage): string {
   const baseUrl = (req as { baseUrl?: unknown }).baseUrl;
   return typeof baseUrl === 'string' && PREFIX.test(baseUrl) ? baseUrl : '';
+}
+
+type ForwardedElement = Partial<Record<'for' | 'proto' | 'host', string>>;
+
+/** `Forwarded: for=192.0.2.60;proto=https;host=desktops.example.com, for="[2001:db8::7]"`: one element per hop. */
+function parseForwarded(value: string | undefined): ForwardedElement[] {
+  if (!value) return [];
+  return value.split(',').map((element) => {
+    const pairs: ForwardedElement = {};
+    for (const pair of element.split(';')) {
+      const eq = pair.indexOf('=');
+      const name = pair.slice(0, eq).trim().toLowerCase();
+      const raw = pair.slice(eq + 1).trim();
+      if (eq > 0 && (name === 'for' || name === 'proto' || name === 'host')) pairs[name] = raw.replace(/^"(.*)"$/, '$1');
+    }
+    return pairs;
+  });
 }
 
 function headerList(value: string | string[] | undefined): string[] {

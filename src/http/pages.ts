@@ -98,7 +98,14 @@ function renderStatus(desktop: DesktopCard): string {
   return `<p class="status"><span class="visually-hidden">Status: </span><span class="badge badge-${desktop.status}"${title}>${label}</span>${small}</p>`;
 }
 
-export function renderViewer(desktop: { name: string; description?: string }, options: { root: string; viewOnly: boolean }): string {
+export function renderViewer(
+  desktop: { name: string; description?: string },
+  options: {
+    root: string;
+    viewOnly: boolean;
+    /** The gateway's own origin as this request showed it, for viewer.js to compare. */ gatewayOrigin?: string | undefined;
+  },
+): string {
   const { root } = options;
   const name = escapeHtml(desktop.name);
   const description = desktop.description ? `<span class="desktop-description">${escapeHtml(desktop.description)}</span>` : '';
@@ -137,7 +144,9 @@ ${renderCredentialsForm()}
     title: `${desktop.name} — deskgate`,
     stylesheet: `${root}static/viewer.css`,
     script: `${root}static/viewer.js`,
-    bodyAttributes: ` data-desktop="${name}" data-view-only="${options.viewOnly ? 'true' : 'false'}"`,
+    bodyAttributes:
+      ` data-desktop="${name}" data-view-only="${options.viewOnly ? 'true' : 'false'}"` +
+      (options.gatewayOrigin ? ` data-gateway-origin="${escapeHtml(options.gatewayOrigin)}"` : ''),
     body,
   });
 }

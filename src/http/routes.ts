@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Auth } from '../auth/auth.js';
 import { accessTo, type Identity } from '../auth/identity.js';
-import { hostGuard } from '../auth/origin.js';
+import { hostGuard, ownOrigin } from '../auth/origin.js';
 import type { RequestOrigin } from '../auth/proxy.js';
 import { withoutTicket } from '../auth/tickets.js';
 import type { Config } from '../config/schema.js';
@@ -126,7 +126,8 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
       const grant = await ctx.admission.decide(x.req, x.from, parseViewerRequest(name, query), x.req.socket.localPort ?? 0);
       // A reload of a used ticket link says so, instead of failing at the WebSocket.
       if (grant.ticket && (await auth.tickets?.used(grant.ticket))) throw errors.ticketUsed();
-      x.page(200, renderViewer(ctx.directory.get(grant.target.name) ?? { name }, { root: x.root, viewOnly: grant.viewOnly }));
+      const options = { root: x.root, viewOnly: grant.viewOnly, gatewayOrigin: ownOrigin(x.from) };
+      x.page(200, renderViewer(ctx.directory.get(grant.target.name) ?? { name }, options));
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
       const withTicket = query.has('ticket');

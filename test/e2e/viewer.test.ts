@@ -159,6 +159,25 @@ describe('viewer in Chromium', () => {
     await page.close();
   });
 
+  it('says why when the gateway refuses the page’s Origin (a proxy that does not pass Host)', async () => {
+    // A trusted proxy that says the gateway is somewhere else than where the browser is.
+    const proxied = await startGateway({ demo: true, trustProxy: ['127.0.0.1/32'], publicUrl: 'http://backend.internal:6080' });
+    const page = await browser.newPage();
+    await page.setExtraHTTPHeaders({ 'X-Forwarded-Host': 'backend.internal:6080' });
+    try {
+      await page.goto(`${proxied.httpUrl}/view/demo`);
+      await page.waitForSelector('body[data-state="disconnected"]');
+      await waitFor(async () => /refused this page's origin/.test((await page.textContent('#status-message')) ?? ''), 'the Origin explanation');
+      expect(await page.textContent('#status-message')).toBe(
+        `The gateway refused this page's origin, ${proxied.httpUrl}: it takes itself for http://backend.internal:6080.`,
+      );
+      expect(await page.textContent('#status-detail')).toContain('must pass the Host header');
+    } finally {
+      await page.close();
+      await proxied.gateway.destroy();
+    }
+  });
+
   it('lists the desktops on the dashboard with their status', async () => {
     const page = await browser.newPage();
     await page.goto(`${gw.httpUrl}/`);

@@ -18,6 +18,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { errors } from '../../src/errors.js';
 import { loggedIn, logIn, usersYaml } from '../helpers/auth.js';
 import { startCli, type CliGateway } from '../helpers/cli-process.js';
 import type { Reply, RequestOptions } from '../helpers/http-client.js';
@@ -404,7 +405,11 @@ describe('foreign and missing Origin', () => {
       `http://localhost:${port}`,
     ];
     for (const origin of foreign) {
-      expect(await outcome(a.upgrade('?desktop=lab', { ...mallory, origin })), origin).toEqual(refusedWith(403, `Origin ${origin} is not allowed`));
+      const own = `http://127.0.0.1:${port}`;
+      expect(await outcome(a.upgrade('?desktop=lab', { ...mallory, origin })), origin).toEqual(refusedWith(403, errors.foreignOrigin(origin, own).message));
+      expect(errors.foreignOrigin(origin, own).message).toMatch(
+        new RegExp(`^Origin ${origin.replace(/[.]/g, '\\.')} is not allowed: this gateway takes itself for ${own.replace(/[.]/g, '\\.')}\\. `),
+      );
     }
     const form = {
       method: 'POST',

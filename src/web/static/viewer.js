@@ -225,7 +225,13 @@ async function explainRefusal(session) {
     return; // the gateway is unreachable: "connection lost" is the truth
   }
   if (session !== current) return;
-  if (response.type === 'opaqueredirect') {
+  const gatewayOrigin = document.body.dataset.gatewayOrigin;
+  if (response.ok && gatewayOrigin && gatewayOrigin !== location.origin) {
+    // The page loads, the WebSocket does not: the gateway refused this page's Origin, which it
+    // compares with its own origin as the Host (or a proxy's X-Forwarded-*) headers tell it.
+    ui.message.textContent = `The gateway refused this page's origin, ${location.origin}: it takes itself for ${gatewayOrigin}.`;
+    ui.detail.textContent = 'The reverse proxy in front of it must pass the Host header (or X-Forwarded-Host and X-Forwarded-Proto).';
+  } else if (response.type === 'opaqueredirect') {
     ui.message.textContent = 'You are no longer logged in.';
     ui.detail.textContent = 'Log in again to open this desktop.';
   } else if (!response.ok) {
