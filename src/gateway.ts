@@ -26,7 +26,8 @@ import { createRequestHandler } from './http/routes.js';
 import { createUpgradeHandler } from './http/upgrade.js';
 import { createLogger, logEvents, type Logger } from './observe/log.js';
 import { buildConnector } from './relay/connector.js';
-import { SessionManager, type SessionSnapshot } from './sessions/session-manager.js';
+import { SessionManager } from './sessions/session-manager.js';
+import type { SessionSnapshot } from './sessions/snapshot.js';
 
 export interface GatewayOptions {
   /**

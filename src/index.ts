@@ -4,5 +4,5 @@ export { parseConfig, ConfigError, type Config, type ConfigInput } from './confi
 export { GatewayError, ERRORS, CLOSE, type ErrorCode } from './errors.js';
 export { events } from './observe/events.js';
 export type { Logger, LogMethod } from './observe/log.js';
-export type { SessionSnapshot } from './sessions/session-manager.js';
+export type { SessionSnapshot } from './sessions/snapshot.js';
 export { startDemoDesktop, type DemoDesktop, type DemoDesktopOptions } from './demo/server.js';

@@ -16,6 +16,7 @@ import { Upstream } from '../relay/upstream.js';
 import type { HandshakeResult } from '../rfb/handshake.js';
 import { ClientMessageFilter } from '../rfb/view-only-filter.js';
 import { HandshakePhase } from './handshake-phase.js';
+import type { SessionSnapshot } from './snapshot.js';
 
 /** What the gateway decided: who opens the session, from where, to what, and whether they may only watch. */
 export interface Grant {
@@ -37,26 +38,6 @@ export interface Session {
   readonly target: ConnectTarget;
   /** Set once the handshake is done and the relay runs. */
   bridge: Bridge | undefined;
-}
-
-/** What the public API shows of a session: a copy, not the live object. */
-export interface SessionSnapshot {
-  readonly id: string;
-  readonly desktop: string;
-  readonly user: string;
-  readonly remoteAddress: string;
-  readonly viewOnly: boolean;
-  readonly startedAt: Date;
-  /** Whether it is bridged to the VNC server yet. */
-  readonly connected: boolean;
-  /** The security type used with the VNC server, once connected. */
-  readonly security: string | undefined;
-  /** Input and control messages its view-only filter dropped. */
-  readonly droppedMessages: number;
-  readonly bytesToUpstream: number;
-  readonly bytesToBrowser: number;
-  /** Bytes the gateway holds for it right now, both directions. */
-  readonly bufferedBytes: number;
 }
 
 interface LiveSession extends Session {
