@@ -23,7 +23,7 @@ export default tseslint.config(
   },
   {
     // Node code: tsconfig.json (found by the project service) has the types.
-    files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.js', 'scripts/**/*.js'],
+    files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.js', 'examples/**/*.js', 'scripts/**/*.js'],
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: promiseRules,
   },

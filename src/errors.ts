@@ -35,6 +35,11 @@ export const ERRORS = {
   DG_ERR_TOO_MANY_SESSIONS: { status: 429, closeCode: 4429, summary: 'too many sessions (global, per user or per address)' },
   DG_ERR_THROTTLED: { status: 429, closeCode: 4429, summary: 'too many failed logins or API keys from this address' },
   DG_ERR_INTERNAL: { status: 500, closeCode: 1011, summary: 'an unexpected error in the gateway (a bug: the log has the details)' },
+  DG_ERR_BODY_CONSUMED: {
+    status: 500,
+    closeCode: 1011,
+    summary: "mounted in a host application: a request body was read before the gateway got it, and the host's body parser left nothing in `req.body`",
+  },
   DG_ERR_UPSTREAM: { status: 500, closeCode: 4500, summary: 'the VNC server closed or broke the connection during the session' },
   DG_ERR_CONNECT_FAILED: { status: 502, closeCode: 4502, summary: 'could not connect to the VNC server (refused, DNS failure, unreachable)' },
   DG_ERR_VNC_AUTH_FAILED: { status: 502, closeCode: 4502, summary: "the VNC server rejected the gateway's credentials (`vnc.password`, `vnc.username`)" },
@@ -200,6 +205,13 @@ export const errors = {
   connectTimeout: make('DG_ERR_CONNECT_TIMEOUT', (label: string, ms: number) => `${label} did not answer within ${ms} ms`),
   shuttingDown: make('DG_ERR_NOT_READY', () => 'The gateway is shutting down'),
   internal: make('DG_ERR_INTERNAL', () => 'Unexpected gateway error'),
+  bodyReadByHost: make(
+    'DG_ERR_BODY_CONSUMED',
+    () =>
+      'The request body was read by another handler before deskgate, which left nothing in req.body: mount deskgate before ' +
+      "the body parser (Express: before express.urlencoded() and express.json()), or, in Fastify, give deskgate's routes a " +
+      'content-type parser that leaves the body unread (README: "Using it as a library")',
+  ),
 };
 
 export function truncateReason(text: string): string {

@@ -22,8 +22,8 @@ import { TargetPolicy } from './desktops/targets.js';
 import { loadDesktops } from './desktops/vnc-settings.js';
 import { errors } from './errors.js';
 import { Admission } from './http/admission.js';
-import { createRequestHandler } from './http/routes.js';
-import { createUpgradeHandler } from './http/upgrade.js';
+import { createRequestHandler, isGatewayRequest } from './http/routes.js';
+import { createUpgradeHandler, isWebSocketUpgrade } from './http/upgrade.js';
 import { createLogger, logEvents, type Logger } from './observe/log.js';
 import { buildConnector } from './relay/connector.js';
 import { SessionManager } from './sessions/session-manager.js';
@@ -51,8 +51,19 @@ export interface Gateway {
   setViewOnly(sessionId: string, viewOnly: boolean): boolean;
   /** The built-in demo desktop, when it is served. */
   readonly demo: DemoDesktop | undefined;
-  handleRequest(req: IncomingMessage, res: ServerResponse): void;
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /**
+   * Answer a request of the host's server. With `next` (Express's, Fastify's, or a function of
+   * one's own), a request that is not the gateway's (outside `basePath`, or on no route of the
+   * gateway) goes to `next()` instead of a 404.
+   */
+  handleRequest(req: IncomingMessage, res: ServerResponse, next?: () => void): void;
+  /**
+   * Take an upgrade of the host's server if it is the gateway's: a WebSocket to
+   * `basePath/websockify`, or another protocol's upgrade (curl's h2c) of one of the gateway's
+   * pages, answered as plain HTTP. True when it took it; false, leaving the socket untouched,
+   * for the host to hand to its own WebSocket server or to destroy.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
   listen(): Promise<AddressInfo>;
   /** Re-read the users file and the TLS certificate and key (SIGHUP); sessions stay up. On error nothing changes. */
   reload(): Promise<void>;
@@ -116,13 +127,15 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     sessions: () => sessions.snapshot(),
     setViewOnly: (id, viewOnly) => sessions.setViewOnly(id, viewOnly),
     demo,
-    handleRequest(req, res) {
+    handleRequest(req, res, next) {
       if (state === 'idle') state = 'serving'; // a host that mounted the gateway serves it
-      handleRequest(req, res);
+      handleRequest(req, res, next);
     },
     handleUpgrade(req, socket, head) {
+      if (!isGatewayUpgrade(req, config.basePath, auth.mode === 'password')) return false;
       if (state === 'idle') state = 'serving';
       handleUpgrade(req, socket, head);
+      return true;
     },
     async listen() {
       await new Promise<void>((resolve, reject) => {
@@ -158,6 +171,12 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       return closed;
     },
   };
+}
+
+/** Whether an upgrade is the gateway's: a WebSocket to its WebSocket path, or another protocol's upgrade of one of its pages. */
+function isGatewayUpgrade(req: IncomingMessage, basePath: string, passwordMode: boolean): boolean {
+  if (req.headers.upgrade?.toLowerCase() !== 'websocket') return isGatewayRequest(req.url ?? '/', basePath, passwordMode);
+  return isWebSocketUpgrade(req, basePath);
 }
 
 /** The gateway's own server, HTTP or HTTPS, with every wait bounded. */

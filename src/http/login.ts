@@ -5,7 +5,7 @@ import { errors, type GatewayError } from '../errors.js';
 import { events } from '../observe/events.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import { renderLogin, safeNext } from './pages.js';
-import { BodyTooLarge, mediaType, problem, readBody, redirect } from './respond.js';
+import { BodyConsumed, BodyTooLarge, mediaType, problem, readForm, redirect } from './respond.js';
 import type { Exchange } from './routes.js';
 
 const MAX_FORM_BYTES = 8 * 1024;
@@ -16,9 +16,11 @@ export async function handleLogin(x: Exchange, auth: Auth, gateway: object): Pro
   if (mediaType(x.req) !== 'application/x-www-form-urlencoded') return refuse(x, errors.notAForm());
   let form: URLSearchParams;
   try {
-    form = new URLSearchParams(await readBody(x.req, MAX_FORM_BYTES));
+    form = await readForm(x.req, MAX_FORM_BYTES);
   } catch (err) {
     if (err instanceof BodyTooLarge) return refuse(x, errors.formTooLarge());
+    // The host's mistake, not the user's: no password was checked, so none counts as failed.
+    if (err instanceof BodyConsumed) return refuse(x, errors.bodyReadByHost());
     throw err;
   }
   const user = form.get('user') ?? '';

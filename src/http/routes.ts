@@ -52,7 +52,12 @@ export interface Exchange {
   refused(error: GatewayError, desktop?: string): void;
 }
 
-export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+/**
+ * With `next`, a request that is not the gateway's (outside its base path, or on no route of
+ * its own) goes to `next()` instead of a 404: the host application's middleware chain
+ * (Express, Fastify, a node:http handler of one's own) continues with it.
+ */
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse, next?: () => void) => void;
 
 /** Notice titles for the refusals of a viewer page. */
 const NOTICE_TITLES: Partial<Record<number, string>> = { 400: 'Malformed request', 403: 'Not allowed', 404: 'No such desktop' };
@@ -75,7 +80,8 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     'Cache-Control': 'no-store',
   };
 
-  async function route(x: Exchange, path: string): Promise<void> {
+  /** `notFound`: a 404, or the host application's `next`. */
+  async function route(x: Exchange, path: string, notFound: () => void): Promise<void> {
     const { req, res } = x;
     if (req.method === 'POST') {
       if (path === '/login' && auth.mode === 'password') return handleLogin(x, auth, ctx.gateway);
@@ -91,7 +97,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     if (path === '/login' && auth.mode === 'password') return loginPage(x);
     if (path === '/') return dashboard(x);
     if (path.startsWith('/view/')) return viewer(x, path.slice('/view/'.length));
-    text(res, 404, 'Not found');
+    notFound();
   }
 
   /** An unauthenticated page request goes to the login form (mode password), or is refused with 401. */
@@ -137,7 +143,10 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     }
   }
 
-  return function handleRequest(req, res) {
+  const passwordMode = auth.mode === 'password';
+
+  return function handleRequest(req, res, next) {
+    if (next && !isGatewayRequest(req.url ?? '/', basePath, passwordMode)) return next();
     const from = auth.proxy.describe(req);
     const refused = (error: GatewayError, desktop?: string): void =>
       events.requestRefused.publish(() => ({
@@ -161,7 +170,12 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     const decoded = decodePath(url);
     if (decoded === undefined) return problem(res, errors.malformedUrl());
     const path = underBase(decoded, basePath);
-    if (path === undefined) return text(res, 404, 'Not found');
+    const notFound = (): void => {
+      if (!next) return text(res, 404, 'Not found');
+      res.removeHeader('Strict-Transport-Security'); // the host's answer, the host's headers
+      next();
+    };
+    if (path === undefined) return notFound();
     const query = url.slice((url.split('?', 1)[0] ?? '').length);
     // The base path itself is not a directory URL: relative links would resolve beside it, not below.
     if (path === '') return redirect(res, `${basePath.slice(basePath.lastIndexOf('/') + 1)}/${query}`);
@@ -169,12 +183,27 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
       send(res, status, 'text/html; charset=utf-8', body, { ...pageHeaders, ...headers });
     const root = '../'.repeat(path.split('/').length - 2) || './';
     const target = path.slice(1).split('/').map(encodeURIComponent).join('/') + query;
-    route({ req, res, from, root, target, page, refused }, path).catch((err: unknown) => {
+    route({ req, res, from, root, target, page, refused }, path, notFound).catch((err: unknown) => {
       events.failed.publish(() => ({ gateway: ctx.gateway, what: 'while answering a request', err, url: withoutTicket(req.url) }));
       if (!res.headersSent) problem(res, errors.internal());
       else res.destroy();
     });
   };
+}
+
+/**
+ * Whether a request is the gateway's to answer: below its base path, on one of its routes
+ * (whatever the method; a file missing below /static/ is found out later). A URL it cannot
+ * decode is its own (a 400) only below a base path: at the root, it is the host's.
+ */
+export function isGatewayRequest(url: string, basePath: string, passwordMode: boolean): boolean {
+  const decoded = decodePath(url);
+  const path = underBase(decoded ?? url.split('?', 1)[0] ?? '', basePath);
+  if (path === undefined) return false;
+  if (decoded === undefined) return basePath !== '';
+  if (path === '') return true;
+  if (passwordMode && (path === '/login' || path === '/logout')) return true;
+  return ['/', '/healthz', '/readyz', '/api/tickets'].includes(path) || /^\/(static|view)\/|^\/novnc\/(core|vendor)\//.test(path);
 }
 
 /** The path below `basePath` ("/…"), "" for the base path itself, or undefined if the path is not under it. */

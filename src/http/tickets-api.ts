@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { userName } from '../config/names.js';
 import { errors, type GatewayError } from '../errors.js';
 import { events } from '../observe/events.js';
-import { BodyTooLarge, json, mediaType, readBody } from './respond.js';
+import { BodyConsumed, BodyTooLarge, json, mediaType, readJson } from './respond.js';
 import { viewerHref } from './pages.js';
 import type { Exchange, RoutesContext } from './routes.js';
 
@@ -35,9 +35,10 @@ export async function handleTicketRequest(x: Exchange, ctx: RoutesContext): Prom
   if (mediaType(x.req) !== 'application/json') return fail(x, errors.notJson());
   let body: unknown;
   try {
-    body = JSON.parse(await readBody(x.req, MAX_BODY_BYTES));
+    body = await readJson(x.req, MAX_BODY_BYTES);
   } catch (err) {
     if (err instanceof BodyTooLarge) return fail(x, errors.bodyTooLarge(MAX_BODY_BYTES));
+    if (err instanceof BodyConsumed) return fail(x, errors.bodyReadByHost());
     if (err instanceof SyntaxError) return fail(x, errors.bodyNotJson());
     throw err;
   }

@@ -25,6 +25,12 @@ import { parseUpgradeQuery, type SessionRequest } from './session-request.js';
 
 export const WEBSOCKET_PATH = '/websockify';
 
+/** Whether an upgrade asks for the gateway's WebSocket: `websocket` to `basePath` + /websockify. */
+export function isWebSocketUpgrade(req: IncomingMessage, basePath: string): boolean {
+  const path = decodePath(req.url ?? '');
+  return req.headers.upgrade?.toLowerCase() === 'websocket' && path !== undefined && underBase(path, basePath) === WEBSOCKET_PATH;
+}
+
 /** How long a refused upgrade's answer may take to leave before its connection is cut. */
 const REFUSAL_FLUSH_MS = 2_000;
 
@@ -91,9 +97,7 @@ export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
 
   return function handleUpgrade(req, socket, head) {
     const url = req.url ?? '';
-    const path = decodePath(url);
-    const wanted = req.headers.upgrade?.toLowerCase() === 'websocket' && path !== undefined && underBase(path, ctx.config.basePath) === WEBSOCKET_PATH;
-    if (!wanted) return answerPlainly(req, socket, head);
+    if (!isWebSocketUpgrade(req, ctx.config.basePath)) return answerPlainly(req, socket, head);
     socket.on('error', ignoreSocketError); // the HTTP server no longer listens for errors on an upgrading socket
     const from = auth.proxy.describe(req);
     if (ctx.closing()) return refuse(socket, req, from, errors.shuttingDown());
