@@ -27,7 +27,7 @@ export interface RequestOrigin {
 }
 
 /** A URL path prefix without a trailing slash: "/desktops", "/a/b"; "" for none. */
-const PREFIX = /^(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$/;
+const PREFIX = /^(?:\/[A-Za-z0-9._~-]+)*$/; // what basePath allows: nothing that could end a cookie attribute
 
 export class ProxyTrust {
   readonly #trusted: CidrSet;
@@ -47,7 +47,8 @@ export class ProxyTrust {
     const tls = Boolean((req.socket as Partial<TLSSocket>).encrypted);
     const mount = mountPoint(req);
     if (!this.trusts(peer)) return { address: peer, viaTrustedProxy: false, secure: tls, host: req.headers.host, prefix: mount + this.#basePath };
-    const standard = req.headers['x-forwarded-for'] === undefined ? parseForwarded(req.headers.forwarded) : [];
+    // A proxy that writes Forwarded is believed through it alone: X-Forwarded-* beside it could be the client's own.
+    const standard = parseForwarded(req.headers.forwarded);
     // Walk the hops from the right: each was written by the one after it, and only trusted
     // hops are believed about who came before them.
     const hops = standard.length > 0 ? standard.map((element) => element.for ?? '') : headerList(req.headers['x-forwarded-for']);
@@ -58,8 +59,8 @@ export class ProxyTrust {
       address = hop;
     }
     const last = standard.at(-1);
-    const proto = headerList(req.headers['x-forwarded-proto']).at(-1) ?? last?.proto;
-    const host = headerList(req.headers['x-forwarded-host']).at(-1) ?? last?.host ?? req.headers.host;
+    const proto = last ? last.proto : headerList(req.headers['x-forwarded-proto']).at(-1);
+    const host = (last ? last.host : headerList(req.headers['x-forwarded-host']).at(-1)) ?? req.headers.host;
     const forwarded = headerList(req.headers['x-forwarded-prefix']).at(-1)?.replace(/\/+$/, '') ?? '';
     const prefix = (PREFIX.test(forwarded) ? forwarded : '') + mount + this.#basePath;
     return { address, viaTrustedProxy: true, secure: proto ? proto === 'https' : tls, host, prefix };

@@ -96,7 +96,13 @@ function parsedBody(req: IncomingMessage, limit: number): string | object {
     return body.toString();
   }
   if (typeof body !== 'object' || body === null) throw new BodyConsumed();
-  if (Buffer.byteLength(JSON.stringify(body)) > limit) throw new BodyTooLarge();
+  let size: number;
+  try {
+    size = Buffer.byteLength(JSON.stringify(body));
+  } catch {
+    throw new BodyConsumed(); // cyclic, or not data at all: nothing the gateway can read
+  }
+  if (size > limit) throw new BodyTooLarge();
   return body;
 }
 

@@ -220,6 +220,9 @@ function methodNotAllowed(res: ServerResponse, allow: string): void {
 /** The request path, percent-decoded, without the query; undefined if it cannot be decoded. */
 export function decodePath(url: string): string | undefined {
   const raw = url.split('?', 1)[0] ?? '/';
+  // An encoded slash or backslash would be one segment to the browser and two once decoded: the
+  // relative URLs the pages carry would then resolve outside the gateway. No route needs one.
+  if (/%2f|%5c/i.test(raw)) return undefined;
   try {
     const path = decodeURIComponent(raw);
     return path.startsWith('/') ? path : undefined;

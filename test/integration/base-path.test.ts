@@ -50,6 +50,10 @@ describe('basePath /desktops', () => {
     expect(bare.status).toBe(303);
     expect(resolved(bare.headers.location, `${base}?x=1`)).toBe(`${base}/?x=1`);
     expect((await send(`${base}/static/viewer.js`)).status).toBe(200);
+    // One segment to the browser, two once decoded: relative URLs would resolve outside the prefix.
+    for (const path of ['/desktops%2Fview/demo', '/desktops%2flogin', '/desktops/view%2Fdemo', '/desktops/static%5Cviewer.js']) {
+      expect((await send(`${gw.httpUrl}${path}`)).status, path).toBe(400);
+    }
     expect((await send(`${base}/novnc/core/rfb.js`)).status).toBe(200);
   });
 

@@ -60,7 +60,7 @@ describe('HTTP routes', () => {
       '/static/%00.js',
       '/static//etc/passwd',
     ]) {
-      expect((await get(path)).status, path).toBe(404);
+      expect((await get(path)).status, path).toBe(/%2f|%5c/i.test(path) ? 400 : 404); // an encoded slash: a malformed URL
     }
   });
 
