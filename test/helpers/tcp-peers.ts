@@ -121,6 +121,18 @@ export class PatternChecker {
   }
 }
 
+/** A VNC server that reads in short bursts, 2 ms reading and 8 ms not, handing what it reads to `onData`: a slow consumer. */
+export function readInBursts(onData: (chunk: Buffer) => void): (socket: Socket) => void {
+  return (socket) => {
+    socket.on('data', onData);
+    const timer = setInterval(() => {
+      socket.resume();
+      setTimeout(() => socket.pause(), 2);
+    }, 10);
+    socket.on('close', () => clearInterval(timer));
+  };
+}
+
 /** Write `total` pattern bytes, from offset `from` of the stream on, honouring the socket's back-pressure, then end it. */
 export function floodPattern(socket: Socket, total: number, chunkSize = 64 * 1024, from = 0): void {
   let sent = 0;

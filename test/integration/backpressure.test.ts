@@ -3,7 +3,7 @@
  * high-water mark per direction for a session, and every byte arrives intact and in order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { floodPattern, PatternChecker, rfbServer, startPeer, type Peer } from '../helpers/tcp-peers.js';
+import { floodPattern, PatternChecker, readInBursts, rfbServer, startPeer, type Peer } from '../helpers/tcp-peers.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { openDesktop, sendPattern } from '../helpers/ws-client.js';
 
@@ -21,17 +21,7 @@ describe('back-pressure', () => {
   beforeAll(async () => {
     source = await startPeer(rfbServer((socket) => floodPattern(socket, FLOOD_BYTES)));
     sinkChecker = new PatternChecker();
-    // A VNC server that reads in short bursts: 2 ms reading, 8 ms not.
-    sink = await startPeer(
-      rfbServer((socket) => {
-        socket.on('data', (chunk: Buffer) => sinkChecker.check(chunk));
-        const timer = setInterval(() => {
-          socket.resume();
-          setTimeout(() => socket.pause(), 2);
-        }, 10);
-        socket.on('close', () => clearInterval(timer));
-      }),
-    );
+    sink = await startPeer(rfbServer(readInBursts((chunk) => sinkChecker.check(chunk))));
     gw = await startGateway({
       desktops: [`flood=127.0.0.1:${source.port}`, `sink=127.0.0.1:${sink.port}`],
       session: { highWaterMarkBytes: HIGH_WATER_MARK },

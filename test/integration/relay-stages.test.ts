@@ -14,7 +14,7 @@ import { Bridge, type BridgeEnd, type BridgeEndings } from '../../src/relay/brid
 import { buildConnector } from '../../src/relay/connector.js';
 import type { BrowserTap, RelayStages, UpstreamFilter } from '../../src/relay/stages.js';
 import { waitFor, within } from '../helpers/processes.js';
-import { fillPattern, floodPattern, PatternChecker, startPeer, type Peer } from '../helpers/tcp-peers.js';
+import { fillPattern, floodPattern, PatternChecker, readInBursts, startPeer, type Peer } from '../helpers/tcp-peers.js';
 import { closeOpenedSockets, connectWs, sendPattern, type TestClient } from '../helpers/ws-client.js';
 
 const MiB = 1024 * 1024;
@@ -356,15 +356,7 @@ describe('relay stages: back-pressure', () => {
   it('browser floods through a filter to a slow VNC server: every byte arrives in order while the gateway buffers a bounded amount', async () => {
     const UPLOAD_BYTES = 32 * MiB;
     const sinkChecker = new PatternChecker();
-    // A VNC server that reads in short bursts: 2 ms reading, 8 ms not.
-    const sink = await startPeerWithTeardown((socket) => {
-      socket.on('data', (chunk: Buffer) => sinkChecker.check(chunk));
-      const timer = setInterval(() => {
-        socket.resume();
-        setTimeout(() => socket.pause(), 2);
-      }, 10);
-      socket.on('close', () => clearInterval(timer));
-    });
+    const sink = await startPeerWithTeardown(readInBursts((chunk) => sinkChecker.check(chunk)));
     let filtered = 0;
     const copying: UpstreamFilter = {
       // Replaces every message with a copy of it: what is written is the filter's, not ws's, buffer.

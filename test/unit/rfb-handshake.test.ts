@@ -17,7 +17,8 @@ import {
   type VncSettings,
 } from '../../src/rfb/handshake.js';
 import { HandshakeReader, type ReaderFailures, type ReaderFlow } from '../../src/rfb/handshake-reader.js';
-import { encodeServerInit, type PixelFormat } from '../../src/rfb/protocol.js';
+import { NATIVE_PIXEL_FORMAT } from '../../src/demo/framebuffer.js';
+import { encodeServerInit } from '../../src/rfb/protocol.js';
 import { vncAuthResponse } from '../../src/rfb/vnc-auth.js';
 
 const LABEL = "Desktop 'lab'";
@@ -267,18 +268,7 @@ const CHALLENGE = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
 /** What a viewer answers to CHALLENGE when the gateway only follows: opaque to the gateway. */
 const VIEWER_RESPONSE = Buffer.alloc(16, 0xa5);
 const PASSWORD = 'hunter22';
-const PIXEL_FORMAT: PixelFormat = {
-  bitsPerPixel: 32,
-  depth: 24,
-  bigEndian: false,
-  trueColour: true,
-  redMax: 255,
-  greenMax: 255,
-  blueMax: 255,
-  redShift: 16,
-  greenShift: 8,
-  blueShift: 0,
-};
+const PIXEL_FORMAT = NATIVE_PIXEL_FORMAT;
 const DESKTOP = { width: 1280, height: 800, name: 'lab:1 (alice) ✓' };
 const SERVER_INIT = encodeServerInit(DESKTOP.width, DESKTOP.height, PIXEL_FORMAT, DESKTOP.name);
 
