@@ -139,15 +139,14 @@ async function follow(viewer: HandshakeSide, server: UpstreamSide, o: HandshakeO
     viewer.write(await server.reader.read(CHALLENGE_LENGTH, 'VNC authentication challenge', t));
     server.write(await viewer.reader.read(CHALLENGE_LENGTH, 'VNC password', o.personTimeoutMs));
   }
-  if (type !== SecurityType.None || minor === 8) {
-    const result = await server.reader.read(4, 'security result', t);
-    if (result.readUInt32BE(0) !== SecurityResult.Ok) {
-      // The viewer is told as the server told it, then the session ends with the reason.
-      const reason = minor === 8 ? await readText(server, o, 'reason') : '';
-      viewer.write(Buffer.concat([result, minor === 8 ? textBytes(reason) : Buffer.alloc(0)]));
+  const result = await readSecurityResult(server, o, type, minor);
+  if (result) {
+    // The viewer is told as the server told it; on a failure the session then ends with the reason.
+    viewer.write(Buffer.concat([result.bytes, result.failure !== undefined && minor === 8 ? textBytes(result.failure) : Buffer.alloc(0)]));
+    if (result.failure !== undefined) {
+      const reason = result.failure;
       throw type === SecurityType.VncAuthentication ? errors.vncPasswordWrong(o.label, reason) : errors.vncRefused(o.label, reason);
     }
-    viewer.write(result);
   }
   await viewer.reader.read(1, 'ClientInit', t); // its shared flag is replaced by the desktop's
   server.write(Buffer.from([o.vnc.shared ? 1 : 0]));
@@ -212,12 +211,8 @@ async function negotiateWithServer(server: UpstreamSide, o: HandshakeOptions): P
   } else if (type === SecurityType.VncAuthentication) {
     await answerChallenge(server, o);
   }
-  if (type !== SecurityType.None || minor === 8) {
-    if ((await server.reader.read(4, 'security result', t)).readUInt32BE(0) !== SecurityResult.Ok) {
-      const reason = minor === 8 ? await readText(server, o, 'reason') : '';
-      throw sentCredentials ? errors.vncPasswordRejected(o.label, reason) : errors.vncRefused(o.label, reason);
-    }
-  }
+  const failure = (await readSecurityResult(server, o, type, minor))?.failure;
+  if (failure !== undefined) throw sentCredentials ? errors.vncPasswordRejected(o.label, failure) : errors.vncRefused(o.label, failure);
   server.write(Buffer.from([o.vnc.shared ? 1 : 0]));
   return { security, init: await readServerInit(server, o) };
 }
@@ -353,6 +348,22 @@ function tlsSetup(o: HandshakeOptions, anonymous: boolean): { options: Connectio
     options: { servername, ca: vnc.ca, rejectUnauthorized: true, checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert) },
     verify: noop,
   };
+}
+
+/**
+ * The server's SecurityResult, where the version sends one (always in 3.8; after any type but
+ * None before): its bytes, and on a failure the reason (3.8 gives one, older versions "").
+ */
+async function readSecurityResult(
+  server: HandshakeSide,
+  o: HandshakeOptions,
+  type: number,
+  minor: ProtocolMinor,
+): Promise<{ bytes: Buffer; failure?: string } | undefined> {
+  if (type === SecurityType.None && minor !== 8) return undefined;
+  const bytes = await server.reader.read(4, 'security result', o.timeoutMs);
+  if (bytes.readUInt32BE(0) === SecurityResult.Ok) return { bytes };
+  return { bytes, failure: minor === 8 ? await readText(server, o, 'reason') : '' };
 }
 
 async function readSecurityTypes(server: HandshakeSide, o: HandshakeOptions): Promise<number[]> {
