@@ -1,0 +1,175 @@
+/**
+ * The coordination store of a single node, in this process's memory. Leases and records
+ * expire like Redis's do, so one node behaves exactly as a cluster of one.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { MemoryOneTimeStore } from '../auth/one-time.js';
+import { LoginThrottle } from '../auth/throttle.js';
+import type {
+  AcquireOptions,
+  Acquired,
+  Claimant,
+  ControlRequest,
+  CoordinationStore,
+  Holder,
+  LoginFailurePolicy,
+  SessionRecord,
+  StoreMessage,
+} from './store.js';
+
+/** A node name that differs between processes and restarts: host, pid and a random tag. */
+export function defaultNodeName(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+interface Expiring<T> {
+  value: T;
+  expiresAt: number;
+}
+
+export class MemoryStore implements CoordinationStore {
+  readonly shared = false;
+  readonly available = true;
+  readonly node: string;
+  readonly leaseTtlMs: number;
+  readonly oneTime = new MemoryOneTimeStore();
+  readonly #holders = new Map<string, Expiring<Holder>>();
+  readonly #tokens = new Map<string, number>();
+  readonly #sessions = new Map<string, Expiring<SessionRecord>>();
+  readonly #requests = new Map<string, ControlRequest>();
+  readonly #listeners = new Set<(message: StoreMessage) => void>();
+  #throttle: LoginThrottle | undefined;
+  readonly #now: () => number;
+
+  constructor(options: { node?: string | undefined; leaseTtlMs: number; now?: () => number }) {
+    this.node = options.node ?? defaultNodeName();
+    this.leaseTtlMs = options.leaseTtlMs;
+    this.#now = options.now ?? Date.now;
+  }
+
+  async acquire(desktop: string, claimant: Claimant, options: AcquireOptions = {}): Promise<Acquired> {
+    const current = this.#holder(desktop);
+    const mine = current?.session === claimant.session;
+    const mayTake = options.force === true && (options.from === undefined || options.from === current?.session);
+    if (current && !mine && !mayTake) return { ok: false, holder: current };
+    const token = (this.#tokens.get(desktop) ?? 0) + 1;
+    this.#tokens.set(desktop, token);
+    const now = this.#now();
+    const since = mine ? current.since : now;
+    this.#holders.set(desktop, { value: { ...claimant, since, token }, expiresAt: now + this.leaseTtlMs });
+    return { ok: true, token, previous: mine ? undefined : current };
+  }
+
+  async renew(desktop: string, session: string, token: number): Promise<boolean> {
+    const current = this.#holders.get(desktop);
+    if (!current || current.expiresAt <= this.#now() || current.value.session !== session || current.value.token !== token) return false;
+    current.expiresAt = this.#now() + this.leaseTtlMs;
+    return true;
+  }
+
+  async release(desktop: string, session: string, token: number): Promise<void> {
+    const current = this.#holders.get(desktop);
+    if (current?.value.session === session && current.value.token === token) this.#holders.delete(desktop);
+  }
+
+  async holder(desktop: string): Promise<Holder | undefined> {
+    return this.#holder(desktop);
+  }
+
+  #holder(desktop: string): Holder | undefined {
+    const current = this.#holders.get(desktop);
+    if (current && current.expiresAt > this.#now()) return current.value;
+    this.#holders.delete(desktop);
+    return undefined;
+  }
+
+  async register(record: SessionRecord, maxPerUser: number): Promise<boolean> {
+    const live = this.#live();
+    if (live.filter((s) => s.user === record.user).length >= maxPerUser) return false;
+    this.#sessions.set(record.id, { value: record, expiresAt: this.#now() + this.leaseTtlMs });
+    return true;
+  }
+
+  async refresh(records: readonly SessionRecord[]): Promise<void> {
+    const expiresAt = this.#now() + this.leaseTtlMs;
+    for (const record of records) this.#sessions.set(record.id, { value: record, expiresAt });
+  }
+
+  async unregister(record: SessionRecord): Promise<void> {
+    this.#sessions.delete(record.id);
+  }
+
+  async sessions(desktop?: string): Promise<SessionRecord[]> {
+    return this.#live().filter((s) => desktop === undefined || s.desktop === desktop);
+  }
+
+  async session(id: string): Promise<SessionRecord | undefined> {
+    return this.#live().find((s) => s.id === id);
+  }
+
+  async sessionByViewKey(viewKey: string): Promise<SessionRecord | undefined> {
+    return this.#live().find((s) => s.viewKey === viewKey);
+  }
+
+  /** The records not yet expired, oldest first; expired ones are dropped on the way. */
+  #live(): SessionRecord[] {
+    const now = this.#now();
+    const live: SessionRecord[] = [];
+    for (const [id, entry] of this.#sessions) {
+      if (entry.expiresAt > now) live.push(entry.value);
+      else this.#sessions.delete(id);
+    }
+    return live;
+  }
+
+  async requestControl(desktop: string, request: ControlRequest): Promise<boolean> {
+    if (await this.pendingRequest(desktop)) return false;
+    this.#requests.set(desktop, request);
+    return true;
+  }
+
+  async pendingRequest(desktop: string): Promise<ControlRequest | undefined> {
+    const request = this.#requests.get(desktop);
+    if (request && request.expiresAt > this.#now()) return request;
+    this.#requests.delete(desktop);
+    return undefined;
+  }
+
+  async takeRequest(desktop: string, session: string): Promise<ControlRequest | undefined> {
+    const request = await this.pendingRequest(desktop);
+    if (request?.session !== session) return undefined;
+    this.#requests.delete(desktop);
+    return request;
+  }
+
+  async send(_node: string, message: StoreMessage): Promise<void> {
+    // Delivered after the sender's turn, as a message through Redis would be.
+    setImmediate(() => {
+      for (const listener of this.#listeners) listener(message);
+    });
+  }
+
+  onMessage(listener: (message: StoreMessage) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  onAvailability(): () => void {
+    return () => {}; // memory is always there
+  }
+
+  async loginFailed(key: string, policy: LoginFailurePolicy): Promise<number> {
+    this.#throttle ??= new LoginThrottle(policy, this.#now);
+    this.#throttle.failed(key);
+    return this.#throttle.retryAfter(key) * 1000;
+  }
+
+  async loginBlockedFor(key: string): Promise<number> {
+    return (this.#throttle?.retryAfter(key) ?? 0) * 1000;
+  }
+
+  async close(): Promise<void> {
+    this.#listeners.clear();
+  }
+}

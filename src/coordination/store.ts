@@ -1,0 +1,139 @@
+/**
+ * The coordination store: the state sessions share, on one node (memory.ts) or across every
+ * node behind a load balancer (redis.ts). Both keep the same contract, checked by one test
+ * suite (test/helpers/store-contract.ts):
+ *
+ * - **Holders.** One holder per desktop at most: the exclusive session of an `exclusive`
+ *   desktop, or the controller of a `controlled` one. A holder is a lease: it lasts
+ *   `leaseTtlMs` unless renewed, so a dead node's desktops come free by themselves. Each
+ *   acquisition gets a fencing token greater than every earlier one for that desktop; a
+ *   renewal or release with an older token fails, so a node that lost its lease cannot act
+ *   on it.
+ * - **Sessions.** Every live session of every node, with its role and traffic, for presence,
+ *   the admin list and the per-user limit. A record lasts `leaseTtlMs` unless its node
+ *   refreshes it, so a dead node's sessions disappear by themselves.
+ * - **Control requests.** At most one pending per desktop, with its own deadline.
+ * - **Messages.** To the node that holds a session (end it, change its role, tell its viewer
+ *   something), and to every node (a desktop's presence changed).
+ * - **One-time ids** (used tickets, logged-out logins) and **login failures** per address.
+ *
+ * Calls that need the store while it cannot be reached reject with StoreUnavailable; the
+ * caller refuses what it was asked, never admits it unguarded.
+ */
+import type { OneTimeStore } from '../auth/one-time.js';
+
+export type Role = 'control' | 'view';
+
+/** A live session as every node sees it. */
+export interface SessionRecord {
+  readonly id: string;
+  readonly desktop: string;
+  readonly user: string;
+  readonly role: Role;
+  /** The node that holds it: messages about it go there. */
+  readonly node: string;
+  readonly remoteAddress: string;
+  /** When it was admitted (ms since the epoch). */
+  readonly since: number;
+  readonly bytesToUpstream: number;
+  readonly bytesToBrowser: number;
+  /** The digest of its viewer's presence key (see presence.ts); absent for clients without one. */
+  readonly viewKey?: string | undefined;
+}
+
+/** Who holds a desktop. */
+export interface Holder {
+  readonly session: string;
+  readonly user: string;
+  readonly node: string;
+  /** Since when this session holds it (ms since the epoch). */
+  readonly since: number;
+  /** The fencing token of this acquisition. */
+  readonly token: number;
+}
+
+export type Claimant = Pick<Holder, 'session' | 'user' | 'node'>;
+
+export type Acquired = { readonly ok: true; readonly token: number; readonly previous?: Holder | undefined } | { readonly ok: false; readonly holder: Holder };
+
+export interface AcquireOptions {
+  /** Take the desktop from its holder, if any; `previous` says whom it was taken from. */
+  readonly force?: boolean;
+  /** With force: only from this session (a hand-over its holder agreed to); a free desktop is taken too. */
+  readonly from?: string | undefined;
+}
+
+export interface ControlRequest {
+  readonly session: string;
+  readonly user: string;
+  readonly node: string;
+  /** When it is a deny by silence (ms since the epoch). */
+  readonly expiresAt: number;
+}
+
+/** Sent to the node holding `session`, or (`changed`) to every node. */
+export type StoreMessage =
+  | { readonly type: 'end'; readonly session: string; readonly reason: string; readonly by?: string | undefined }
+  | { readonly type: 'role'; readonly session: string; readonly role: Role; readonly reason: string }
+  | { readonly type: 'notice'; readonly session: string; readonly text: string }
+  | { readonly type: 'changed'; readonly desktop: string };
+
+export interface LoginFailurePolicy {
+  readonly maxFailures: number;
+  readonly windowMs: number;
+  readonly blockMs: number;
+}
+
+export interface CoordinationStore {
+  /** This node's name, unique among the nodes that share the store. */
+  readonly node: string;
+  /** Whether other nodes share this store (Redis), or it is this process's alone. */
+  readonly shared: boolean;
+  /** Whether the store can be reached right now. */
+  readonly available: boolean;
+  readonly leaseTtlMs: number;
+  readonly oneTime: OneTimeStore;
+
+  /** Become the holder of a desktop if it is free (or with `force`, in any case). */
+  acquire(desktop: string, claimant: Claimant, options?: AcquireOptions): Promise<Acquired>;
+  /** Extend a held lease; false if this token no longer holds it. */
+  renew(desktop: string, session: string, token: number): Promise<boolean>;
+  /** Let go of a lease; nothing happens if this token no longer holds it. */
+  release(desktop: string, session: string, token: number): Promise<void>;
+  holder(desktop: string): Promise<Holder | undefined>;
+
+  /** Add a session; false (nothing added) when its user already has `maxPerUser` live sessions. */
+  register(record: SessionRecord, maxPerUser: number): Promise<boolean>;
+  /** Write this node's sessions again: new roles and traffic, and another lease on their records. */
+  refresh(records: readonly SessionRecord[]): Promise<void>;
+  unregister(record: SessionRecord): Promise<void>;
+  /** The live sessions, of one desktop or of all. */
+  sessions(desktop?: string): Promise<SessionRecord[]>;
+  session(id: string): Promise<SessionRecord | undefined>;
+  sessionByViewKey(viewKey: string): Promise<SessionRecord | undefined>;
+
+  /** Ask for a desktop's control; false when another request is pending. */
+  requestControl(desktop: string, request: ControlRequest): Promise<boolean>;
+  pendingRequest(desktop: string): Promise<ControlRequest | undefined>;
+  /** Remove the pending request if it is `session`'s; returns it when it was. */
+  takeRequest(desktop: string, session: string): Promise<ControlRequest | undefined>;
+
+  /** Deliver to `node` ('*': every node, this one included). Delivery is at most once. */
+  send(node: string, message: StoreMessage): Promise<void>;
+  /** Listen to this node's messages; returns the function that stops. */
+  onMessage(listener: (message: StoreMessage) => void): () => void;
+  /** Listen to the store becoming reachable or not; returns the function that stops. */
+  onAvailability(listener: (available: boolean) => void): () => void;
+
+  /** Count a failed login from `key`; the ms it is blocked for now (0: not blocked). */
+  loginFailed(key: string, policy: LoginFailurePolicy): Promise<number>;
+  /** The ms `key` is still blocked for (0: not blocked). */
+  loginBlockedFor(key: string): Promise<number>;
+
+  close(): Promise<void>;
+}
+
+/** The store cannot be reached: the caller refuses what needed it (503 / 4503). */
+export class StoreUnavailable extends Error {
+  override readonly name = 'StoreUnavailable';
+}
