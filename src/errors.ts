@@ -24,12 +24,15 @@ export const ERRORS = {
   },
   DG_ERR_FORBIDDEN: { status: 403, closeCode: 4403, summary: 'desktop or target outside the policy (e.g. ad-hoc targets disabled, or not in the allow rules)' },
   DG_ERR_UNKNOWN_DESKTOP: { status: 404, closeCode: 4404, summary: 'unknown desktop or token' },
+  DG_ERR_UNKNOWN_SESSION: { status: 404, closeCode: 4404, summary: 'the admin API named a session that is not live on any node' },
   DG_ERR_NOT_ENABLED: { status: 404, closeCode: 4404, summary: 'a feature this gateway does not have configured (the ticket API)' },
   DG_ERR_IDLE_TIMEOUT: { status: 408, closeCode: 4408, summary: 'no traffic for `session.idleTimeoutMs`' },
   DG_ERR_NO_PONG: { status: 408, closeCode: 4408, summary: 'the browser answered no WebSocket ping for `session.keepaliveMs` (it or the path to it is gone)' },
   DG_ERR_VIEWER_TIMEOUT: { status: 408, closeCode: 4408, summary: 'the viewer did not answer in time during the RFB handshake' },
   DG_ERR_SESSION_EXPIRED: { status: 408, closeCode: 4408, summary: '`session.maxDurationMs` reached' },
-  DG_ERR_CONFLICT: { status: 409, closeCode: 4409, summary: 'desktop held exclusively, or this session was taken over' },
+  DG_ERR_CONFLICT: { status: 409, closeCode: 4409, summary: 'the desktop is held by another session (`sharing: exclusive`)' },
+  DG_ERR_TAKEN_OVER: { status: 409, closeCode: 4409, summary: 'this session was taken over from another window, or lost its hold on an exclusive desktop' },
+  DG_ERR_ENDED_BY_ADMIN: { status: 409, closeCode: 4409, summary: 'an administrator ended this session (`DELETE /api/sessions/ID`)' },
   DG_ERR_TOO_LARGE: { status: 413, closeCode: 1009, summary: 'a WebSocket message over `session.maxMessageBytes`, or a request body over its limit' },
   DG_ERR_UNSUPPORTED: { status: 415, closeCode: 1003, summary: 'a text WebSocket message (RFB is binary), or a request body of the wrong type' },
   DG_ERR_TOO_MANY_SESSIONS: { status: 429, closeCode: 4429, summary: 'too many sessions (global, per user or per address)' },
@@ -51,6 +54,11 @@ export const ERRORS = {
   },
   DG_ERR_VNC_PROTOCOL: { status: 502, closeCode: 4502, summary: 'the VNC server broke the RFB handshake (not a VNC server, or a malformed answer)' },
   DG_ERR_NOT_READY: { status: 503, closeCode: 4503, summary: 'gateway not ready, shutting down, or too busy to check a password' },
+  DG_ERR_STORE_UNAVAILABLE: {
+    status: 503,
+    closeCode: 4503,
+    summary: 'the cluster store (Redis) cannot be reached: sessions that need it (exclusive, controlled, tickets, logins) are refused until it is back',
+  },
   DG_ERR_CONNECT_TIMEOUT: { status: 504, closeCode: 4504, summary: 'connecting to the VNC server timed out' },
   DG_ERR_HANDSHAKE_TIMEOUT: { status: 504, closeCode: 4504, summary: 'the RFB handshake did not finish within `session.handshakeTimeoutMs`' },
 } as const satisfies Record<string, { status: number; closeCode: number; summary: string }>;
@@ -114,6 +122,7 @@ export const errors = {
   notOneTarget: make('DG_ERR_BAD_REQUEST', () => 'Name exactly one desktop (?desktop=NAME) or one target (?target=HOST:PORT)'),
   malformedDesktopName: make('DG_ERR_BAD_REQUEST', () => 'Malformed desktop name: use letters, digits, ".", "_" and "-"'),
   malformedTarget: make('DG_ERR_BAD_REQUEST', () => 'Malformed target: expected HOST:PORT or [IPv6]:PORT'),
+  malformedViewKey: make('DG_ERR_BAD_REQUEST', () => 'Malformed view key: expected 22 to 128 letters, digits, "-" and "_"'),
   ticketForOneDesktop: make('DG_ERR_BAD_REQUEST', () => 'A ticket opens one desktop: ?desktop=NAME&ticket=TICKET'),
   unknownDesktop: make('DG_ERR_UNKNOWN_DESKTOP', (name: string) => `There is no desktop named '${name}'`),
 
@@ -150,6 +159,23 @@ export const errors = {
   targetsNotEnabled: make('DG_ERR_FORBIDDEN', () => 'Ad-hoc targets are not enabled on this gateway'),
   targetNotAllowed: make('DG_ERR_FORBIDDEN', (target: string) => `Target ${target} is not allowed by this gateway's rules`),
   ticketApiNotEnabled: make('DG_ERR_NOT_ENABLED', () => 'This gateway does not issue tickets (configure tickets and tickets.apiKeys)'),
+
+  // Sharing
+  inUse: make('DG_ERR_CONFLICT', (desktop: string, user: string, since: string) => `Desktop '${desktop}' is in use by ${user} since ${since}`),
+  takenOver: make('DG_ERR_TAKEN_OVER', (user: string) => `Taken over by ${user} from another window`),
+  leaseLost: make('DG_ERR_TAKEN_OVER', (desktop: string) => `This session lost its hold on desktop '${desktop}' to another session`),
+  endedByAdmin: make('DG_ERR_ENDED_BY_ADMIN', (admin: string) => `Ended by an administrator (${admin})`),
+  storeUnavailable: make(
+    'DG_ERR_STORE_UNAVAILABLE',
+    () => 'The gateway cannot reach its cluster store (Redis), which this session needs: try again in a moment',
+  ),
+  noSessionForViewKey: make('DG_ERR_UNKNOWN_SESSION', () => 'No live session has this view key: the session ended, or the key is wrong'),
+  notAdmin: make('DG_ERR_FORBIDDEN', (user: string) => `${user} is not an administrator of this gateway`),
+  noSuchSession: make('DG_ERR_UNKNOWN_SESSION', (id: string) => `There is no live session ${id}`),
+  roleFixed: make(
+    'DG_ERR_CONFLICT',
+    (id: string) => `Session ${id} relays its input unparsed (it opened with control on a shared or exclusive desktop): its role cannot change, end it instead`,
+  ),
 
   // Limits
   gatewayFull: make('DG_ERR_TOO_MANY_SESSIONS', (limit: number) => `The gateway is at its limit of ${limit} sessions`),

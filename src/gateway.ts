@@ -12,6 +12,8 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { Auth } from './auth/auth.js';
+import { Coordinator } from './coordination/coordinator.js';
+import { openStore } from './coordination/open.js';
 import { DEMO_DESKTOP, FileError, type Config } from './config/schema.js';
 import { isLoopbackHost } from './net/host-port.js';
 import { readOperatorFile } from './config/sources.js';
@@ -26,6 +28,7 @@ import { createRequestHandler, isGatewayRequest } from './http/routes.js';
 import { createUpgradeHandler, isWebSocketUpgrade } from './http/upgrade.js';
 import { createLogger, logEvents, type Logger } from './observe/log.js';
 import { buildConnector } from './relay/connector.js';
+import { PresenceHub } from './sessions/presence.js';
 import { SessionManager } from './sessions/session-manager.js';
 import type { SessionSnapshot } from './sessions/snapshot.js';
 
@@ -75,15 +78,23 @@ export interface Gateway {
 
 export async function createGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
   const logger = options.logger ?? createLogger(config.log.level);
-  const auth = await Auth.create(config);
   const tlsFiles = config.tls && (await readTlsFiles(config.tls));
   const directory = new DesktopDirectory(loadDesktops(config.desktops, process.env), new TargetPolicy(config.targets.allow));
+  // Opened after everything that reads a file: a bad file must not leave a Redis connection behind.
+  const store = await openStore(config.cluster, logger);
+  const auth = await Auth.create(config, store).catch(async (err: unknown) => {
+    await store.close();
+    throw err;
+  });
 
   /** Events name this object as their source; the log listens for it. */
   const self = {};
   const stopLogging = logEvents(self, logger);
   const connect = buildConnector({ timeoutMs: config.session.connectTimeoutMs });
-  const sessions = new SessionManager({ gateway: self, connect, session: config.session, limits: config.limits });
+  const coordinator = new Coordinator({ store, gateway: self, config });
+  const sessions = new SessionManager({ gateway: self, connect, coordinator, session: config.session, limits: config.limits });
+  coordinator.bind(sessions);
+  const presence = new PresenceHub(coordinator, config.session.keepaliveMs);
   const admission = new Admission(auth, directory);
   /** Serving: listening on its own server, or mounted in a host's (the host calls handleRequest or handleUpgrade). */
   let state: 'idle' | 'serving' | 'closing' = 'idle';
@@ -95,10 +106,21 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     status: new DesktopStatus(config.probe),
     auth,
     admission,
+    coordinator,
     sessions,
     ready: () => state === 'serving',
   });
-  const handleUpgrade = createUpgradeHandler({ gateway: self, config, auth, admission, sessions, closing: () => state === 'closing' });
+  const handleUpgrade = createUpgradeHandler({
+    gateway: self,
+    config,
+    auth,
+    admission,
+    directory,
+    coordinator,
+    sessions,
+    presence,
+    closing: () => state === 'closing',
+  });
 
   const server = createHttpServer(config.http, tlsFiles, handleRequest);
   server.on('upgrade', handleUpgrade);
@@ -113,8 +135,10 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     state = 'closing';
     server.close();
     server.closeIdleConnections();
+    presence.close();
     await sessions.closeAll(graceMs);
     await sessions.destroyAll();
+    await coordinator.close();
     server.closeAllConnections();
     await demo?.close();
     logger.info('gateway stopped');

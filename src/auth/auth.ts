@@ -7,9 +7,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/schema.js';
 import { PRINCIPAL_NAME } from '../config/names.js';
+import type { CoordinationStore } from '../coordination/store.js';
+import { clientKey } from '../net/cidr.js';
 import { ANONYMOUS, type Identity } from './identity.js';
 import { LoginCookies, type Login } from './login-cookie.js';
-import { MemoryOneTimeStore } from './one-time.js';
 import { ProxyTrust, type RequestOrigin } from './proxy.js';
 import { LoginThrottle } from './throttle.js';
 import { TicketAuthority } from './tickets.js';
@@ -34,10 +35,13 @@ export class Auth {
   readonly #cookies: LoginCookies;
   readonly #throttle: LoginThrottle;
   readonly #apiKeys: Buffer[];
+  /** Shares used tickets, logouts and (across nodes) failed logins. */
+  readonly #store: CoordinationStore;
   #checking = 0;
 
-  private constructor(config: Config, users: UserDirectory | undefined) {
-    const used = new MemoryOneTimeStore();
+  private constructor(config: Config, users: UserDirectory | undefined, store: CoordinationStore) {
+    const used = store.oneTime;
+    this.#store = store;
     this.mode = config.auth.mode;
     this.#config = config.auth;
     this.#users = users;
@@ -53,9 +57,9 @@ export class Auth {
   }
 
   /** Reads the users file (mode `password`) and the ticket keys; throws with the reason if one is bad. */
-  static async create(config: Config): Promise<Auth> {
+  static async create(config: Config, store: CoordinationStore): Promise<Auth> {
     const users = config.auth.mode === 'password' ? await UserDirectory.load(config.auth.usersFile as string) : undefined;
-    return new Auth(config, users);
+    return new Auth(config, users, store);
   }
 
   /** Re-read the users file (SIGHUP); on error the current users stay. */
@@ -89,13 +93,26 @@ export class Auth {
     return { user, groups, via: 'header' };
   }
 
-  /** Seconds until this address may try a password or API key again; 0 if it may now. */
-  retryAfter(origin: RequestOrigin): number {
-    return this.#throttle.retryAfter(origin.address);
+  /**
+   * Seconds until this address may try a password or API key again; 0 if it may now. The
+   * node's own throttle counts every attempt, including those still being checked; in a
+   * cluster the store also counts failures on every node, so moving between nodes gains nothing.
+   */
+  async retryAfter(origin: RequestOrigin): Promise<number> {
+    const own = this.#throttle.retryAfter(origin.address);
+    if (!this.#store.shared) return own;
+    return Math.max(own, Math.ceil((await this.#store.loginBlockedFor(clientKey(origin.address))) / 1000));
+  }
+
+  /** In a cluster, count a failure for every node too (the node's own throttle has counted it already). */
+  async #failed(origin: RequestOrigin): Promise<void> {
+    if (!this.#store.shared) return;
+    const { maxFailedLogins: maxFailures, failedLoginWindowMs: windowMs, failedLoginBlockMs: blockMs } = this.#config;
+    await this.#store.loginFailed(clientKey(origin.address), { maxFailures, windowMs, blockMs }).catch(() => {}); // the node's own count stands meanwhile
   }
 
   async login(origin: RequestOrigin, user: string, password: string): Promise<LoginResult> {
-    const blocked = this.retryAfter(origin);
+    const blocked = await this.retryAfter(origin);
     if (blocked > 0) return { ok: false, retryAfter: blocked };
     if (this.#checking >= MAX_CONCURRENT_CHECKS) return { ok: false, retryAfter: 1, busy: true };
     // Counted while being checked: a burst of concurrent guesses would otherwise all pass the test above.
@@ -110,7 +127,10 @@ export class Auth {
       // account between guesses at another must not reset the count.
       this.#throttle.end(origin.address, found ? 'succeeded' : 'failed');
     }
-    if (!found) return { ok: false, retryAfter: this.retryAfter(origin) };
+    if (!found) {
+      await this.#failed(origin);
+      return { ok: false, retryAfter: await this.retryAfter(origin) };
+    }
     return { ok: true, setCookie: await this.#cookies.issue(found, origin) };
   }
 
@@ -132,7 +152,10 @@ export class Auth {
     const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(req.headers.authorization ?? '');
     const digest = match?.[1] ? createHash('sha256').update(match[1]).digest() : undefined;
     const ok = digest !== undefined && this.#apiKeys.some((key) => timingSafeEqual(key, digest));
-    if (!ok) this.#throttle.failed(origin.address);
+    if (!ok) {
+      this.#throttle.failed(origin.address);
+      void this.#failed(origin);
+    }
     return ok;
   }
 }

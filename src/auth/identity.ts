@@ -34,10 +34,11 @@ export type Access = 'full' | 'view' | 'none';
 
 /** What this identity may do with a desktop under its rules. */
 export function accessTo(desktop: DesktopRules, identity: Identity): Access {
-  if (desktop.allow && !names(desktop.allow, identity)) return 'none';
-  return desktop.viewOnly && names(desktop.viewOnly, identity) ? 'view' : 'full';
+  if (desktop.allow && !isNamedIn(desktop.allow, identity)) return 'none';
+  return desktop.viewOnly && isNamedIn(desktop.viewOnly, identity) ? 'view' : 'full';
 }
 
-function names(principals: Principals, identity: Identity): boolean {
+/** Whether a rule names this identity, by user or by one of its groups. */
+export function isNamedIn(principals: Principals, identity: Identity): boolean {
   return principals.users.includes(identity.user) || identity.groups.some((group) => principals.groups.includes(group));
 }

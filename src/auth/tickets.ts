@@ -136,9 +136,9 @@ export class TicketAuthority {
   }
 }
 
-/** Tickets are credentials until used: URLs that may carry one go into logs through this. */
-export function withoutTicket(url: string | undefined): string | undefined {
-  return url?.replace(/([?&]ticket=)[^&]*/g, '$1…');
+/** Tickets (until used) and presence keys are credentials: URLs that may carry one go into logs through this. */
+export function withoutCredentials(url: string | undefined): string | undefined {
+  return url?.replace(/([?&](?:ticket|view)=)[^&]*/g, '$1…');
 }
 
 /** A key from the PEM file the operator named under `key`. */

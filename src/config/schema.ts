@@ -93,6 +93,13 @@ const desktopObject = z.strictObject({
   /** Who may only watch it. */
   viewOnly: principals.optional(),
   vnc: vncSettings.optional(),
+  /**
+   * How sessions share the desktop: `shared` (everyone with access controls it), `exclusive`
+   * (one session at a time) or `controlled` (one controller, any number of viewers).
+   */
+  sharing: z.enum(['shared', 'exclusive', 'controlled'], { error: 'expected shared, exclusive or controlled' }).default('shared'),
+  /** Who may take the desktop at once: their own other window's (exclusive), or control from its controller (controlled). */
+  takeover: principals.optional(),
 });
 
 /** `--desktop NAME=HOST:PORT` and DESKGATE_DESKTOP use this short form. */
@@ -224,6 +231,8 @@ export const configSchema = z
           .refine((ms) => ms === 0 || ms >= 1_000, KEEPALIVE_EXPECTED)
           .default(25_000),
         maxMessageBytes: bytes(1024, 64 * 1024 * 1024, 1024 * 1024),
+        /** How long the controller of a `controlled` desktop has to answer a request for control; silence is a no. */
+        controlRequestTimeoutMs: milliseconds(1_000, 30_000),
         highWaterMarkBytes: bytes(16 * 1024, 64 * 1024 * 1024, 1024 * 1024),
       })
       .prefault({}),
@@ -265,6 +274,35 @@ export const configSchema = z
           .default([]),
         defaultTtlSeconds: count(1, 86_400, 60),
         maxTtlSeconds: count(1, 86_400, 300),
+      })
+      .prefault({}),
+    /** Who may list every live session, end one and change its role (GET /api/sessions, the sessions page). */
+    admins: principals.prefault({}),
+    /** Nodes that share sessions' state through Redis; unset: this node alone, in memory. */
+    cluster: z
+      .strictObject({
+        /** redis://[user:password@]host:port[/db], or rediss:// for TLS. */
+        redis: z
+          .string({ error: 'expected a Redis URL such as redis://127.0.0.1:6379' })
+          .refine(isRedisUrl, 'expected a Redis URL such as redis://127.0.0.1:6379 or rediss://redis.example.com:6380')
+          .optional(),
+        /** The Redis password, kept out of the URL: from a file (its first line) or DESKGATE_REDIS_PASSWORD. */
+        redisPasswordFile: z.string().min(1).optional(),
+        redisPassword: z.string().min(1).optional(),
+        /** CA certificates (PEM) for rediss://, instead of the system's. */
+        redisCa: z.string().min(1).optional(),
+        /** Put before every key and channel name, so several gateways (or other programs) can share one Redis. */
+        keyPrefix: z
+          .string()
+          .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'expected up to 64 letters, digits, ":", "_", "." or "-"')
+          .default('deskgate:'),
+        /** This node's name in the admin list and in Redis; host, pid and a random tag when unset. */
+        node: z
+          .string()
+          .regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected up to 64 letters, digits, ".", "_" or "-"')
+          .optional(),
+        /** How long a dead node's desktops stay held and its sessions listed. */
+        leaseTtlMs: milliseconds(1_000, 15_000),
       })
       .prefault({}),
     tls: z
@@ -361,6 +399,14 @@ export const configSchema = z
     if (tickets.apiKeys.length > 0 && !tickets.secret && !tickets.privateKeyFile) {
       issue(['tickets', 'apiKeys'], 'issuing tickets needs tickets.secret, or tickets.publicKeyFile with tickets.privateKeyFile', '[...]');
     }
+    const { cluster } = config;
+    if (!cluster.redis) {
+      for (const key of ['redisPasswordFile', 'redisPassword', 'redisCa'] as const) {
+        if (cluster[key] !== undefined) issue(['cluster', key], `cluster.${key} needs cluster.redis`, key === 'redisPassword' ? '…' : cluster[key]);
+      }
+    }
+    if (cluster.redisPasswordFile && cluster.redisPassword)
+      issue(['cluster', 'redisPassword'], 'set either cluster.redisPasswordFile or cluster.redisPassword, not both', '…');
     if (tickets.defaultTtlSeconds > tickets.maxTtlSeconds) {
       issue(['tickets', 'defaultTtlSeconds'], `expected at most tickets.maxTtlSeconds (${tickets.maxTtlSeconds})`, tickets.defaultTtlSeconds);
     }
@@ -368,6 +414,15 @@ export const configSchema = z
   .transform((config) => ({ ...config, demo: config.demo ?? config.desktops.length === 0 }));
 
 export const DEMO_DESKTOP = 'demo';
+
+function isRedisUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
 
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
@@ -412,7 +467,7 @@ export function parseConfig(raw: unknown): Config {
 }
 
 /** Keys whose values an error never shows: a secret, a password, and what holds one. */
-const SECRET_KEY = /secret|password(?!(File|Env)\b)/i;
+const SECRET_KEY = /secret|password(?!(File|Env)\b)|(^|\.)redis$/i;
 
 function hideSecrets(key: string, value: unknown): unknown {
   return key && SECRET_KEY.test(key) ? '(not shown)' : value;

@@ -17,6 +17,7 @@ import type {
   SessionRecord,
   StoreMessage,
 } from './store.js';
+import { REQUEST_GRACE_MS } from './store.js';
 
 /** A node name that differs between processes and restarts: host, pid and a random tag. */
 export function defaultNodeName(): string {
@@ -130,17 +131,23 @@ export class MemoryStore implements CoordinationStore {
   }
 
   async pendingRequest(desktop: string): Promise<ControlRequest | undefined> {
-    const request = this.#requests.get(desktop);
-    if (request && request.expiresAt > this.#now()) return request;
-    this.#requests.delete(desktop);
-    return undefined;
+    const request = this.#request(desktop);
+    return request && request.expiresAt > this.#now() ? request : undefined;
   }
 
   async takeRequest(desktop: string, session: string): Promise<ControlRequest | undefined> {
-    const request = await this.pendingRequest(desktop);
+    const request = this.#request(desktop);
     if (request?.session !== session) return undefined;
     this.#requests.delete(desktop);
     return request;
+  }
+
+  /** The request, pending or lapsed within its grace; older ones are dropped. */
+  #request(desktop: string): ControlRequest | undefined {
+    const request = this.#requests.get(desktop);
+    if (request && request.expiresAt + REQUEST_GRACE_MS > this.#now()) return request;
+    this.#requests.delete(desktop);
+    return undefined;
   }
 
   async send(_node: string, message: StoreMessage): Promise<void> {

@@ -39,7 +39,16 @@ export interface SessionRecord {
   readonly bytesToBrowser: number;
   /** The digest of its viewer's presence key (see presence.ts); absent for clients without one. */
   readonly viewKey?: string | undefined;
+  readonly sharing: Sharing;
+  /** Whether its user may have control (their access is not view-only). */
+  readonly mayControl: boolean;
+  /** Whether its user is named in the desktop's `takeover` rule. */
+  readonly mayTakeOver: boolean;
+  /** Whether its role can change while it runs (its input passes the view-only filter). */
+  readonly switchable: boolean;
 }
+
+export type Sharing = 'shared' | 'exclusive' | 'controlled';
 
 /** Who holds a desktop. */
 export interface Holder {
@@ -73,9 +82,13 @@ export interface ControlRequest {
 
 /** Sent to the node holding `session`, or (`changed`) to every node. */
 export type StoreMessage =
+  /** `reason`: the catalogue code to end it with (DG_ERR_TAKEN_OVER, DG_ERR_ENDED_BY_ADMIN); `by`: who. */
   | { readonly type: 'end'; readonly session: string; readonly reason: string; readonly by?: string | undefined }
-  | { readonly type: 'role'; readonly session: string; readonly role: Role; readonly reason: string }
+  /** `token`: the lease a session given control now holds. */
+  | { readonly type: 'role'; readonly session: string; readonly role: Role; readonly reason: string; readonly token?: number | undefined }
   | { readonly type: 'notice'; readonly session: string; readonly text: string }
+  /** A login was logged out: its sessions end, on every node. */
+  | { readonly type: 'logout'; readonly login: string }
   | { readonly type: 'changed'; readonly desktop: string };
 
 export interface LoginFailurePolicy {
@@ -112,10 +125,15 @@ export interface CoordinationStore {
   session(id: string): Promise<SessionRecord | undefined>;
   sessionByViewKey(viewKey: string): Promise<SessionRecord | undefined>;
 
-  /** Ask for a desktop's control; false when another request is pending. */
+  /** Ask for a desktop's control; false when another request is pending (one past its expiresAt is not). */
   requestControl(desktop: string, request: ControlRequest): Promise<boolean>;
+  /** The request not yet past its expiresAt. */
   pendingRequest(desktop: string): Promise<ControlRequest | undefined>;
-  /** Remove the pending request if it is `session`'s; returns it when it was. */
+  /**
+   * Remove the request if it is `session`'s, and return it. A lapsed request is still returned
+   * for REQUEST_GRACE_MS after its expiresAt: so whoever removes it (an answer, or the lapse
+   * timer) learns that it was they who did, and only one says so.
+   */
   takeRequest(desktop: string, session: string): Promise<ControlRequest | undefined>;
 
   /** Deliver to `node` ('*': every node, this one included). Delivery is at most once. */
@@ -132,6 +150,9 @@ export interface CoordinationStore {
 
   close(): Promise<void>;
 }
+
+/** How long a lapsed control request is kept for takeRequest (see there). */
+export const REQUEST_GRACE_MS = 5_000;
 
 /** The store cannot be reached: the caller refuses what needed it (503 / 4503). */
 export class StoreUnavailable extends Error {

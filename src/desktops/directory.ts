@@ -6,7 +6,8 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { DesktopRules } from '../auth/identity.js';
+import type { DesktopRules, Principals } from '../auth/identity.js';
+import type { Sharing } from '../coordination/store.js';
 import { describeSocketError, errors } from '../errors.js';
 import type { ConnectTarget } from '../relay/connector.js';
 import type { HostPort } from '../net/host-port.js';
@@ -20,6 +21,10 @@ export interface Desktop extends DesktopRules {
   description?: string | undefined;
   /** Credentials and TLS towards its VNC server; none: the viewer's own handshake over plain TCP. */
   vnc?: VncSettings | undefined;
+  /** How its sessions share it; `shared` when unset. */
+  sharing?: Sharing | undefined;
+  /** Who may take it at once (see Coordinator). */
+  takeover?: Principals | undefined;
 }
 
 export class DesktopDirectory {

@@ -3,7 +3,7 @@ import type { Auth } from '../auth/auth.js';
 import { isForeignPost } from '../auth/origin.js';
 import { errors, type GatewayError } from '../errors.js';
 import { events } from '../observe/events.js';
-import type { SessionManager } from '../sessions/session-manager.js';
+import type { Coordinator } from '../coordination/coordinator.js';
 import { renderLogin, safeNext } from './pages.js';
 import { BodyConsumed, BodyTooLarge, mediaType, problem, readForm, redirect } from './respond.js';
 import type { Exchange } from './routes.js';
@@ -40,11 +40,11 @@ export async function handleLogin(x: Exchange, auth: Auth, gateway: object): Pro
   x.page(error.status, renderLogin({ root: x.root, next, user, error: error.message }), retry);
 }
 
-/** Logging out revokes the login and ends the sessions opened with it, in every tab. */
-export async function handleLogout(x: Exchange, auth: Auth, sessions: SessionManager): Promise<void> {
+/** Logging out revokes the login and ends the sessions opened with it, in every tab, on every node. */
+export async function handleLogout(x: Exchange, auth: Auth, coordinator: Coordinator): Promise<void> {
   if (isForeignPost(x.req, x.from)) return refuse(x, errors.foreignPost());
   const { login, setCookie } = await auth.logout(x.req, x.from);
-  if (login) sessions.endWhere((s) => s.identity.login === login.id, errors.loggedOut());
+  if (login) await coordinator.loggedOut(login.id);
   redirect(x.res, `${x.root}login`, { 'Set-Cookie': setCookie });
 }
 

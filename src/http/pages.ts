@@ -51,11 +51,13 @@ export interface PageInfo {
   version: string;
   /** The logged-in user, when there is a login to end (password mode). */
   user?: string | undefined;
+  /** Whether the user is an administrator: the dashboard links the sessions page. */
+  admin?: boolean | undefined;
 }
 
 export function renderDashboard(desktops: readonly DesktopCard[], info: PageInfo): string {
   const body = `<header class="site-header">
-  <h1>deskgate</h1>${info.user ? renderLogout(info.root, info.user) : ''}
+  <h1>deskgate</h1>${info.admin ? `\n  <a class="nav" href="${info.root}sessions">Live sessions</a>` : ''}${info.user ? renderLogout(info.root, info.user) : ''}
 </header>
 <main id="main">
   <h2 id="desktops-heading">Desktops</h2>
@@ -65,6 +67,26 @@ export function renderDashboard(desktops: readonly DesktopCard[], info: PageInfo
   <p>deskgate <span class="version">${escapeHtml(info.version)}</span></p>
 </footer>`;
   return renderDocument({ title: 'deskgate', stylesheet: `${info.root}static/dashboard.css`, body });
+}
+
+/** The administrators' page of every live session; /static/sessions.js fills it from /api/sessions. */
+export function renderSessions(info: PageInfo): string {
+  const body = `<header class="site-header">
+  <h1>deskgate</h1>
+  <a class="nav" href="${info.root}">Desktops</a>${info.user ? renderLogout(info.root, info.user) : ''}
+</header>
+<main id="main" class="wide">
+  <h2 id="sessions-heading">Live sessions</h2>
+  <p class="sessions-status" id="sessions-status" role="status">Loading…</p>
+  <table class="sessions" aria-labelledby="sessions-heading">
+    <thead><tr><th scope="col">Desktop</th><th scope="col">User</th><th scope="col">Role</th><th scope="col">Node</th><th scope="col">Client</th><th scope="col">Since</th><th scope="col">To desktop</th><th scope="col">To browser</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+    <tbody id="sessions-body"></tbody>
+  </table>
+</main>
+<footer class="site-footer">
+  <p>deskgate <span class="version">${escapeHtml(info.version)}</span></p>
+</footer>`;
+  return renderDocument({ title: 'Live sessions — deskgate', stylesheet: `${info.root}static/dashboard.css`, script: `${info.root}static/sessions.js`, body });
 }
 
 function renderEmptyState(): string {
@@ -128,6 +150,7 @@ export function renderViewer(
   </section>
 </header>
 <main class="screen" id="screen" aria-label="Remote screen of ${name}"></main>
+${renderPresence()}
 ${renderCredentialsForm()}
 <section class="overlay" id="overlay" aria-labelledby="status-message" hidden>
   <div class="overlay-box">
@@ -203,6 +226,26 @@ export function renderNotice(root: string, title: string, message: string): stri
   </section>
 </main>`;
   return renderDocument({ title: `${title} — deskgate`, stylesheet: `${root}static/dashboard.css`, body });
+}
+
+/** Who is on the desktop and who controls it; filled and shown by viewer.js once the presence channel is open. */
+function renderPresence(): string {
+  return `<aside class="presence" id="presence" aria-labelledby="presence-heading" hidden>
+  <h2 id="presence-heading">On this desktop</h2>
+  <p class="presence-summary" id="presence-summary" role="status"></p>
+  <ul class="presence-people" id="presence-people"></ul>
+  <div class="presence-actions">
+    <button type="button" id="request-control" hidden>Request control</button>
+    <button type="button" id="take-control" hidden>Take control</button>
+    <button type="button" id="release-control" hidden>Give up control</button>
+  </div>
+  <div class="control-prompt" id="control-prompt" role="alertdialog" aria-labelledby="control-prompt-text" hidden>
+    <p id="control-prompt-text"></p>
+    <button type="button" id="allow-control">Allow</button>
+    <button type="button" id="deny-control">Deny</button>
+  </div>
+  <p class="presence-notice" id="presence-notice" role="alert"></p>
+</aside>`;
 }
 
 /** Shown only when the VNC server itself asks for a password (the gateway may supply it instead). */

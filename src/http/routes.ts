@@ -8,8 +8,9 @@ import type { Auth } from '../auth/auth.js';
 import { accessTo, type Identity } from '../auth/identity.js';
 import { hostGuard, ownOrigin } from '../auth/origin.js';
 import type { RequestOrigin } from '../auth/proxy.js';
-import { withoutTicket } from '../auth/tickets.js';
+import { withoutCredentials } from '../auth/tickets.js';
 import type { Config } from '../config/schema.js';
+import type { Coordinator } from '../coordination/coordinator.js';
 import type { DesktopDirectory } from '../desktops/directory.js';
 import type { DesktopStatus } from '../desktops/status.js';
 import { errors, GatewayError } from '../errors.js';
@@ -18,10 +19,11 @@ import { NOVNC_ROOT, STATIC_ROOT, VERSION } from '../package.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import type { Admission } from './admission.js';
 import { handleLogin, handleLogout } from './login.js';
-import { renderDashboard, renderLogin, renderNotice, renderViewer, safeNext } from './pages.js';
+import { renderDashboard, renderLogin, renderNotice, renderSessions, renderViewer, safeNext } from './pages.js';
 import { type Headers, json, problem, redirect, send, text } from './respond.js';
 import { parseViewerRequest } from './session-request.js';
 import { serveDirectory } from './static-files.js';
+import { handleSessionsRequest } from './sessions-api.js';
 import { handleTicketRequest } from './tickets-api.js';
 
 export interface RoutesContext {
@@ -32,6 +34,7 @@ export interface RoutesContext {
   status: DesktopStatus;
   auth: Auth;
   admission: Admission;
+  coordinator: Coordinator;
   sessions: SessionManager;
   /** Ready to take sessions: listening and not shutting down. */
   ready(): boolean;
@@ -60,7 +63,7 @@ export interface Exchange {
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse, next?: () => void) => void;
 
 /** Notice titles for the refusals of a viewer page. */
-const NOTICE_TITLES: Partial<Record<number, string>> = { 400: 'Malformed request', 403: 'Not allowed', 404: 'No such desktop' };
+const NOTICE_TITLES: Partial<Record<number, string>> = { 400: 'Malformed request', 403: 'Not allowed', 404: 'No such desktop', 409: 'In use' };
 
 /** One closure over the routes' shared state (the context, static roots, page headers); each route inside is a short function of its own. */
 export function createRequestHandler(ctx: RoutesContext): RequestHandler {
@@ -83,21 +86,47 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   /** `notFound`: a 404, or the host application's `next`. */
   async function route(x: Exchange, path: string, notFound: () => void): Promise<void> {
     const { req, res } = x;
+    const session = /^\/api\/sessions\/([0-9a-f-]{36})$/.exec(path)?.[1];
+    if (session !== undefined) {
+      if (req.method === 'DELETE' || req.method === 'PATCH') return handleSessionsRequest(x, ctx, session);
+      return methodNotAllowed(res, 'DELETE, PATCH');
+    }
     if (req.method === 'POST') {
       if (path === '/login' && auth.mode === 'password') return handleLogin(x, auth, ctx.gateway);
-      if (path === '/logout' && auth.mode === 'password') return handleLogout(x, auth, ctx.sessions);
+      if (path === '/logout' && auth.mode === 'password') return handleLogout(x, auth, ctx.coordinator);
       if (path === '/api/tickets') return handleTicketRequest(x, ctx);
       return methodNotAllowed(res, 'GET, HEAD');
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return methodNotAllowed(res, path === '/api/tickets' ? 'POST' : 'GET, HEAD');
     if (path === '/healthz') return json(res, 200, { status: 'ok' });
-    if (path === '/readyz') return ctx.ready() ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'not ready' });
+    if (path === '/readyz') return readiness(res);
+    if (path === '/api/sessions') return handleSessionsRequest(x, ctx, undefined);
+    if (path === '/sessions') return sessionsPage(x);
     if (path.startsWith('/static/') && (await serveStatic(req, res, path.slice('/static/'.length)))) return;
     if (/^\/novnc\/(core|vendor)\//.test(path) && (await serveNoVnc(req, res, path.slice('/novnc/'.length)))) return;
     if (path === '/login' && auth.mode === 'password') return loginPage(x);
     if (path === '/') return dashboard(x);
     if (path.startsWith('/view/')) return viewer(x, path.slice('/view/'.length));
     notFound();
+  }
+
+  /** Ready: serving, and (in a cluster) reaching the store that new sessions need. */
+  function readiness(res: ServerResponse): void {
+    if (!ctx.ready()) return json(res, 503, { status: 'not ready' });
+    if (!ctx.coordinator.store.available) return json(res, 503, { status: 'not ready', reason: 'the cluster store (Redis) cannot be reached' });
+    json(res, 200, { status: 'ready' });
+  }
+
+  /** The live sessions of every node, for administrators; the page asks /api/sessions itself. */
+  async function sessionsPage(x: Exchange): Promise<void> {
+    const identity = await auth.identify(x.req, x.from);
+    if (!identity) return askToLogIn(x);
+    if (!ctx.coordinator.isAdmin(identity)) {
+      const error = errors.notAdmin(identity.user).of(identity.user);
+      x.refused(error);
+      return x.page(403, renderNotice(x.root, 'Not allowed', error.message));
+    }
+    x.page(200, renderSessions({ root: x.root, version: VERSION, user: identity.via === 'password' ? identity.user : undefined }));
   }
 
   /** An unauthenticated page request goes to the login form (mode password), or is refused with 401. */
@@ -122,7 +151,8 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
         return { name: d.name, description: d.description, status: probe.status, detail: probe.detail };
       }),
     );
-    x.page(200, renderDashboard(cards, { root: x.root, version: VERSION, user: identity.via === 'password' ? identity.user : undefined }));
+    const user = identity.via === 'password' ? identity.user : undefined;
+    x.page(200, renderDashboard(cards, { root: x.root, version: VERSION, user, admin: ctx.coordinator.isAdmin(identity) }));
   }
 
   /** The viewer, for whoever the WebSocket would admit; a ticket link opens it without a login, and is used up by the WebSocket, not here. */
@@ -132,6 +162,9 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
       const grant = await ctx.admission.decide(x.req, x.from, parseViewerRequest(name, query), x.req.socket.localPort ?? 0);
       // A reload of a used ticket link says so, instead of failing at the WebSocket.
       if (grant.ticket && (await auth.tickets?.used(grant.ticket))) throw errors.ticketUsed();
+      // So does a desktop someone else holds: the viewer asks the page again when its WebSocket is refused.
+      const held = await ctx.coordinator.refusal(grant, ctx.directory.get(grant.target.name));
+      if (held) throw held.of(grant.identity.user);
       const options = { root: x.root, viewOnly: grant.viewOnly, gatewayOrigin: ownOrigin(x.from) };
       x.page(200, renderViewer(ctx.directory.get(grant.target.name) ?? { name }, options));
     } catch (err) {
@@ -157,7 +190,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
         code: error.code,
         status: error.status,
         reason: error.message,
-        url: withoutTicket(req.url),
+        url: withoutCredentials(req.url),
       }));
     // Under TLS (ours or a trusted proxy's), browsers should never come back over plain HTTP.
     if (from.secure) res.setHeader('Strict-Transport-Security', 'max-age=31536000');
@@ -184,7 +217,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     const root = '../'.repeat(path.split('/').length - 2) || './';
     const target = path.slice(1).split('/').map(encodeURIComponent).join('/') + query;
     route({ req, res, from, root, target, page, refused }, path, notFound).catch((err: unknown) => {
-      events.failed.publish(() => ({ gateway: ctx.gateway, what: 'while answering a request', err, url: withoutTicket(req.url) }));
+      events.failed.publish(() => ({ gateway: ctx.gateway, what: 'while answering a request', err, url: withoutCredentials(req.url) }));
       if (!res.headersSent) problem(res, errors.internal());
       else res.destroy();
     });
@@ -203,7 +236,10 @@ export function isGatewayRequest(url: string, basePath: string, passwordMode: bo
   if (decoded === undefined) return basePath !== '';
   if (path === '') return true;
   if (passwordMode && (path === '/login' || path === '/logout')) return true;
-  return ['/', '/healthz', '/readyz', '/api/tickets'].includes(path) || /^\/(static|view)\/|^\/novnc\/(core|vendor)\//.test(path);
+  return (
+    ['/', '/healthz', '/readyz', '/api/tickets', '/api/sessions', '/sessions'].includes(path) ||
+    /^\/(static|view|api\/sessions)\/|^\/novnc\/(core|vendor)\//.test(path)
+  );
 }
 
 /** The path below `basePath` ("/…"), "" for the base path itself, or undefined if the path is not under it. */

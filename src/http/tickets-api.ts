@@ -29,7 +29,7 @@ export async function handleTicketRequest(x: Exchange, ctx: RoutesContext): Prom
   const { auth } = ctx;
   const tickets = auth.tickets;
   if (!tickets?.canIssue || ctx.config.tickets.apiKeys.length === 0) return fail(x, errors.ticketApiNotEnabled());
-  const retryAfter = auth.retryAfter(x.from);
+  const retryAfter = await auth.retryAfter(x.from);
   if (retryAfter > 0) return fail(x, errors.throttled(), { 'Retry-After': String(retryAfter) });
   if (!auth.checkApiKey(x.req, x.from)) return fail(x, errors.apiKeyRequired(), { 'WWW-Authenticate': 'Bearer' });
   if (mediaType(x.req) !== 'application/json') return fail(x, errors.notJson());

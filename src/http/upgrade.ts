@@ -13,22 +13,36 @@ import { WebSocketServer } from 'ws';
 import type { Auth } from '../auth/auth.js';
 import { hostGuard, refuseOrigin } from '../auth/origin.js';
 import type { RequestOrigin } from '../auth/proxy.js';
-import { withoutTicket } from '../auth/tickets.js';
+import { withoutCredentials } from '../auth/tickets.js';
 import type { Config } from '../config/schema.js';
+import type { Coordinator, Seat } from '../coordination/coordinator.js';
+import { StoreUnavailable } from '../coordination/store.js';
+import type { DesktopDirectory } from '../desktops/directory.js';
 import { errors, GatewayError } from '../errors.js';
 import { events } from '../observe/events.js';
+import { viewKeyDigest } from '../coordination/coordinator.js';
+import { PRESENCE_MAX_MESSAGE_BYTES, type PresenceHub } from '../sessions/presence.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import type { Grant } from '../sessions/session-manager.js';
 import type { Admission } from './admission.js';
 import { decodePath, underBase } from './routes.js';
-import { parseUpgradeQuery, type SessionRequest } from './session-request.js';
+import { parseUpgradeQuery, parseViewKey, type SessionRequest } from './session-request.js';
 
 export const WEBSOCKET_PATH = '/websockify';
+/** The viewer's presence channel (sessions/presence.ts). */
+export const PRESENCE_PATH = '/presence';
 
-/** Whether an upgrade asks for the gateway's WebSocket: `websocket` to `basePath` + /websockify. */
-export function isWebSocketUpgrade(req: IncomingMessage, basePath: string): boolean {
+/** Which of the gateway's WebSockets an upgrade asks for: `websocket` to `basePath` + /websockify or /presence. */
+function webSocketPath(req: IncomingMessage, basePath: string): string | undefined {
   const path = decodePath(req.url ?? '');
-  return req.headers.upgrade?.toLowerCase() === 'websocket' && path !== undefined && underBase(path, basePath) === WEBSOCKET_PATH;
+  if (req.headers.upgrade?.toLowerCase() !== 'websocket' || path === undefined) return undefined;
+  const below = underBase(path, basePath);
+  return below === WEBSOCKET_PATH || below === PRESENCE_PATH ? below : undefined;
+}
+
+/** Whether an upgrade asks for one of the gateway's WebSockets. */
+export function isWebSocketUpgrade(req: IncomingMessage, basePath: string): boolean {
+  return webSocketPath(req, basePath) !== undefined;
 }
 
 /** How long a refused upgrade's answer may take to leave before its connection is cut. */
@@ -40,7 +54,10 @@ export interface UpgradeContext {
   config: Config;
   auth: Auth;
   admission: Admission;
+  directory: DesktopDirectory;
+  coordinator: Coordinator;
   sessions: SessionManager;
+  presence: PresenceHub;
   /** Whether the gateway is shutting down. */
   closing(): boolean;
 }
@@ -59,24 +76,51 @@ export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
     handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
   });
 
-  /** Who is asking, what for, whether they may, and within the limits; the ticket is used up last. */
-  async function admit(req: IncomingMessage, from: RequestOrigin, request: SessionRequest): Promise<Grant> {
+  const presenceServer = new WebSocketServer({ noServer: true, clientTracking: false, perMessageDeflate: false, maxPayload: PRESENCE_MAX_MESSAGE_BYTES });
+
+  /** A presence channel opens for the viewer that holds its session's key, on any node. */
+  async function openPresence(req: IncomingMessage, socket: Duplex, head: Buffer, query: URLSearchParams): Promise<void> {
+    const key = parseViewKey(query);
+    if (key === undefined) throw errors.malformedViewKey();
+    const record = await ctx.presence.find(viewKeyDigest(key));
+    if (!record) throw errors.noSessionForViewKey();
+    if (socket.destroyed) return;
+    presenceServer.handleUpgrade(req, socket, head, (ws) => ctx.presence.attach(ws, record));
+    socket.off('error', ignoreSocketError);
+  }
+
+  /**
+   * Who is asking, what for, whether they may, within the limits, and where they sit on the
+   * desktop (coordinator.ts: held, shared, controlled, across nodes); the ticket is used up last.
+   */
+  async function admit(req: IncomingMessage, from: RequestOrigin, request: SessionRequest): Promise<{ grant: Grant; seat: Seat }> {
     const grant = await ctx.admission.decide(req, from, request, req.socket.localPort ?? 0);
     const overLimit = sessions.refuseOverLimit(grant);
     if (overLimit) throw overLimit.of(grant.identity.user);
-    // Used up last, so a refusal above does not waste the ticket.
-    if (grant.ticket) await auth.tickets?.redeem(grant.ticket);
-    return grant;
+    const desktop = grant.target.kind === 'desktop' ? ctx.directory.get(grant.target.name) : undefined;
+    const seat = await ctx.coordinator.seat(grant, desktop, request.viewKey).catch((err: unknown) => {
+      throw err instanceof GatewayError ? err.of(grant.identity.user) : err;
+    });
+    try {
+      // Used up last, so a refusal above does not waste the ticket.
+      if (grant.ticket) await auth.tickets?.redeem(grant.ticket);
+    } catch (err) {
+      void ctx.coordinator.leave(seat);
+      throw err;
+    }
+    return { grant, seat };
   }
 
-  function open(req: IncomingMessage, socket: Duplex, head: Buffer, from: RequestOrigin, grant: Grant): void {
-    if (socket.destroyed) return;
-    if (ctx.closing()) return refuse(socket, req, from, errors.shuttingDown());
+  function open(req: IncomingMessage, socket: Duplex, head: Buffer, from: RequestOrigin, grant: Grant, seat: Seat): void {
     // Again, now that nothing awaits between here and the session being counted:
     // concurrent upgrades may have passed the first check together.
-    const overLimit = sessions.refuseOverLimit(grant);
-    if (overLimit) return refuse(socket, req, from, overLimit.of(grant.identity.user));
-    wss.handleUpgrade(req, socket, head, (ws) => sessions.open(ws, grant));
+    const refusal = socket.destroyed ? undefined : ctx.closing() ? errors.shuttingDown() : sessions.refuseOverLimit(grant)?.of(grant.identity.user);
+    if (socket.destroyed || refusal) {
+      void ctx.coordinator.leave(seat);
+      if (refusal) refuse(socket, req, from, refusal);
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => sessions.open(ws, grant, seat));
     socket.off('error', ignoreSocketError); // ws has its own listeners from here on
   }
 
@@ -90,7 +134,7 @@ export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
       status: error.status,
       reason: error.message,
       origin: req.headers.origin,
-      url: withoutTicket(req.url),
+      url: withoutCredentials(req.url),
     }));
     refuseUpgrade(socket, error);
   }
@@ -103,20 +147,21 @@ export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
     if (ctx.closing()) return refuse(socket, req, from, errors.shuttingDown());
     const foreign = refuseHost(from) ?? refuseOrigin(req, ctx.config, from);
     if (foreign) return refuse(socket, req, from, foreign);
+    const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+    const failed = (err: unknown): void => {
+      if (err instanceof GatewayError) return refuse(socket, req, from, err);
+      if (err instanceof StoreUnavailable) return refuse(socket, req, from, errors.storeUnavailable().causedBy(err));
+      events.failed.publish(() => ({ gateway: ctx.gateway, what: 'while admitting an upgrade', err, url: withoutCredentials(req.url) }));
+      refuse(socket, req, from, errors.internal());
+    };
+    if (webSocketPath(req, ctx.config.basePath) === PRESENCE_PATH) return void openPresence(req, socket, head, query).catch(failed);
     let request: SessionRequest;
     try {
-      request = parseUpgradeQuery(new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : ''));
+      request = parseUpgradeQuery(query);
     } catch (err) {
       return refuse(socket, req, from, err as GatewayError);
     }
-    admit(req, from, request).then(
-      (grant) => open(req, socket, head, from, grant),
-      (err: unknown) => {
-        if (err instanceof GatewayError) return refuse(socket, req, from, err);
-        events.failed.publish(() => ({ gateway: ctx.gateway, what: 'while admitting an upgrade', err, url: withoutTicket(req.url) }));
-        refuse(socket, req, from, errors.internal());
-      },
-    );
+    admit(req, from, request).then(({ grant, seat }) => open(req, socket, head, from, grant, seat), failed);
   };
 }
 

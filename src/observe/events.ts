@@ -77,6 +77,18 @@ export interface TicketIssued extends From {
   readonly expiresAt: Date;
 }
 
+/** An administrator ended a session or changed its role. */
+export interface AdminAction extends From {
+  /** The administrator: a user of the `admins` rule, or `api-key`. */
+  readonly user: string;
+  /** `end`, `role control`, `role view`. */
+  readonly action: string;
+  readonly session: string;
+  readonly desktop: string;
+  /** Whose session it is. */
+  readonly of: string;
+}
+
 /** Something went wrong that should not have: a bug. */
 export interface Failed {
   readonly gateway: object;
@@ -119,5 +131,6 @@ export const events = {
   sessionRefused: new LifecycleEvent<SessionRefused>('deskgate:session:refused'),
   loggedIn: new LifecycleEvent<LoggedIn>('deskgate:login'),
   ticketIssued: new LifecycleEvent<TicketIssued>('deskgate:ticket:issued'),
+  adminAction: new LifecycleEvent<AdminAction>('deskgate:admin'),
   failed: new LifecycleEvent<Failed>('deskgate:failed'),
 };

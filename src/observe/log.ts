@@ -46,6 +46,7 @@ export function logEvents(gateway: object, logger: Logger): () => void {
     events.requestRefused.subscribe(mine((m) => logger.warn(m, 'request refused'))),
     events.sessionStarted.subscribe(mine((m) => logger.info(m, 'session start'))),
     events.sessionModeChanged.subscribe(mine((m) => logger.info(m, 'session mode'))),
+    events.adminAction.subscribe(mine((m) => logger.info(m, 'admin action'))),
     events.sessionEnded.subscribe(mine((m) => logger.info(m, 'session end'))),
     events.sessionRefused.subscribe(mine((m) => logger.warn(m, 'session refused'))),
     events.loggedIn.subscribe(mine((m) => logger.info(m, 'login'))),

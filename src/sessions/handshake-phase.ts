@@ -18,6 +18,7 @@ interface PhaseSession {
   readonly ws: WebSocket;
   readonly target: ConnectTarget;
   readonly viewOnly: boolean;
+  readonly switchable: boolean;
   readonly connecting: AbortController;
 }
 
@@ -76,7 +77,8 @@ export class HandshakePhase {
       label: describe(target),
       host: target.host,
       vnc: target.vnc ?? PLAIN_VNC,
-      mustFollow: this.#session.viewOnly,
+      // A session that is or may become view-only needs the filter, which must know where messages begin.
+      mustFollow: this.#session.viewOnly || this.#session.switchable,
       timeoutMs: handshakeTimeoutMs,
       personTimeoutMs: idleTimeoutMs,
     };

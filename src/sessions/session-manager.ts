@@ -3,11 +3,11 @@
  * and bridged, or closed with the catalogue's code and reason. Starts, ends and refusals
  * are published as lifecycle events (observe/events.ts); the limits are counted here.
  */
-import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { Identity } from '../auth/identity.js';
 import type { Ticket } from '../auth/tickets.js';
 import type { Config } from '../config/schema.js';
+import type { Coordinator, LocalSessions, Seat } from '../coordination/coordinator.js';
 import { CLOSE, describeSocketError, errors, formatDuration, GatewayError } from '../errors.js';
 import { events } from '../observe/events.js';
 import { Bridge, type BridgeEnd, type BridgeEndings, type Closing } from '../relay/bridge.js';
@@ -34,6 +34,8 @@ export interface Session {
   readonly remoteAddress: string;
   readonly identity: Identity;
   readonly viewOnly: boolean;
+  /** Whether its role can change while it runs: its input then passes the view-only filter from the start. */
+  readonly switchable: boolean;
   readonly startedAt: number;
   readonly target: ConnectTarget;
   /** Set once the handshake is done and the relay runs. */
@@ -42,11 +44,13 @@ export interface Session {
 
 interface LiveSession extends Session {
   viewOnly: boolean;
+  /** Its place on the desktop (sharing.ts): given up when the session ends. */
+  readonly seat: Seat;
   readonly ws: WebSocket;
   readonly connecting: AbortController;
   /** Set once the handshake is done. */
   handshake: HandshakeResult | undefined;
-  /** Present when the session opened view-only: it can then switch to control and back. */
+  /** Present when the session is switchable: it can then switch between control and view-only. */
   filter: ClientMessageFilter | undefined;
 }
 
@@ -54,6 +58,7 @@ export interface SessionManagerOptions {
   /** Whom events name as their source. */
   gateway: object;
   connect: Connect;
+  coordinator: Coordinator;
   session: Config['session'];
   limits: Config['limits'];
 }
@@ -61,8 +66,8 @@ export interface SessionManagerOptions {
 /** Sessions closed because the gateway stops get 1001, with the catalogue's sentence. */
 const SHUTDOWN: Closing = { closeCode: CLOSE.GOING_AWAY, reason: errors.shuttingDown().reason };
 
-export class SessionManager {
-  readonly #sessions = new Set<LiveSession>();
+export class SessionManager implements LocalSessions {
+  readonly #sessions = new Map<string, LiveSession>();
   readonly #perAddress = new Counter();
   readonly #perUser = new Counter();
   readonly #options: SessionManagerOptions;
@@ -81,14 +86,20 @@ export class SessionManager {
     return this.#sessions.values();
   }
 
+  traffic(id: string): { bytesToUpstream: number; bytesToBrowser: number } | undefined {
+    const bridge = this.#sessions.get(id)?.bridge;
+    return bridge && { bytesToUpstream: bridge.bytesToUpstream, bytesToBrowser: bridge.bytesToBrowser };
+  }
+
   /** Copies of the live sessions, for the public API and admin views. */
   snapshot(): SessionSnapshot[] {
-    return [...this.#sessions].map((s) => ({
+    return [...this.#sessions.values()].map((s) => ({
       id: s.id,
       desktop: s.target.name,
       user: s.identity.user,
       remoteAddress: s.remoteAddress,
       viewOnly: s.viewOnly,
+      sharing: s.seat.sharing,
       startedAt: new Date(s.startedAt),
       connected: s.bridge !== undefined,
       security: s.handshake?.security,
@@ -110,13 +121,15 @@ export class SessionManager {
     return undefined;
   }
 
-  /** Take over an admitted WebSocket: connect, bridge — or close with a reason. */
-  open(ws: WebSocket, grant: Grant): void {
+  /** Take over an admitted WebSocket, seated on its desktop: connect, bridge — or close with a reason. */
+  open(ws: WebSocket, grant: Grant, seat: Seat): void {
     const session: LiveSession = {
-      id: randomUUID(),
+      id: seat.id,
+      seat,
       remoteAddress: grant.address,
       identity: grant.identity,
-      viewOnly: grant.viewOnly,
+      viewOnly: seat.role === 'view',
+      switchable: seat.switchable,
       startedAt: Date.now(),
       target: grant.target,
       bridge: undefined,
@@ -125,7 +138,7 @@ export class SessionManager {
       handshake: undefined,
       filter: undefined,
     };
-    this.#sessions.add(session);
+    this.#sessions.set(session.id, session);
     this.#perAddress.add(session.remoteAddress);
     this.#perUser.add(session.identity.user);
     // Hold the browser's bytes until the VNC side exists; RFB clients wait for the server first.
@@ -152,8 +165,8 @@ export class SessionManager {
       upstream.connected(socket);
       const phase = new HandshakePhase(session, upstream, this.#options.session);
       session.handshake = await phase.run();
-      // The handshake refuses this already; a view-only session that would run unfiltered must never start.
-      if (session.viewOnly && !session.handshake.followed) throw errors.viewOnlyNotFollowed(describe(target));
+      // The handshake refuses this already; a session that may be view-only must never run unfiltered.
+      if ((session.viewOnly || session.switchable) && !session.handshake.followed) throw errors.viewOnlyNotFollowed(describe(target));
       if (ws.readyState === ws.OPEN) this.#start(session, upstream, phase);
       else {
         phase.finish();
@@ -188,7 +201,8 @@ export class SessionManager {
   #start(session: LiveSession, upstream: Upstream, phase: HandshakePhase): void {
     const { target, ws } = session;
     const { highWaterMarkBytes, idleTimeoutMs, maxDurationMs, keepaliveMs } = this.#options.session;
-    const filter = session.viewOnly && session.handshake?.followed ? new ClientMessageFilter({ viewOnly: true }) : undefined;
+    const filtered = (session.viewOnly || session.switchable) && session.handshake?.followed;
+    const filter = filtered ? new ClientMessageFilter({ viewOnly: session.viewOnly }) : undefined;
     const stages = filter && { toUpstream: filter };
     const options = { endings: this.#endings(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs, keepaliveMs, stages };
     const bridge = new Bridge(ws, options, (end) => this.#ended(session, end));
@@ -216,15 +230,15 @@ export class SessionManager {
 
   /**
    * Switch a running session between control and view-only, at the next message boundary.
-   * Only sessions opened view-only have the filter this needs: a control session relays
-   * unparsed, so nothing knows where its next message begins.
+   * Only switchable sessions (opened view-only, or on a controlled desktop) have the filter
+   * this needs: the others relay unparsed, so nothing knows where their next message begins.
    */
   setViewOnly(id: string, viewOnly: boolean): boolean {
-    const session = [...this.#sessions].find((s) => s.id === id);
-    if (!session?.filter) return false;
+    const session = this.#sessions.get(id);
+    if (!session?.switchable) return false;
     if (session.viewOnly === viewOnly) return true;
     session.viewOnly = viewOnly;
-    session.filter.viewOnly = viewOnly;
+    if (session.filter) session.filter.viewOnly = viewOnly; // else the relay starts with it, at the current mode
     const { gateway } = this.#options;
     events.sessionModeChanged.publish(() => ({
       gateway,
@@ -279,7 +293,8 @@ export class SessionManager {
   }
 
   #forget(session: LiveSession): void {
-    if (!this.#sessions.delete(session)) return;
+    if (!this.#sessions.delete(session.id)) return;
+    void this.#options.coordinator.leave(session.seat);
     this.#perAddress.remove(session.remoteAddress);
     this.#perUser.remove(session.identity.user);
     if (this.#sessions.size === 0) for (const done of this.#emptyWaiters) done();
@@ -288,19 +303,29 @@ export class SessionManager {
   /** End the sessions that match with the error's close code and reason (a logout, a removed user); returns how many. */
   endWhere(match: (session: Session) => boolean, error: GatewayError): number {
     let ended = 0;
-    for (const session of this.#sessions) {
+    for (const session of this.#sessions.values()) {
       if (!match(session)) continue;
       ended += 1;
-      if (session.bridge) session.bridge.close(error);
-      else session.connecting.abort(error);
+      this.#end(session, error);
     }
     return ended;
+  }
+
+  end(id: string, error: GatewayError): boolean {
+    const session = this.#sessions.get(id);
+    if (session) this.#end(session, error);
+    return session !== undefined;
+  }
+
+  #end(session: LiveSession, error: GatewayError): void {
+    if (session.bridge) session.bridge.close(error);
+    else session.connecting.abort(error);
   }
 
   /** Close every session with 1001; resolves when all have ended or after `timeoutMs`. */
   async closeAll(timeoutMs: number): Promise<void> {
     this.#shuttingDown = true;
-    for (const session of this.#sessions) {
+    for (const session of this.#sessions.values()) {
       if (session.bridge) session.bridge.close(SHUTDOWN);
       else session.connecting.abort();
     }
@@ -310,7 +335,7 @@ export class SessionManager {
   /** Cut every session now, without closing handshakes; resolves when all have ended. */
   async destroyAll(): Promise<void> {
     this.#shuttingDown = true;
-    for (const session of this.#sessions) {
+    for (const session of this.#sessions.values()) {
       session.connecting.abort();
       session.ws.terminate();
     }

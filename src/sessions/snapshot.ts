@@ -8,6 +8,8 @@ export interface SessionSnapshot {
   readonly user: string;
   readonly remoteAddress: string;
   readonly viewOnly: boolean;
+  /** How its desktop is shared: shared, exclusive or controlled. */
+  readonly sharing: 'shared' | 'exclusive' | 'controlled';
   readonly startedAt: Date;
   /** Whether it is bridged to the VNC server yet. */
   readonly connected: boolean;

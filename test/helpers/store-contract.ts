@@ -28,6 +28,10 @@ function record(store: CoordinationStore, overrides: Partial<SessionRecord> = {}
     since: Date.now(),
     bytesToUpstream: 0,
     bytesToBrowser: 0,
+    sharing: 'controlled',
+    mayControl: true,
+    mayTakeOver: false,
+    switchable: true,
     ...overrides,
   };
 }
@@ -140,6 +144,14 @@ export function storeContract(fixture: StoreFixture): void {
     expect(await b.requestControl(name, request)).toBe(true);
     await sleep(TTL / 2 + 100);
     expect(await a.pendingRequest(name)).toBeUndefined();
+    // Lapsed, it is still its requester's to take (once), and another may ask meanwhile.
+    expect(await a.takeRequest(name, 's2')).toEqual(request);
+    expect(await a.takeRequest(name, 's2')).toBeUndefined();
+    expect(await b.requestControl(name, request)).toBe(true);
+    await sleep(TTL / 2 + 100);
+    const next = { ...request, session: 's3', expiresAt: Date.now() + TTL };
+    expect(await a.requestControl(name, next)).toBe(true);
+    expect(await b.pendingRequest(name)).toEqual(next);
   });
 
   it('delivers a message to its node, and a broadcast to every node', async () => {

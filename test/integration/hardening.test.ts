@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Auth } from '../../src/auth/auth.js';
+import { MemoryStore } from '../../src/coordination/memory.js';
 import type { RequestOrigin } from '../../src/auth/proxy.js';
 import { parseConfig } from '../../src/config/schema.js';
 import { loggedIn, logIn, writeUsers } from '../helpers/auth.js';
@@ -49,7 +50,7 @@ function from(address: string): RequestOrigin {
 describe('the failed-login throttle', () => {
   let auth: Auth;
   beforeAll(async () => {
-    auth = await Auth.create(parseConfig({ auth: { mode: 'password', usersFile } }));
+    auth = await Auth.create(parseConfig({ auth: { mode: 'password', usersFile } }), new MemoryStore({ leaseTtlMs: 15_000 }));
   });
 
   it('counts logins still being checked: a burst of guesses from one address gets no more than 5 checked', async () => {

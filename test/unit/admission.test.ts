@@ -6,6 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Auth } from '../../src/auth/auth.js';
+import { MemoryStore } from '../../src/coordination/memory.js';
 import { parseConfig } from '../../src/config/schema.js';
 import { DesktopDirectory } from '../../src/desktops/directory.js';
 import { loadDesktops } from '../../src/desktops/vnc-settings.js';
@@ -64,7 +65,7 @@ describe('the access decision, for pages and upgrades alike', () => {
         { name: 'open', host: '10.0.0.6', port: 5900 },
       ],
     });
-    auth = await Auth.create(config);
+    auth = await Auth.create(config, new MemoryStore({ leaseTtlMs: 15_000 }));
     admission = new Admission(auth, new DesktopDirectory(loadDesktops(config.desktops, {}), new TargetPolicy(config.targets.allow)));
     const issue = async (desktop: string, viewOnly = false) => (await auth.tickets?.issue({ desktop, user: 'guest', viewOnly }))?.token as string;
     tickets.lab = await issue('lab');

@@ -44,9 +44,9 @@ describe('configuration', () => {
       desktops: ['lab1=10.0.0.5:5901', 'v6=[::1]:5902', { name: 'lab3', host: 'vnc.example.org', port: 5900, description: 'Lab 3' }],
     });
     expect(config.desktops).toEqual([
-      { name: 'lab1', host: '10.0.0.5', port: 5901 },
-      { name: 'v6', host: '::1', port: 5902 },
-      { name: 'lab3', host: 'vnc.example.org', port: 5900, description: 'Lab 3' },
+      { name: 'lab1', host: '10.0.0.5', port: 5901, sharing: 'shared' },
+      { name: 'v6', host: '::1', port: 5902, sharing: 'shared' },
+      { name: 'lab3', host: 'vnc.example.org', port: 5900, description: 'Lab 3', sharing: 'shared' },
     ]);
   });
 

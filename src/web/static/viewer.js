@@ -66,10 +66,24 @@ const ui = {
   usernameField: byId('username-field'),
   username: /** @type {HTMLInputElement} */ (byId('credentials-username')),
   password: /** @type {HTMLInputElement} */ (byId('credentials-password')),
+  presence: byId('presence'),
+  presenceSummary: byId('presence-summary'),
+  presencePeople: byId('presence-people'),
+  presenceNotice: byId('presence-notice'),
+  requestControl: /** @type {HTMLButtonElement} */ (byId('request-control')),
+  takeControl: /** @type {HTMLButtonElement} */ (byId('take-control')),
+  releaseControl: /** @type {HTMLButtonElement} */ (byId('release-control')),
+  controlPrompt: byId('control-prompt'),
+  controlPromptText: byId('control-prompt-text'),
+  allowControl: /** @type {HTMLButtonElement} */ (byId('allow-control')),
+  denyControl: /** @type {HTMLButtonElement} */ (byId('deny-control')),
 };
 
 const desktop = document.body.dataset.desktop ?? '';
+/** Whether this user may only watch; on a controlled desktop the gateway may also make them a viewer (see applyRole). */
 const viewOnly = document.body.dataset.viewOnly === 'true';
+/** Whether the session sends input now: the gateway's presence channel says when that changes. */
+let inControl = !viewOnly;
 // A ticket link (embedding) opens one WebSocket only: the gateway refuses it a second time.
 const ticket = new URLSearchParams(location.search).get('ticket');
 const TICKET_USED = 'This link opened one session and cannot open another: ask for a new link.';
@@ -86,18 +100,32 @@ const TICKET_USED = 'This link opened one session and cannot open another: ask f
  * @property {string | undefined} startError set when noVNC could not even start
  * @property {boolean} connected whether the desktop was ever shown
  * @property {boolean} ended
+ * @property {string} viewKey this session's presence key: it opens the presence channel
+ * @property {WebSocket | undefined} presence
  */
 
 /** @type {Session | undefined} */
 let current;
 
-/** Same host and scheme family as the page, so cookies and the Origin check just work. */
-function websocketUrl() {
-  const url = new URL('../websockify', import.meta.url); // beside static/, wherever the gateway's root is
+/**
+ * Same host and scheme family as the page, so cookies and the Origin check just work.
+ * @param {string} path `websockify` or `presence`
+ * @param {Record<string, string>} params
+ */
+function websocketUrl(path, params) {
+  const url = new URL(`../${path}`, import.meta.url); // beside static/, wherever the gateway's root is
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  url.searchParams.set('desktop', desktop);
-  if (ticket) url.searchParams.set('ticket', ticket);
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
   return url.href;
+}
+
+/** 128 random bits, base64url: the presence key only this page knows. */
+function randomKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, '-')
+    .replace(/\//g, '_')
+    .replace(/=+$/, '');
 }
 
 function connect() {
@@ -116,10 +144,13 @@ function connect() {
     startError: undefined,
     connected: false,
     ended: false,
+    viewKey: randomKey(),
+    presence: undefined,
   };
   current = session;
   try {
-    session.socket = new WebSocket(websocketUrl(), ['binary']);
+    const params = { desktop, view: session.viewKey, ...(ticket ? { ticket } : {}) };
+    session.socket = new WebSocket(websocketUrl('websockify', params), ['binary']);
     // Added before noVNC adds its own, so the close frame is known when noVNC reports the end.
     session.socket.addEventListener('close', (event) => onSocketClose(session, event), { signal: session.listeners.signal });
     session.rfb = createRfb(session, session.socket);
@@ -138,8 +169,8 @@ function connect() {
 function createRfb(session, socket) {
   const rfb = new RFB(ui.screen, socket, { shared: true });
   rfb.scaleViewport = true;
-  rfb.viewOnly = viewOnly;
-  rfb.focusOnClick = !viewOnly;
+  rfb.viewOnly = !inControl;
+  rfb.focusOnClick = inControl;
   rfb.addEventListener(
     'connect',
     whileCurrent(session, () => onConnect(session)),
@@ -197,12 +228,109 @@ function onConnect(session) {
   session.connected = true;
   setState('connected');
   hide(ui.credentials);
-  if (!viewOnly) session.rfb?.focus({ preventScroll: true });
+  if (inControl) session.rfb?.focus({ preventScroll: true });
+  openPresence(session);
+}
+
+/**
+ * The presence channel: who is here, who has control, requests for it. The gateway enforces
+ * every role itself (a viewer's input never reaches the desktop); this page only shows it.
+ * @param {Session} session
+ */
+function openPresence(session) {
+  const socket = new WebSocket(websocketUrl('presence', { view: session.viewKey }));
+  session.presence = socket;
+  const { signal } = session.listeners;
+  socket.addEventListener(
+    'message',
+    (event) => {
+      if (session !== current || typeof event.data !== 'string') return;
+      const message = JSON.parse(event.data);
+      if (message.type === 'presence') showPresence(message);
+      else if (message.type === 'notice') ui.presenceNotice.textContent = message.text;
+    },
+    { signal },
+  );
+}
+
+/**
+ * @typedef {{ user: string, role: 'control' | 'view', since: number }} Person
+ * @typedef {object} Presence
+ * @property {'shared' | 'exclusive' | 'controlled'} sharing
+ * @property {{ session: string, user: string, role: 'control' | 'view', mayControl: boolean, mayTakeOver: boolean }} you
+ * @property {{ user: string, since: number } | null} controller
+ * @property {{ user: string, mine: boolean } | null} request
+ * @property {Person[]} people
+ */
+
+/** @param {Presence} presence */
+function showPresence({ sharing, you, controller, request, people }) {
+  applyRole(you.role === 'control');
+  const others = people.length - 1;
+  ui.presenceSummary.textContent =
+    sharing === 'controlled'
+      ? controller
+        ? controller.user === you.user && you.role === 'control'
+          ? 'You have control.'
+          : `${controller.user} has control since ${clock(controller.since)}.`
+        : 'Nobody has control.'
+      : others > 0
+        ? `${others} other ${others === 1 ? 'person is' : 'people are'} here.`
+        : 'Only you are here.';
+  ui.presencePeople.replaceChildren(
+    ...people.map((person) => {
+      const item = document.createElement('li');
+      item.textContent = `${person.user}${person.role === 'control' && sharing === 'controlled' ? ' (control)' : person.role === 'view' ? ' (watching)' : ''}`;
+      item.dataset.role = person.role;
+      return item;
+    }),
+  );
+  const controlled = sharing === 'controlled';
+  const viewer = controlled && you.role === 'view' && you.mayControl;
+  ui.requestControl.hidden = !viewer || !controller || you.mayTakeOver || Boolean(request?.mine);
+  ui.requestControl.disabled = Boolean(request);
+  ui.takeControl.hidden = !viewer || (Boolean(controller) && !you.mayTakeOver);
+  ui.releaseControl.hidden = !controlled || you.role !== 'control';
+  const asking = controlled && you.role === 'control' && request && !request.mine;
+  ui.controlPrompt.hidden = !asking;
+  if (asking) ui.controlPromptText.textContent = `${request.user} asks for control.`;
+  if (request?.mine) ui.presenceNotice.textContent = `Waiting for ${controller?.user ?? 'the controller'} to answer…`;
+  document.body.dataset.role = you.role;
+  ui.presence.hidden = false;
+}
+
+/**
+ * Follow the role the gateway gave this session.
+ * @param {boolean} control
+ */
+function applyRole(control) {
+  if (control === inControl) return;
+  inControl = control;
+  const rfb = current?.rfb;
+  if (rfb) {
+    rfb.viewOnly = !control;
+    rfb.focusOnClick = control;
+  }
+  setState(/** @type {'connected'} */ (document.body.dataset.state));
+}
+
+/** @param {{ type: string, allow?: boolean }} action */
+function sendAction(action) {
+  const socket = current?.presence;
+  if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(action));
+  if (action.type === 'answer') hide(ui.controlPrompt);
+}
+
+/** @param {number} ms */
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
 
 /** @param {Session} session */
 function end(session) {
   session.ended = true;
+  session.presence?.close();
+  hide(ui.presence);
   setState('disconnected');
   hide(ui.credentials);
   showEndMessage(session);
@@ -284,6 +412,7 @@ function teardown() {
   current = undefined;
   if (!session) return;
   session.listeners.abort();
+  session.presence?.close();
   if (session.rfb && !session.ended) session.rfb.disconnect();
   else if (session.socket && session.socket.readyState < WebSocket.CLOSING) session.socket.close();
 }
@@ -292,7 +421,7 @@ function teardown() {
 function setState(state) {
   document.body.dataset.state = state;
   ui.state.textContent = STATE_LABELS[state];
-  const canSend = state === 'connected' && !viewOnly;
+  const canSend = state === 'connected' && inControl;
   ui.ctrlAltDel.disabled = !canSend;
   ui.clipboardSend.disabled = !canSend;
 }
@@ -374,6 +503,11 @@ function start() {
   ui.reconnect.addEventListener('click', connect);
   ui.overlayReconnect.addEventListener('click', connect);
   ui.credentialsForm.addEventListener('submit', sendCredentials);
+  ui.requestControl.addEventListener('click', () => sendAction({ type: 'request-control' }));
+  ui.takeControl.addEventListener('click', () => sendAction({ type: 'take-control' }));
+  ui.releaseControl.addEventListener('click', () => sendAction({ type: 'release-control' }));
+  ui.allowControl.addEventListener('click', () => sendAction({ type: 'answer', allow: true }));
+  ui.denyControl.addEventListener('click', () => sendAction({ type: 'answer', allow: false }));
   // A debug hook for people and tests; nothing on the page depends on it.
   Object.defineProperty(window, 'deskgateViewer', {
     value: {

@@ -1,0 +1,429 @@
+/**
+ * The sharing policy, on top of the coordination store: which role a new session gets on its
+ * desktop (`shared`, `exclusive`, `controlled`), control requests and hand-overs, the admin's
+ * actions, and this node's side of the cluster: its sessions' records and leases, refreshed
+ * every third of the lease, and the messages other nodes send about them.
+ *
+ * Every decision that admits a session is taken before the 101 (seat); a store that cannot be
+ * reached refuses what needs it (exclusive, controlled) and lets `shared` sessions in, which
+ * need it only to be listed: their records are written when the store is back.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { isNamedIn, type Identity } from '../auth/identity.js';
+import type { Config } from '../config/schema.js';
+import type { Desktop } from '../desktops/directory.js';
+import { errors, GatewayError } from '../errors.js';
+import { events } from '../observe/events.js';
+import type { Grant } from '../sessions/session-manager.js';
+import { type CoordinationStore, type Holder, type Role, type SessionRecord, type Sharing, type StoreMessage, StoreUnavailable } from './store.js';
+
+/** A session's place on its desktop, decided before the 101. */
+export interface Seat {
+  readonly id: string;
+  readonly desktop: string;
+  readonly sharing: Sharing;
+  readonly switchable: boolean;
+  role: Role;
+  /** The fencing token of the desktop's lease, while this session holds it. */
+  token: number | undefined;
+  /** False while its record could not be written (the store was away): the next refresh writes it. */
+  registered: boolean;
+  readonly record: Omit<SessionRecord, 'role' | 'bytesToUpstream' | 'bytesToBrowser'>;
+}
+
+/** What the coordinator needs of this node's live sessions. */
+export interface LocalSessions {
+  /** Switch a session between control and view-only; false if it cannot. */
+  setViewOnly(id: string, viewOnly: boolean): boolean;
+  /** End a session with the error's close code and reason; false if it is not here. */
+  end(id: string, error: GatewayError): boolean;
+  /** End the sessions that match with the error's close code and reason. */
+  endWhere(match: (session: { identity: Identity }) => boolean, error: GatewayError): number;
+  traffic(id: string): { bytesToUpstream: number; bytesToBrowser: number } | undefined;
+}
+
+/** What a viewer's presence channel is told besides the presence itself. */
+export type NoticeListener = (session: string, text: string) => void;
+
+export interface CoordinatorOptions {
+  store: CoordinationStore;
+  /** Whom events name as their source. */
+  gateway: object;
+  config: Pick<Config, 'limits' | 'session' | 'admins'>;
+}
+
+/** The digest a presence key is known by: the key itself is the viewer's secret. */
+export function viewKeyDigest(key: string): string {
+  return createHash('sha256').update(key).digest('base64url');
+}
+
+export class Coordinator {
+  readonly store: CoordinationStore;
+  readonly #options: CoordinatorOptions;
+  readonly #seats = new Map<string, Seat>();
+  readonly #noticeListeners = new Set<NoticeListener>();
+  readonly #changeListeners = new Set<(desktop: string) => void>();
+  #sessions: LocalSessions | undefined;
+  readonly #timer: NodeJS.Timeout;
+  readonly #stopListening: () => void;
+  #refreshing: Promise<void> | undefined;
+  /** Leaves still writing to the store: closing waits for them. */
+  readonly #leaving = new Set<Promise<void>>();
+
+  constructor(options: CoordinatorOptions) {
+    this.store = options.store;
+    this.#options = options;
+    this.#stopListening = this.store.onMessage((message) => void this.#receive(message));
+    this.#timer = setInterval(() => void this.refresh(), Math.max(100, Math.floor(this.store.leaseTtlMs / 3)));
+    this.#timer.unref();
+  }
+
+  /** The live sessions of this node; set once, after both are built. */
+  bind(sessions: LocalSessions): void {
+    this.#sessions = sessions;
+  }
+
+  /** Listen to notices for viewers (presence.ts); returns the function that stops. */
+  onNotice(listener: NoticeListener): () => void {
+    this.#noticeListeners.add(listener);
+    return () => this.#noticeListeners.delete(listener);
+  }
+
+  /** Listen to a desktop's presence changing, on any node; returns the function that stops. */
+  onChange(listener: (desktop: string) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  isAdmin(identity: Identity): boolean {
+    return isNamedIn(this.#options.config.admins, identity);
+  }
+
+  /**
+   * Decide a new session's place, before its 101: its role, the desktop's lease when it holds
+   * it, and its record among every node's sessions. Throws the refusal: the desktop is held,
+   * the user is over their limit across nodes, or the store that must decide is away.
+   */
+  async seat(grant: Grant, desktop: Desktop | undefined, viewKey: string | undefined): Promise<Seat> {
+    const sharing: Sharing = desktop?.sharing ?? 'shared';
+    const { identity } = grant;
+    const mayControl = !grant.viewOnly;
+    const mayTakeOver = desktop?.takeover !== undefined && isNamedIn(desktop.takeover, identity);
+    const seat: Seat = {
+      id: randomUUID(),
+      desktop: grant.target.name,
+      sharing,
+      switchable: sharing === 'controlled' || grant.viewOnly,
+      role: mayControl ? 'control' : 'view',
+      token: undefined,
+      registered: false,
+      record: {
+        id: '',
+        desktop: grant.target.name,
+        user: identity.user,
+        node: this.store.node,
+        remoteAddress: grant.address,
+        since: Date.now(),
+        viewKey: viewKey === undefined ? undefined : viewKeyDigest(viewKey),
+        sharing,
+        mayControl,
+        mayTakeOver,
+        switchable: sharing === 'controlled' || grant.viewOnly,
+      },
+    };
+    (seat.record as { id: string }).id = seat.id;
+    if (sharing === 'controlled') seat.role = 'view'; // until it holds the lease, below
+    // Mode none has one user, everyone: only the per-address limit tells people apart there.
+    const maxPerUser = identity.via === 'none' ? Number.MAX_SAFE_INTEGER : this.#options.config.limits.maxSessionsPerUser;
+    try {
+      if (!(await this.store.register(this.#record(seat), maxPerUser))) throw errors.tooManyForUser(identity.user, maxPerUser);
+      seat.registered = true;
+      if (sharing !== 'shared') await this.#claim(seat, grant, mayTakeOver);
+      if (seat.role === 'control' && sharing === 'controlled') await this.store.refresh([this.#record(seat)]); // registered as a viewer
+    } catch (err) {
+      if (seat.registered) await this.store.unregister(this.#record(seat)).catch(() => {});
+      if (!(err instanceof StoreUnavailable)) throw err;
+      if (sharing !== 'shared') throw errors.storeUnavailable().causedBy(err);
+      seat.registered = false; // listed once the store is back
+    }
+    this.#seats.set(seat.id, seat);
+    void this.#changed(seat.desktop);
+    return seat;
+  }
+
+  /** The desktop's lease for an exclusive session, or control of a controlled desktop if it is free. */
+  async #claim(seat: Seat, grant: Grant, mayTakeOver: boolean): Promise<void> {
+    const claimant = { session: seat.id, user: grant.identity.user, node: this.store.node };
+    const got = await this.store.acquire(seat.desktop, claimant);
+    if (got.ok) {
+      seat.token = got.token;
+      if (seat.sharing === 'controlled') seat.role = 'control';
+      return;
+    }
+    if (seat.sharing === 'controlled') return; // a viewer, until control is given or taken
+    const holder = got.holder;
+    // The same person in another window may take the desktop over when the rules let them.
+    if (holder.user !== claimant.user || !mayTakeOver) throw errors.inUse(seat.desktop, holder.user, clock(holder.since));
+    const taken = await this.store.acquire(seat.desktop, claimant, { force: true, from: holder.session });
+    if (!taken.ok) throw errors.inUse(seat.desktop, taken.holder.user, clock(taken.holder.since));
+    seat.token = taken.token;
+    await this.#deliver(holder.node, { type: 'end', session: holder.session, reason: 'DG_ERR_TAKEN_OVER', by: claimant.user });
+  }
+
+  /** Why a viewer page for this grant would be refused at its WebSocket: the desktop is held by someone else. */
+  async refusal(grant: Grant, desktop: Desktop | undefined): Promise<GatewayError | undefined> {
+    if (desktop?.sharing !== 'exclusive') return undefined;
+    const holder = await this.store.holder(desktop.name).catch(() => undefined);
+    if (!holder) return undefined;
+    const mayTakeOver = desktop.takeover !== undefined && isNamedIn(desktop.takeover, grant.identity);
+    if (holder.user === grant.identity.user && mayTakeOver) return undefined;
+    return errors.inUse(desktop.name, holder.user, clock(holder.since));
+  }
+
+  /** The session did not open after all, or has ended: its lease and record go. */
+  leave(seat: Seat): Promise<void> {
+    if (!this.#seats.delete(seat.id)) return Promise.resolve();
+    const leaving = this.#leave(seat).finally(() => this.#leaving.delete(leaving));
+    this.#leaving.add(leaving);
+    return leaving;
+  }
+
+  async #leave(seat: Seat): Promise<void> {
+    const tasks: Promise<unknown>[] = [];
+    if (seat.token !== undefined) tasks.push(this.store.release(seat.desktop, seat.id, seat.token));
+    if (seat.registered) tasks.push(this.store.unregister(this.#record(seat)));
+    if (seat.sharing === 'controlled') tasks.push(this.store.takeRequest(seat.desktop, seat.id));
+    // A store that is away forgets them by itself: leases and records expire.
+    await Promise.allSettled(tasks);
+    await this.#changed(seat.desktop);
+  }
+
+  seatOf(id: string): Seat | undefined {
+    return this.#seats.get(id);
+  }
+
+  /** The seat of this node whose viewer holds the presence key. */
+  seatByViewKey(digest: string): Seat | undefined {
+    for (const seat of this.#seats.values()) if (seat.record.viewKey === digest) return seat;
+    return undefined;
+  }
+
+  #record(seat: Seat): SessionRecord {
+    const traffic = this.#sessions?.traffic(seat.id);
+    return { ...seat.record, role: seat.role, bytesToUpstream: traffic?.bytesToUpstream ?? 0, bytesToBrowser: traffic?.bytesToBrowser ?? 0 };
+  }
+
+  /**
+   * This node's share of the cluster's upkeep: write its sessions' records (roles, traffic,
+   * another lease on each) and renew its leases. A lease that cannot be renewed was taken or
+   * lapsed: a free desktop is held again, a taken one is given up, as the fencing token says.
+   */
+  async refresh(): Promise<void> {
+    this.#refreshing ??= this.#refresh().finally(() => (this.#refreshing = undefined));
+    return this.#refreshing;
+  }
+
+  async #refresh(): Promise<void> {
+    if (!this.store.available || this.#seats.size === 0) return;
+    const seats = [...this.#seats.values()];
+    try {
+      await this.store.refresh(seats.map((seat) => this.#record(seat)));
+      for (const seat of seats) {
+        if (!seat.registered) void this.#changed(seat.desktop);
+        seat.registered = true;
+      }
+      await Promise.all(seats.filter((seat) => seat.token !== undefined).map((seat) => this.#renew(seat)));
+    } catch (err) {
+      if (!(err instanceof StoreUnavailable))
+        events.failed.publish(() => ({ gateway: this.#options.gateway, what: 'while refreshing the cluster store', err }));
+    }
+  }
+
+  async #renew(seat: Seat): Promise<void> {
+    const token = seat.token as number;
+    if (await this.store.renew(seat.desktop, seat.id, token)) return;
+    if (seat.token !== token || !this.#seats.has(seat.id)) return; // changed meanwhile
+    const again = await this.store.acquire(seat.desktop, { session: seat.id, user: seat.record.user, node: this.store.node });
+    if (again.ok) {
+      seat.token = again.token;
+      return;
+    }
+    seat.token = undefined;
+    if (seat.sharing === 'exclusive') this.#sessions?.end(seat.id, errors.leaseLost(seat.desktop));
+    else await this.#applyRole(seat, 'view', `Control passed to ${again.holder.user}`);
+  }
+
+  // Control of a controlled desktop. Each action names the session it acts for; the presence
+  // channel (its viewer) or the admin API calls them, on any node.
+
+  /** A viewer asks for control: given at once if nobody has it, else the controller is asked. */
+  async requestControl(record: SessionRecord): Promise<void> {
+    if (!this.#mayAsk(record)) return;
+    const holder = await this.store.holder(record.desktop);
+    if (!holder) return this.takeControl(record);
+    const timeoutMs = this.#options.config.session.controlRequestTimeoutMs;
+    const request = { session: record.id, user: record.user, node: record.node, expiresAt: Date.now() + timeoutMs };
+    if (!(await this.store.requestControl(record.desktop, request))) {
+      return this.#notice(record.id, 'Someone else is waiting for an answer: try again in a moment');
+    }
+    await this.#changed(record.desktop);
+    // Silence is a no: whoever asked hears so when the time is up.
+    setTimeout(() => {
+      void this.store
+        .takeRequest(record.desktop, record.id)
+        .then(async (lapsed) => {
+          if (!lapsed) return;
+          await this.#notice(record.id, `${holder.user} did not answer: control stays with them`);
+          await this.#changed(record.desktop);
+        })
+        .catch(() => {}); // the store is away: the request lapses there by itself
+    }, timeoutMs).unref();
+  }
+
+  /** The controller answers the pending request. */
+  async answer(controller: SessionRecord, allow: boolean): Promise<void> {
+    const holder = await this.store.holder(controller.desktop);
+    if (holder?.session !== controller.id) return;
+    const pending = await this.store.pendingRequest(controller.desktop);
+    const request = pending && (await this.store.takeRequest(controller.desktop, pending.session));
+    if (!request) return;
+    if (!allow) {
+      await this.#notice(request.session, `${controller.user} said no: control stays with them`);
+      return this.#changed(controller.desktop);
+    }
+    const to = await this.store.session(request.session);
+    if (!to) return this.#changed(controller.desktop);
+    const given = await this.store.acquire(controller.desktop, { session: to.id, user: to.user, node: to.node }, { force: true, from: controller.id });
+    if (!given.ok) return;
+    await this.#handOver(to, given.token, given.previous, `${controller.user} gave you control`, `You gave control to ${to.user}`);
+  }
+
+  /** Take control now: free control for anyone who may control, held control for the `takeover` rule's people. */
+  async takeControl(record: SessionRecord, by?: string): Promise<void> {
+    if (record.sharing !== 'controlled' || !record.mayControl) return;
+    const claimant = { session: record.id, user: record.user, node: record.node };
+    const force = record.mayTakeOver || by !== undefined;
+    const got = await this.store.acquire(record.desktop, claimant, { force });
+    if (!got.ok) return this.#notice(record.id, `${got.holder.user} has control: ask for it instead`);
+    await this.store.takeRequest(record.desktop, record.id);
+    const taker = by ?? record.user;
+    await this.#handOver(record, got.token, got.previous, by ? `${by} gave you control` : 'You have control', `Control was taken by ${taker}`);
+  }
+
+  /** The controller gives control up; the desktop has none until someone takes it. */
+  async releaseControl(record: SessionRecord, by?: string): Promise<void> {
+    const holder = await this.store.holder(record.desktop);
+    if (holder?.session !== record.id) return;
+    await this.store.release(record.desktop, record.id, holder.token);
+    await this.#deliver(record.node, { type: 'role', session: record.id, role: 'view', reason: by ? `${by} took control from you` : 'You gave up control' });
+  }
+
+  async #handOver(to: SessionRecord, token: number, previous: Holder | undefined, toNew: string, toOld: string): Promise<void> {
+    // The old controller first: its input must stop before the new one's flows.
+    if (previous && previous.session !== to.id) {
+      await this.#deliver(previous.node, { type: 'role', session: previous.session, role: 'view', reason: toOld });
+    }
+    await this.#deliver(to.node, { type: 'role', session: to.id, role: 'control', reason: toNew, token });
+  }
+
+  #mayAsk(record: SessionRecord): boolean {
+    return record.sharing === 'controlled' && record.mayControl && record.role === 'view';
+  }
+
+  // Administration: on any node, for sessions on every node.
+
+  async endSession(id: string, admin: string): Promise<SessionRecord> {
+    const record = await this.store.session(id);
+    if (!record) throw errors.noSuchSession(id);
+    await this.#deliver(record.node, { type: 'end', session: id, reason: 'DG_ERR_ENDED_BY_ADMIN', by: admin });
+    return record;
+  }
+
+  async setRole(id: string, role: Role, admin: string): Promise<SessionRecord> {
+    const record = await this.store.session(id);
+    if (!record) throw errors.noSuchSession(id);
+    if (!record.switchable) throw errors.roleFixed(id);
+    if (record.sharing === 'controlled') {
+      if (role === 'control') await this.takeControl({ ...record, mayControl: true }, admin);
+      else await this.releaseControl(record, admin);
+    } else {
+      const reason = role === 'view' ? `${admin} made this session view-only` : `${admin} gave you control`;
+      await this.#deliver(record.node, { type: 'role', session: id, role, reason });
+    }
+    return record;
+  }
+
+  /** A login was logged out: its sessions end here and on every other node. */
+  async loggedOut(login: string): Promise<void> {
+    this.#sessions?.endWhere((s) => s.identity.login === login, errors.loggedOut());
+    if (this.store.shared) await this.store.send('*', { type: 'logout', login }).catch(() => {}); // the others' sessions end by their revoked logins' next check otherwise
+  }
+
+  // Messages.
+
+  /** To this node directly, to another through the store. */
+  async #deliver(node: string, message: StoreMessage): Promise<void> {
+    if (node === this.store.node) return this.#receive(message);
+    await this.store.send(node, message);
+  }
+
+  async #receive(message: StoreMessage): Promise<void> {
+    switch (message.type) {
+      case 'changed':
+        for (const listener of this.#changeListeners) listener(message.desktop);
+        return;
+      case 'notice':
+        for (const listener of this.#noticeListeners) listener(message.session, message.text);
+        return;
+      case 'logout':
+        this.#sessions?.endWhere((s) => s.identity.login === message.login, errors.loggedOut());
+        return;
+      case 'end': {
+        const by = message.by ?? 'someone';
+        this.#sessions?.end(message.session, message.reason === 'DG_ERR_ENDED_BY_ADMIN' ? errors.endedByAdmin(by) : errors.takenOver(by));
+        return;
+      }
+      case 'role': {
+        const seat = this.#seats.get(message.session);
+        if (!seat) return;
+        if (message.role === 'control' && seat.sharing === 'controlled') {
+          if (message.token === undefined) return; // control of a controlled desktop comes with its lease
+          seat.token = message.token;
+        }
+        if (message.role === 'view' && seat.sharing === 'controlled') seat.token = undefined;
+        await this.#applyRole(seat, message.role, message.reason);
+      }
+    }
+  }
+
+  async #applyRole(seat: Seat, role: Role, reason: string): Promise<void> {
+    if (!this.#sessions?.setViewOnly(seat.id, role === 'view')) return;
+    seat.role = role;
+    await this.store.refresh([this.#record(seat)]).catch(() => {}); // the next refresh writes it otherwise
+    await this.#notice(seat.id, reason);
+    await this.#changed(seat.desktop);
+  }
+
+  /** Tell a session's viewer something; its presence channel may be on any node. */
+  async #notice(session: string, text: string): Promise<void> {
+    if (this.store.shared) await this.store.send('*', { type: 'notice', session, text }).catch(() => {});
+    else for (const listener of this.#noticeListeners) listener(session, text);
+  }
+
+  async #changed(desktop: string): Promise<void> {
+    if (this.store.shared) await this.store.send('*', { type: 'changed', desktop }).catch(() => {});
+    else for (const listener of this.#changeListeners) listener(desktop);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await Promise.allSettled(this.#leaving);
+    this.#stopListening();
+    await this.store.close();
+  }
+}
+
+/** "10:02 UTC": when a holder took a desktop, as a person reads it. */
+function clock(ms: number): string {
+  return `${new Date(ms).toISOString().slice(11, 16)} UTC`;
+}
