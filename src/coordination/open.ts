@@ -2,7 +2,7 @@
  * The coordination store a config asks for: Redis when `cluster.redis` is set, this
  * process's memory otherwise. Redis is loaded only when configured.
  */
-import type { Config } from '../config/schema.js';
+import { ConfigError, type Config } from '../config/schema.js';
 import { readOperatorFile } from '../config/sources.js';
 import type { Logger } from '../observe/log.js';
 import { defaultNodeName, MemoryStore } from './memory.js';
@@ -15,6 +15,7 @@ export async function openStore(cluster: Config['cluster'], logger: Logger): Pro
   const password = cluster.redisPasswordFile
     ? (readOperatorFile('cluster.redisPasswordFile', cluster.redisPasswordFile).toString('utf8').split(/\r?\n/, 1)[0] ?? '')
     : cluster.redisPassword;
+  // Unreachable at start-up is the operator's to fix (a wrong URL, Redis not started): exit 2 with the reason.
   return RedisStore.connect({
     url: cluster.redis,
     password,
@@ -23,5 +24,7 @@ export async function openStore(cluster: Config['cluster'], logger: Logger): Pro
     leaseTtlMs: cluster.leaseTtlMs,
     keyPrefix: cluster.keyPrefix,
     log: logger,
+  }).catch((err: unknown) => {
+    throw new ConfigError(`cluster.redis: ${(err as Error).message}`, { cause: err });
   });
 }

@@ -1,0 +1,236 @@
+/**
+ * Several gateway processes sharing one real redis-server: exclusive desktops, control
+ * hand-overs and requests, admin actions, tickets and per-user limits across nodes; Redis
+ * stopped and started again under live sessions; a node killed with SIGKILL. The desktops
+ * are one real Xvnc, whose pointer (xdotool) shows whose input reaches it.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hashApiKey } from '../../src/auth/auth.js';
+import { encodePointerEvent, encodeUpdateRequest } from '../../src/rfb/protocol.js';
+import { startCli, type CliGateway } from '../helpers/cli-process.js';
+import { openViewer, type Viewer } from '../helpers/presence.js';
+import { requireCommand, waitFor } from '../helpers/processes.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { closeOpenedSockets, tryUpgrade, type TestClient } from '../helpers/ws-client.js';
+import { startXvnc, type Xvnc } from '../helpers/xvnc.js';
+
+const API_KEY = 'cluster-test-api-key';
+const LEASE_TTL_MS = 3_000;
+
+let redis: RedisServer;
+let xvnc: Xvnc;
+/** One key prefix for the file's nodes: they share state with each other and no one else. */
+const prefix = `deskgate-test-${randomUUID()}:`;
+const nodes: Record<'a' | 'b', CliGateway> = {} as Record<'a' | 'b', CliGateway>;
+const viewers: Viewer[] = [];
+
+function config(node: string, prefix: string): Record<string, unknown> {
+  const desktop = { host: '127.0.0.1', port: xvnc.port };
+  return {
+    auth: { mode: 'header' },
+    trustProxy: ['127.0.0.1/32'],
+    admins: { users: ['root'] },
+    tickets: { secret: 'c'.repeat(32), apiKeys: [hashApiKey(API_KEY)] },
+    session: { controlRequestTimeoutMs: 1_500 },
+    limits: { maxSessionsPerUser: 3 },
+    cluster: { redis: redis.url, node, leaseTtlMs: LEASE_TTL_MS, keyPrefix: prefix },
+    log: { level: 'warn' },
+    desktops: [
+      { name: 'ex', ...desktop, sharing: 'exclusive', takeover: { users: ['carol'] } },
+      { name: 'class', ...desktop, sharing: 'controlled', takeover: { groups: ['teachers'] } },
+      { name: 'open', ...desktop },
+    ],
+  };
+}
+
+function as(user: string, groups: string[] = []): { headers: Record<string, string> } {
+  return { headers: { 'x-forwarded-user': user, 'x-forwarded-groups': groups.join(',') } };
+}
+
+async function viewer(node: CliGateway, desktop: string, user: string, groups: string[] = []): Promise<Viewer> {
+  const opened = await openViewer(`ws://127.0.0.1:${node.port}`, desktop, as(user, groups));
+  viewers.push(opened);
+  return opened;
+}
+
+function wsUrl(node: CliGateway, desktop: string): string {
+  return node.wsUrl(`?desktop=${desktop}`);
+}
+
+function pointer(): { x: number; y: number } {
+  const out = execFileSync('xdotool', ['getmouselocation', '--shell'], { env: { ...process.env, DISPLAY: `:${xvnc.display}` } }).toString();
+  return { x: Number(/X=(\d+)/.exec(out)?.[1]), y: Number(/Y=(\d+)/.exec(out)?.[1]) };
+}
+
+/** Move the pointer to (x, y), then ask for the screen: once the update comes, Xvnc has handled the move, or the gateway dropped it. */
+async function moveTo(client: TestClient, x: number, y: number): Promise<void> {
+  client.ws.send(Buffer.concat([encodePointerEvent(x, y, 0), encodeUpdateRequest({ x: 0, y: 0, width: 16, height: 16 }, false)]));
+  await client.nextMessage();
+}
+
+async function sessionsOf(node: CliGateway): Promise<{ id: string; user: string; desktop: string; node: string; role: string }[]> {
+  const reply = await node.request('/api/sessions', as('root'));
+  return (JSON.parse(reply.body) as { sessions: { id: string; user: string; desktop: string; node: string; role: string }[] }).sessions;
+}
+
+beforeAll(async () => {
+  requireCommand('xdotool', 'xdotool');
+  [redis, xvnc] = await Promise.all([startRedis(), startXvnc()]);
+  [nodes.a, nodes.b] = await Promise.all([startCli(config('a', prefix)), startCli(config('b', prefix))]);
+}, 60_000);
+
+afterEach(async () => {
+  for (const v of viewers.splice(0)) v.presence.close();
+  closeOpenedSockets();
+  await waitFor(async () => (await sessionsOf(nodes.a)).length === 0, 'every session to end on every node');
+});
+
+afterAll(async () => {
+  await Promise.all([nodes.a?.stop(), nodes.b?.stop()]);
+  await Promise.all([redis?.stop(), xvnc?.stop()]);
+});
+
+describe('across nodes', () => {
+  it('holds an exclusive desktop for one session; the takeover rule takes it from its own window on another node', async () => {
+    await viewer(nodes.a, 'ex', 'alice');
+    const refused = await tryUpgrade(wsUrl(nodes.b, 'ex'), as('bob'));
+    expect(refused).toMatchObject({ status: 409, body: expect.stringMatching(/^Desktop 'ex' is in use by alice since \d\d:\d\d UTC/) });
+    expect((await tryUpgrade(wsUrl(nodes.b, 'ex'), as('alice'))).status).toBe(409);
+    closeOpenedSockets();
+    await waitFor(async () => (await tryUpgrade(wsUrl(nodes.b, 'ex'), as('carol'))).status === 101, 'the desktop to be free');
+    closeOpenedSockets();
+    await waitFor(async () => (await sessionsOf(nodes.a)).length === 0, 'carol’s probe to end');
+
+    const first = await viewer(nodes.a, 'ex', 'carol');
+    const second = await viewer(nodes.b, 'ex', 'carol');
+    expect(await first.rfb.closed).toEqual({ code: 4409, reason: 'Taken over by carol from another window' });
+    expect(second.rfb.ws.readyState).toBe(second.rfb.ws.OPEN);
+  });
+
+  it('hands control to a teacher on another node: the old controller’s pointer stops reaching Xvnc, the new one’s arrives', async () => {
+    const alice = await viewer(nodes.a, 'class', 'alice');
+    const tom = await viewer(nodes.b, 'class', 'tom', ['teachers']);
+    await tom.presence.until((p) => p.controller?.user === 'alice' && p.people.length === 2, 'alice in control, both present');
+    await moveTo(alice.rfb, 31, 32);
+    await waitFor(() => pointer().x === 31 && pointer().y === 32, 'alice’s move to reach Xvnc');
+    await moveTo(tom.rfb, 41, 42);
+    expect(pointer()).toEqual({ x: 31, y: 32 });
+
+    tom.presence.send({ type: 'take-control' });
+    await tom.presence.until((p) => p.you.role === 'control', 'tom to have control');
+    expect(await alice.presence.notice(/taken/)).toBe('Control was taken by tom');
+    await alice.presence.until((p) => p.you.role === 'view' && p.controller?.user === 'tom', 'alice to see tom in control');
+    await moveTo(alice.rfb, 51, 52);
+    expect(pointer()).toEqual({ x: 31, y: 32 });
+    await moveTo(tom.rfb, 61, 62);
+    await waitFor(() => pointer().x === 61 && pointer().y === 62, 'tom’s move to reach Xvnc');
+    expect(alice.rfb.ws.readyState).toBe(alice.rfb.ws.OPEN);
+  });
+
+  it('asks a controller on another node: denied, allowed, and unanswered', async () => {
+    const alice = await viewer(nodes.a, 'class', 'alice');
+    const bob = await viewer(nodes.b, 'class', 'bob');
+    await bob.presence.until((p) => p.controller?.user === 'alice', 'alice in control');
+
+    bob.presence.send({ type: 'request-control' });
+    await alice.presence.until((p) => p.request?.user === 'bob', 'the request to reach alice');
+    alice.presence.send({ type: 'answer', allow: false });
+    expect(await bob.presence.notice(/said no/)).toBe('alice said no: control stays with them');
+
+    bob.presence.send({ type: 'request-control' });
+    expect(await bob.presence.notice(/did not answer/, 5_000)).toBe('alice did not answer: control stays with them');
+    await alice.presence.until((p) => p.request === null, 'the lapsed request to go');
+
+    bob.presence.send({ type: 'request-control' });
+    await alice.presence.until((p) => p.request?.user === 'bob', 'the third request');
+    alice.presence.send({ type: 'answer', allow: true });
+    await bob.presence.until((p) => p.you.role === 'control', 'bob to have control');
+    await moveTo(bob.rfb, 71, 72);
+    await waitFor(() => pointer().x === 71, 'bob’s move to reach Xvnc');
+    await moveTo(alice.rfb, 81, 82);
+    expect(pointer()).toEqual({ x: 71, y: 72 });
+  });
+
+  it('lets an admin on one node list and end a session on the other', async () => {
+    const alice = await viewer(nodes.a, 'open', 'alice');
+    await viewer(nodes.b, 'open', 'bob');
+    const listed = await sessionsOf(nodes.b);
+    expect(listed.map((s) => [s.user, s.node]).sort()).toEqual([
+      ['alice', 'a'],
+      ['bob', 'b'],
+    ]);
+    const id = listed.find((s) => s.user === 'alice')?.id as string;
+    expect((await nodes.b.request(`/api/sessions/${id}`, { method: 'DELETE', ...as('root') })).status).toBe(202);
+    expect(await alice.rfb.closed).toEqual({ code: 4409, reason: 'Ended by an administrator (root)' });
+    expect(nodes.a.output()).toContain('admin action');
+    expect(nodes.b.output()).toContain('admin action');
+  });
+
+  it('uses a ticket once across nodes, and counts a user’s sessions on every node', async () => {
+    const minted = await nodes.a.request('/api/tickets', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ desktop: 'open', user: 'guest' }),
+    });
+    const { ticket } = JSON.parse(minted.body) as { ticket: string };
+    expect((await tryUpgrade(nodes.a.wsUrl(`?desktop=open&ticket=${ticket}`))).status).toBe(101);
+    const replay = await tryUpgrade(nodes.b.wsUrl(`?desktop=open&ticket=${ticket}`));
+    expect(replay).toMatchObject({ status: 401, body: expect.stringContaining('already been used') });
+
+    await viewer(nodes.a, 'open', 'dave');
+    await viewer(nodes.b, 'open', 'dave');
+    await viewer(nodes.a, 'open', 'dave');
+    const fourth = await tryUpgrade(wsUrl(nodes.b, 'open'), as('dave'));
+    expect(fourth).toMatchObject({ status: 429, body: expect.stringContaining('Too many sessions for dave (limit 3)') });
+  });
+});
+
+describe('when Redis goes away', () => {
+  it('keeps open sessions, refuses coordinated ones with 503, admits shared ones, and recovers by itself', async () => {
+    const alice = await viewer(nodes.a, 'class', 'alice');
+    const open = await viewer(nodes.b, 'open', 'bob');
+    await redis.stop();
+    await waitFor(async () => (await nodes.a.request('/readyz')).status === 503, 'node a to report not ready');
+    expect(JSON.parse((await nodes.b.request('/readyz')).body)).toEqual({ status: 'not ready', reason: 'the cluster store (Redis) cannot be reached' });
+
+    // Open sessions go on: the controller's input still reaches Xvnc.
+    await moveTo(alice.rfb, 91, 92);
+    await waitFor(() => pointer().x === 91, 'alice’s move to reach Xvnc');
+    await moveTo(open.rfb, 93, 94);
+    await waitFor(() => pointer().x === 93, 'bob’s move to reach Xvnc');
+    // New sessions that need the store are refused with its reason; shared ones are let in.
+    for (const desktop of ['class', 'ex']) {
+      const refused = await tryUpgrade(wsUrl(nodes.b, desktop), as('carol'));
+      expect(refused).toMatchObject({ status: 503, body: expect.stringContaining('cannot reach its cluster store (Redis)') });
+    }
+    expect((await tryUpgrade(wsUrl(nodes.b, 'open'), as('carol'))).status).toBe(101);
+
+    await redis.restart();
+    await waitFor(async () => (await nodes.a.request('/readyz')).status === 200 && (await nodes.b.request('/readyz')).status === 200, 'both nodes ready again');
+    // The empty Redis learns the live sessions and leases again from the nodes that hold them.
+    await waitFor(async () => (await sessionsOf(nodes.b)).length === 3, 'all three sessions listed again');
+    const bob = await viewer(nodes.b, 'class', 'bob');
+    await bob.presence.until((p) => p.controller?.user === 'alice' && p.you.role === 'view', 'alice in control again, bob watching');
+  }, 60_000);
+});
+
+describe('a node that dies', () => {
+  it('frees its desktops and leaves the lists within the lease', async () => {
+    const doomed = await startCli(config('doomed', prefix));
+    try {
+      await viewer(doomed, 'ex', 'alice');
+      expect((await tryUpgrade(wsUrl(nodes.a, 'ex'), as('bob'))).status).toBe(409);
+      expect((await sessionsOf(nodes.a)).map((s) => s.node)).toEqual(['doomed']);
+      doomed.child.kill('SIGKILL');
+      await doomed.exited;
+      const killedAt = Date.now();
+      await waitFor(async () => (await tryUpgrade(wsUrl(nodes.a, 'ex'), as('bob'))).status === 101, 'the desktop to come free', LEASE_TTL_MS + 5_000);
+      expect(Date.now() - killedAt).toBeLessThan(LEASE_TTL_MS + 2_000);
+      await waitFor(async () => (await sessionsOf(nodes.a)).every((s) => s.node !== 'doomed'), 'the dead node’s sessions to leave the list');
+    } finally {
+      await doomed.stop();
+    }
+  }, 30_000);
+});
