@@ -49,16 +49,18 @@ export class LoginCookies {
   async read(req: IncomingMessage): Promise<Login | undefined> {
     const token = readCookie(req.headers.cookie, LOGIN_COOKIE);
     if (!token) return undefined;
+    let payload;
     try {
-      const { payload } = await jwtVerify(token, this.#key, { algorithms: ['HS256'], requiredClaims: ['sub', 'jti', 'iat', 'exp'] });
-      // A ticket is an HS256 JWT with `sub` too: signed with the same secret, it would pass as a login.
-      if ('desk' in payload || typeof payload.cred !== 'string') return undefined;
-      if ((payload.iat as number) * 1000 < this.#revoked.since) return undefined;
-      const login = { user: payload.sub as string, id: payload.jti as string, expiresAt: (payload.exp as number) * 1000, credential: payload.cred };
-      return (await this.#revoked.has(`login:${login.id}`)) ? undefined : login;
+      ({ payload } = await jwtVerify(token, this.#key, { algorithms: ['HS256'], requiredClaims: ['sub', 'jti', 'iat', 'exp'] }));
     } catch {
       return undefined;
     }
+    // A ticket is an HS256 JWT with `sub` too: signed with the same secret, it would pass as a login.
+    if ('desk' in payload || typeof payload.cred !== 'string') return undefined;
+    if ((payload.iat as number) * 1000 < this.#revoked.since) return undefined;
+    const login = { user: payload.sub as string, id: payload.jti as string, expiresAt: (payload.exp as number) * 1000, credential: payload.cred };
+    // A revocation store that cannot be reached throws (StoreUnavailable): the request is refused with 503, not taken as logged out.
+    return (await this.#revoked.has(`login:${login.id}`)) ? undefined : login;
   }
 
   /** A keyed digest of a password hash: it tells one password from another, and nothing about either. */

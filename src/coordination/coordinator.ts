@@ -170,10 +170,12 @@ export class Coordinator {
     await this.#deliver(holder.node, { type: 'end', session: holder.session, reason: 'DG_ERR_TAKEN_OVER', by: claimant.user });
   }
 
-  /** Why a viewer page for this grant would be refused at its WebSocket: the desktop is held by someone else. */
+  /** Why a viewer page for this grant would be refused at its WebSocket: the desktop is held by someone else, or cannot be coordinated now. */
   async refusal(grant: Grant, desktop: Desktop | undefined): Promise<GatewayError | undefined> {
-    if (desktop?.sharing !== 'exclusive') return undefined;
-    const holder = await this.store.holder(desktop.name).catch(() => undefined);
+    if (desktop?.sharing === undefined || desktop.sharing === 'shared') return undefined;
+    if (!this.store.available) return errors.storeUnavailable();
+    if (desktop.sharing !== 'exclusive') return undefined;
+    const holder = await this.store.holder(desktop.name);
     if (!holder) return undefined;
     const mayTakeOver = desktop.takeover !== undefined && isNamedIn(desktop.takeover, grant.identity);
     if (holder.user === grant.identity.user && mayTakeOver) return undefined;

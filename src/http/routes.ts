@@ -11,6 +11,7 @@ import type { RequestOrigin } from '../auth/proxy.js';
 import { withoutCredentials } from '../auth/tickets.js';
 import type { Config } from '../config/schema.js';
 import type { Coordinator } from '../coordination/coordinator.js';
+import { StoreUnavailable } from '../coordination/store.js';
 import type { DesktopDirectory } from '../desktops/directory.js';
 import type { DesktopStatus } from '../desktops/status.js';
 import { errors, GatewayError } from '../errors.js';
@@ -63,7 +64,13 @@ export interface Exchange {
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse, next?: () => void) => void;
 
 /** Notice titles for the refusals of a viewer page. */
-const NOTICE_TITLES: Partial<Record<number, string>> = { 400: 'Malformed request', 403: 'Not allowed', 404: 'No such desktop', 409: 'In use' };
+const NOTICE_TITLES: Partial<Record<number, string>> = {
+  400: 'Malformed request',
+  403: 'Not allowed',
+  404: 'No such desktop',
+  409: 'In use',
+  503: 'Try again',
+};
 
 /** One closure over the routes' shared state (the context, static roots, page headers); each route inside is a short function of its own. */
 export function createRequestHandler(ctx: RoutesContext): RequestHandler {
@@ -167,7 +174,8 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
       if (held) throw held.of(grant.identity.user);
       const options = { root: x.root, viewOnly: grant.viewOnly, gatewayOrigin: ownOrigin(x.from) };
       x.page(200, renderViewer(ctx.directory.get(grant.target.name) ?? { name }, options));
-    } catch (err) {
+    } catch (caught) {
+      const err = caught instanceof StoreUnavailable ? errors.storeUnavailable() : caught;
       if (!(err instanceof GatewayError)) throw err;
       const withTicket = query.has('ticket');
       if (err.code === 'DG_ERR_UNAUTHENTICATED' && !withTicket) return askToLogIn(x);
@@ -217,6 +225,11 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     const root = '../'.repeat(path.split('/').length - 2) || './';
     const target = path.slice(1).split('/').map(encodeURIComponent).join('/') + query;
     route({ req, res, from, root, target, page, refused }, path, notFound).catch((err: unknown) => {
+      if (err instanceof StoreUnavailable && !res.headersSent) {
+        const error = errors.storeUnavailable();
+        refused(error);
+        return problem(res, error);
+      }
       events.failed.publish(() => ({ gateway: ctx.gateway, what: 'while answering a request', err, url: withoutCredentials(req.url) }));
       if (!res.headersSent) problem(res, errors.internal());
       else res.destroy();
