@@ -9,11 +9,12 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../../src/auth/auth.js';
 import { encodePointerEvent, encodeUpdateRequest } from '../../src/rfb/protocol.js';
+import { loggedIn, logIn, usersYaml } from '../helpers/auth.js';
 import { startCli, type CliGateway } from '../helpers/cli-process.js';
 import { openViewer, type Viewer } from '../helpers/presence.js';
 import { requireCommand, waitFor } from '../helpers/processes.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
-import { closeOpenedSockets, tryUpgrade, type TestClient } from '../helpers/ws-client.js';
+import { closeOpenedSockets, openDesktop, tryUpgrade, type TestClient } from '../helpers/ws-client.js';
 import { startXvnc, type Xvnc } from '../helpers/xvnc.js';
 
 const API_KEY = 'cluster-test-api-key';
@@ -233,4 +234,48 @@ describe('a node that dies', () => {
       await doomed.stop();
     }
   }, 30_000);
+});
+
+describe('logins across nodes (password mode)', () => {
+  const USERS = { alice: { password: 'alice-cluster-pw' } };
+  const login: Record<'a' | 'b', CliGateway> = {} as Record<'a' | 'b', CliGateway>;
+
+  beforeAll(async () => {
+    const files = { 'users.yaml': await usersYaml(USERS) };
+    const passwordConfig = (node: string) => ({
+      auth: { mode: 'password', usersFile: 'users.yaml', secret: 's'.repeat(32), maxFailedLogins: 4 },
+      cluster: { redis: redis.url, node, leaseTtlMs: LEASE_TTL_MS, keyPrefix: `${prefix}login:` },
+      log: { level: 'warn' },
+      desktops: [{ name: 'open', host: '127.0.0.1', port: xvnc.port }],
+    });
+    [login.a, login.b] = await Promise.all([startCli(passwordConfig('la'), { files }), startCli(passwordConfig('lb'), { files })]);
+  }, 30_000);
+
+  afterAll(async () => {
+    await Promise.all([login.a?.stop(), login.b?.stop()]);
+  });
+
+  it('logs out on every node: the cookie is refused and its sessions end everywhere', async () => {
+    const cookie = await loggedIn(login.a.origin, 'alice', USERS.alice.password);
+    const onA = await openDesktop(login.a.wsUrl('?desktop=open'), { headers: cookie });
+    const onB = await openDesktop(login.b.wsUrl('?desktop=open'), { headers: cookie });
+    const out = await login.a.request('/logout', { method: 'POST', headers: cookie });
+    expect(out.status).toBe(303);
+    expect(await onA.closed).toEqual({ code: 4401, reason: 'You logged out' });
+    expect(await onB.closed).toEqual({ code: 4401, reason: 'You logged out' });
+    expect((await tryUpgrade(login.b.wsUrl('?desktop=open'), { headers: cookie })).status).toBe(401);
+  });
+
+  it('counts failed logins on every node: guesses spread over two nodes are blocked on both', async () => {
+    const from = { localAddress: '127.0.0.9' };
+    // Two guesses on each node: neither node alone saw four, but the fourth guess is the one that blocks.
+    const answers = [];
+    for (const node of [login.a, login.b, login.a, login.b]) answers.push((await logIn(node.origin, 'alice', 'wrong guess', from)).status);
+    expect(answers).toEqual([401, 401, 401, 429]);
+    for (const node of [login.a, login.b]) {
+      const blocked = await logIn(node.origin, 'alice', USERS.alice.password, from);
+      expect(blocked.status).toBe(429);
+      expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0);
+    }
+  });
 });
