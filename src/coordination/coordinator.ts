@@ -73,7 +73,13 @@ export class Coordinator {
   constructor(options: CoordinatorOptions) {
     this.store = options.store;
     this.#options = options;
-    this.#stopListening = this.store.onMessage((message) => void this.#receive(message));
+    const stopMessages = this.store.onMessage((message) => void this.#receive(message));
+    // A store that is back (perhaps restarted empty) learns this node's sessions and leases at once.
+    const stopAvailability = this.store.onAvailability((available) => available && void this.refresh());
+    this.#stopListening = () => {
+      stopMessages();
+      stopAvailability();
+    };
     this.#timer = setInterval(() => void this.refresh(), Math.max(100, Math.floor(this.store.leaseTtlMs / 3)));
     this.#timer.unref();
   }

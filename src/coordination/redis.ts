@@ -1,26 +1,23 @@
 /**
- * The coordination store shared by every node, in Redis (ioredis). Every change that reads
- * before it writes is one Lua script, so two nodes never both win; plain reads and the
- * refresh of this node's own records are pipelined. Times are the nodes' Date.now(): nodes
- * are expected to keep their clocks in sync (NTP), as the leases' TTLs are Redis's own.
+ * The coordination store of a cluster, in Redis: every node behind a load balancer shares it.
+ * Each change that reads before it writes is one Lua script, so it is atomic across nodes.
+ * Keys and channels all start with `keyPrefix` (P below):
  *
- * Keys, all under the prefix P:
- *   P h:<desktop>   the holder (JSON), expiring with its lease;  P f:<desktop>  its fencing counter
- *   P s             session records (id -> JSON);  P exp, P d:<desktop>, P u:<user>  id -> expiry (ms)
- *   P vk            presence key digest -> session id
- *   P r:<desktop>   the pending control request (JSON)
- *   P o:<id>        a used one-time id;  P since  when this Redis's memory began
- *   P lf:<key>, P lb:<key>   failed logins of an address, and its block
- * Channels: P node:<node> (one node's messages) and P all (every node's).
+ * - `P h:<desktop>` the holder (JSON), expiring with its lease; `P f:<desktop>` its last fencing token.
+ * - `P s` session id → record (JSON); zsets id → expiry: `P exp` (all), `P d:<desktop>`, `P u:<user>`;
+ *   `P vk` view key → session id. Reads keep to ids not yet expired; each node's sweep removes the rest.
+ * - `P r:<desktop>` the control request (JSON), kept REQUEST_GRACE_MS past its expiresAt.
+ * - `P o:<id>` used one-time ids; `P since` when this Redis's memory began.
+ * - `P lf:<key>` failed logins in the current window; `P lb:<key>` a block.
+ * - Channels `P node:<node>` (one node) and `P all` (every node), on a second connection.
  *
- * While Redis cannot be reached, commands fail at once (no offline queue) with
- * StoreUnavailable, and the client reconnects by itself, backing off to once a second.
+ * Expiry times are the nodes' Date.now(): the nodes of one cluster share a clock (NTP), as the
+ * leases they hand each other already assume.
  */
+import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { OneTimeStore } from '../auth/one-time.js';
 import {
-  REQUEST_GRACE_MS,
-  StoreUnavailable,
   type AcquireOptions,
   type Acquired,
   type Claimant,
@@ -28,8 +25,10 @@ import {
   type CoordinationStore,
   type Holder,
   type LoginFailurePolicy,
+  REQUEST_GRACE_MS,
   type SessionRecord,
   type StoreMessage,
+  StoreUnavailable,
 } from './store.js';
 
 export interface RedisStoreOptions {
@@ -37,341 +36,487 @@ export interface RedisStoreOptions {
   url: string;
   /** Overrides the URL's password. */
   password?: string | undefined;
-  /** CA certificates for rediss://. */
+  /** CA certificates (PEM) for rediss://, instead of the system's. */
   ca?: Buffer | undefined;
   node: string;
   leaseTtlMs: number;
+  /** Put before every key and channel, e.g. 'deskgate:'. */
   keyPrefix: string;
-  log?: { warn(fields: object, message: string): void; info(fields: object, message: string): void } | undefined;
+  log?: { warn(fields: object, msg: string): void; info(fields: object, msg: string): void } | undefined;
 }
 
-/** How long start-up waits for Redis before it gives up, naming why. */
 const CONNECT_TIMEOUT_MS = 5_000;
-/** A command Redis does not answer within this is a Redis that cannot be reached. */
+/** A Redis slower than this to answer is as good as away: the caller refuses rather than waits. */
 const COMMAND_TIMEOUT_MS = 2_000;
-/** Records refreshed per pipeline: a node with 10,000 sessions sends them in bounded pieces. */
-const REFRESH_BATCH = 500;
+const MAX_RECONNECT_DELAY_MS = 1_000;
+/** Records per refresh script: a node with many sessions does not hold Redis up in one call. */
+const REFRESH_CHUNK = 500;
+/** Expired records one sweep removes; the next sweep takes the rest. */
+const SWEEP_LIMIT = 1_000;
 
-const SCRIPTS = {
-  acquire: {
-    numberOfKeys: 2,
-    lua: `
-local cur = redis.call('GET', KEYS[1])
-local holder = cur and cjson.decode(cur)
-local claimant = cjson.decode(ARGV[1])
-local mine = holder and holder.session == claimant.session
-local mayTake = ARGV[4] == '1' and (ARGV[5] == '' or (holder and holder.session == ARGV[5]))
-if holder and not mine and not mayTake then return {0, cur} end
-claimant.token = redis.call('INCR', KEYS[2])
-claimant.since = (mine and holder.since) or tonumber(ARGV[2])
-local value = cjson.encode(claimant)
-redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
-if holder and not mine then return {1, value, cur} end
-return {1, value}`,
-  },
-  renew: {
-    numberOfKeys: 1,
-    lua: `
-local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local holder = cjson.decode(cur)
-if holder.session ~= ARGV[1] or holder.token ~= tonumber(ARGV[2]) then return 0 end
-if ARGV[3] == 'release' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return 1`,
-  },
-  register: {
-    numberOfKeys: 5,
-    lua: `
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[4])
-if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[5], ARGV[6], ARGV[1]) end
-return 1`,
-  },
-  /** Remove the records whose node stopped refreshing them; returns the desktops they were on. */
-  sweep: {
-    numberOfKeys: 0,
-    lua: `
-local p = ARGV[1]
-local ids = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', ARGV[2], 'LIMIT', 0, 1000)
-local desktops = {}
-for _, id in ipairs(ids) do
-  local json = redis.call('HGET', p .. 's', id)
-  if json then
-    local r = cjson.decode(json)
-    redis.call('ZREM', p .. 'd:' .. r.desktop, id)
-    redis.call('ZREM', p .. 'u:' .. r.user, id)
-    if r.viewKey then redis.call('HDEL', p .. 'vk', r.viewKey) end
-    desktops[#desktops + 1] = r.desktop
-  end
-  redis.call('HDEL', p .. 's', id)
-  redis.call('ZREM', p .. 'exp', id)
-end
-return desktops`,
-  },
-  requestControl: {
-    numberOfKeys: 1,
-    lua: `
-local cur = redis.call('GET', KEYS[1])
-if cur and cjson.decode(cur).expiresAt > tonumber(ARGV[2]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1`,
-  },
-  takeRequest: {
-    numberOfKeys: 1,
-    lua: `
-local cur = redis.call('GET', KEYS[1])
-if not cur or cjson.decode(cur).session ~= ARGV[1] then return false end
-redis.call('DEL', KEYS[1])
-return cur`,
-  },
-  loginFailed: {
-    numberOfKeys: 2,
-    lua: `
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if n >= tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
-  redis.call('DEL', KEYS[1])
-end
-local left = redis.call('PTTL', KEYS[2])
-if left > 0 then return left end
-return 0`,
-  },
-} as const;
+/** A Lua script run by its SHA1, sent whole only when Redis does not have it (yet, or again after a restart). */
+class Script {
+  readonly #sha: string;
 
-type ScriptName = keyof typeof SCRIPTS;
-type Scripted = Redis & Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>;
+  constructor(readonly lua: string) {
+    this.#sha = createHash('sha1').update(lua).digest('hex');
+  }
+
+  async run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await redis.evalsha(this.#sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return redis.eval(this.lua, keys.length, ...keys, ...args);
+    }
+  }
+}
+
+// Replies avoid Lua's false: RESP2 and RESP3 connections get it in different shapes.
+const scripts = {
+  /** KEYS holder, token; ARGV session, user, node, force, from ('' = any), now, ttl. Replies {1, token, previous JSON or ''} or {0, holder JSON}. */
+  acquire: new Script(`
+    local current = redis.call('GET', KEYS[1])
+    local holder = current and cjson.decode(current)
+    local mine = holder and holder.session == ARGV[1]
+    if holder and not mine and not (ARGV[4] == '1' and (ARGV[5] == '' or ARGV[5] == holder.session)) then
+      return {0, current}
+    end
+    local now = tonumber(ARGV[6])
+    -- At least the time: a Redis restarted empty still hands out tokens greater than before.
+    local token = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, now)
+    redis.call('SET', KEYS[2], token)
+    local since = mine and holder.since or now
+    redis.call('SET', KEYS[1], cjson.encode({session = ARGV[1], user = ARGV[2], node = ARGV[3], since = since, token = token}), 'PX', ARGV[7])
+    return {1, token, (not mine and current) or ''}`),
+  /** KEYS holder; ARGV session, token, ttl ('' = release). Replies 1 if this token held it. */
+  renewOrRelease: new Script(`
+    local current = redis.call('GET', KEYS[1])
+    if not current then return 0 end
+    local holder = cjson.decode(current)
+    if holder.session ~= ARGV[1] or holder.token ~= tonumber(ARGV[2]) then return 0 end
+    if ARGV[3] == '' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+    return 1`),
+  /** KEYS s, exp, d, u, vk; ARGV id, JSON, expiresAt, now, maxPerUser, viewKey (''). Replies 1 if added. */
+  register: new Script(`
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[4])
+    if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+    for i = 2, 4 do redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) end
+    if ARGV[6] ~= '' then redis.call('HSET', KEYS[5], ARGV[6], ARGV[1]) end
+    return 1`),
+  /** KEYS s, exp, vk, then d and u of each record; ARGV expiresAt, then id, JSON, viewKey ('') of each. */
+  refresh: new Script(`
+    for i = 0, (#ARGV - 1) / 3 - 1 do
+      local id, viewKey = ARGV[2 + i * 3], ARGV[4 + i * 3]
+      redis.call('HSET', KEYS[1], id, ARGV[3 + i * 3])
+      redis.call('ZADD', KEYS[2], ARGV[1], id)
+      redis.call('ZADD', KEYS[4 + i * 2], ARGV[1], id)
+      redis.call('ZADD', KEYS[5 + i * 2], ARGV[1], id)
+      if viewKey ~= '' then redis.call('HSET', KEYS[3], viewKey, id) end
+    end
+    return 1`),
+  /** KEYS s, exp, d, u, vk; ARGV id, viewKey (''). */
+  unregister: new Script(`
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+    if ARGV[2] ~= '' and redis.call('HGET', KEYS[5], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[5], ARGV[2]) end
+    return 1`),
+  /** KEYS a zset of ids (exp or d), s; ARGV now. Replies the JSON of the live records. */
+  live: new Script(`
+    local records = {}
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')) do
+      local json = redis.call('HGET', KEYS[2], id)
+      if json then table.insert(records, json) end
+    end
+    return records`),
+  /** KEYS s, exp, vk; ARGV now, id, viewKey: the record of the id, or of the view key when the id is ''. Replies its JSON, or ''. */
+  record: new Script(`
+    local id = ARGV[2]
+    if id == '' then id = redis.call('HGET', KEYS[3], ARGV[3]) end
+    if not id then return '' end
+    local expiresAt = redis.call('ZSCORE', KEYS[2], id)
+    if not expiresAt or tonumber(expiresAt) <= tonumber(ARGV[1]) then return '' end
+    return redis.call('HGET', KEYS[1], id) or ''`),
+  /** KEYS exp, s, vk; ARGV prefix, now, limit. Replies the desktops whose records it removed. */
+  sweep: new Script(`
+    local desktops, seen = {}, {}
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])) do
+      local json = redis.call('HGET', KEYS[2], id)
+      if json then
+        local record = cjson.decode(json)
+        redis.call('ZREM', ARGV[1] .. 'd:' .. record.desktop, id)
+        redis.call('ZREM', ARGV[1] .. 'u:' .. record.user, id)
+        if type(record.viewKey) == 'string' and redis.call('HGET', KEYS[3], record.viewKey) == id then
+          redis.call('HDEL', KEYS[3], record.viewKey)
+        end
+        if not seen[record.desktop] then
+          seen[record.desktop] = true
+          table.insert(desktops, record.desktop)
+        end
+      end
+      redis.call('HDEL', KEYS[2], id)
+      redis.call('ZREM', KEYS[1], id)
+    end
+    return desktops`),
+  /** KEYS request; ARGV JSON, now, expiresAt. Replies 1 if set: a request past its expiresAt no longer counts. */
+  requestControl: new Script(`
+    local current = redis.call('GET', KEYS[1])
+    if current and cjson.decode(current).expiresAt > tonumber(ARGV[2]) then return 0 end
+    local ttl = math.max(1, tonumber(ARGV[3]) + ${REQUEST_GRACE_MS} - tonumber(ARGV[2]))
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+    return 1`),
+  /** KEYS request; ARGV session. Replies the request's JSON if it was the session's (and removes it), or ''. */
+  takeRequest: new Script(`
+    local current = redis.call('GET', KEYS[1])
+    if not current or cjson.decode(current).session ~= ARGV[1] then return '' end
+    redis.call('DEL', KEYS[1])
+    return current`),
+  /** KEYS failures, block; ARGV maxFailures, windowMs, blockMs. Replies the ms blocked for now (0: not). */
+  loginFailed: new Script(`
+    local failures = redis.call('INCR', KEYS[1])
+    if failures == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+    if failures >= tonumber(ARGV[1]) then
+      redis.call('SET', KEYS[2], 1, 'PX', ARGV[3])
+      redis.call('DEL', KEYS[1])
+    end
+    return math.max(0, redis.call('PTTL', KEYS[2]))`),
+};
+
+/** Redis is there but cannot serve now: as good as away for the caller. */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|READONLY|OOM|NOAUTH)\b/;
+/** Redis refuses who we are: retrying with the same credentials cannot help. */
+const AUTH_REPLY = /^(WRONGPASS|NOAUTH|NOPERM)\b/;
+
+/** The URL as it may be shown: without its password. */
+function shownUrl(url: string): string {
+  const parsed = new URL(url);
+  parsed.password = '';
+  return parsed.toString();
+}
+
+function connectionOptions(options: RedisStoreOptions): RedisOptions {
+  const url = new URL(options.url);
+  const db = url.pathname.slice(1);
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(url.port || 6379),
+    db: db ? Number(db) : 0,
+    username: url.username ? decodeURIComponent(url.username) : undefined,
+    password: options.password ?? (url.password ? decodeURIComponent(url.password) : undefined),
+    tls: url.protocol === 'rediss:' ? (options.ca ? { ca: options.ca } : {}) : undefined,
+    enableAutoPipelining: true,
+    // Fail at once while disconnected, rather than queue behind an outage.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    // A reply lost with its connection fails its call; the command does not run again later behind the caller's back.
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+    connectTimeout: COMMAND_TIMEOUT_MS,
+    // Hanging up waits for nothing more (see hangUp); ioredis's default would keep a 2 s timer alive even for a stream already closed.
+    disconnectTimeout: 0,
+    // Forever: a node gets its store back by itself once Redis is back.
+    retryStrategy: (attempt) => Math.min(attempt * 100, MAX_RECONNECT_DELAY_MS),
+    // The subscriber subscribes on every 'ready' itself (below), the first time and after a reconnect alike.
+    autoResubscribe: false,
+  };
+}
+
+function isMessage(value: unknown): value is StoreMessage {
+  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string';
+}
 
 export class RedisStore implements CoordinationStore {
   readonly shared = true;
   readonly node: string;
   readonly leaseTtlMs: number;
-  readonly oneTime: OneTimeStore;
-  readonly #redis: Scripted;
-  readonly #subscriber: Redis;
-  readonly #p: string;
   readonly #log: RedisStoreOptions['log'];
-  readonly #where: string;
+  readonly #url: string;
+  readonly #prefix: string;
+  readonly #redis: Redis;
+  readonly #subscriber: Redis;
+  readonly #channels: [string, string];
   readonly #messageListeners = new Set<(message: StoreMessage) => void>();
   readonly #availabilityListeners = new Set<(available: boolean) => void>();
-  readonly #sweeper: NodeJS.Timeout;
   #available = false;
-  #since = Date.now();
+  /** Whether it was ever available: only a store that was there can be lost, and come back. */
+  #wasAvailable = false;
+  #listening = false;
+  #lastError: Error | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  /** Told when both connections are up, while connect() waits for that. */
+  #onUp: (() => void) | undefined;
+  readonly #oneTime = {
+    /** When this Redis's memory began: read on every 'ready', so a Redis restarted empty gets a new one. */
+    since: 0,
+    claim: (id: string, expiresAt: number): Promise<boolean> =>
+      this.#call(async (redis) => (await redis.set(this.#key('o:', id), '1', 'PX', Math.max(1, expiresAt - Date.now()), 'NX')) === 'OK'),
+    has: (id: string): Promise<boolean> => this.#call(async (redis) => (await redis.exists(this.#key('o:', id))) === 1),
+  };
 
-  private constructor(options: RedisStoreOptions, redis: Scripted, subscriber: Redis) {
+  private constructor(options: RedisStoreOptions) {
     this.node = options.node;
     this.leaseTtlMs = options.leaseTtlMs;
-    this.#p = options.keyPrefix;
     this.#log = options.log;
-    this.#where = safeUrl(options.url);
-    this.#redis = redis;
-    this.#subscriber = subscriber;
-    const store = this; // eslint-disable-line @typescript-eslint/no-this-alias -- the one-time store's `since` follows this store's
-    this.oneTime = {
-      get since() {
-        return store.#since;
-      },
-      claim: (id, expiresAt) => this.#call(async () => (await redis.set(this.#key('o:', id), '1', 'PX', Math.max(1, expiresAt - Date.now()), 'NX')) === 'OK'),
-      has: (id) => this.#call(async () => (await redis.exists(this.#key('o:', id))) === 1),
-    };
-    redis.on('ready', () => void this.#ready());
-    redis.on('close', () => this.#setAvailable(false));
-    redis.on('error', () => {}); // reported as unavailability; the client reconnects by itself
-    subscriber.on('error', () => {});
-    subscriber.on('message', (_channel: string, text: string) => this.#deliver(text));
-    this.#sweeper = setInterval(() => void this.#sweep(), Math.max(100, Math.floor(this.leaseTtlMs / 3)));
-    this.#sweeper.unref();
+    this.#url = shownUrl(options.url);
+    this.#prefix = options.keyPrefix;
+    this.#channels = [this.#key('node:', this.node), this.#key('all')];
+    this.#redis = new Redis(connectionOptions(options));
+    this.#subscriber = this.#redis.duplicate();
+    this.#redis.on('ready', this.#commandsOnReady);
+    this.#redis.on('close', this.#commandsOnClose);
+    this.#redis.on('end', this.#commandsOnClose);
+    this.#redis.on('error', this.#connectionOnError);
+    this.#subscriber.on('ready', this.#subscriberOnReady);
+    this.#subscriber.on('close', this.#subscriberOnClose);
+    this.#subscriber.on('error', this.#connectionOnError);
+    this.#subscriber.on('message', this.#subscriberOnMessage);
   }
 
-  /** Connect both connections (commands, and pub/sub); rejects with the reason if Redis cannot be reached in 5 s. */
+  /**
+   * Connect both connections; resolves once each is ready, or rejects after 5 s with the URL
+   * (never its password) and the reason. From then on it reconnects by itself.
+   */
   static async connect(options: RedisStoreOptions): Promise<RedisStore> {
-    const settings: RedisOptions = {
-      lazyConnect: true,
-      enableAutoPipelining: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      commandTimeout: COMMAND_TIMEOUT_MS,
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
-      ...(options.password !== undefined && { password: options.password }),
-      ...(options.ca && { tls: { ca: options.ca } }),
-    };
-    const redis = new Redis(options.url, settings) as Scripted;
-    for (const [name, script] of Object.entries(SCRIPTS)) redis.defineCommand(name, script);
-    // The subscriber may queue its SUBSCRIBE until it is connected, and must resubscribe after a reconnect.
-    const subscriber = new Redis(options.url, { ...settings, enableOfflineQueue: true, enableAutoPipelining: false, commandTimeout: undefined });
-    const store = new RedisStore(options, redis, subscriber);
+    const store = new RedisStore(options);
     try {
-      await Promise.all([ready(redis, store.#where), ready(subscriber, store.#where)]);
-      await subscriber.subscribe(store.#channel(options.node), store.#channel('*'));
-      await store.#ready();
+      await store.#connected();
     } catch (err) {
       await store.close();
       throw err;
     }
+    store.#sweepTimer = setInterval(() => void store.#sweep(), Math.max(100, Math.floor(options.leaseTtlMs / 3)));
+    store.#sweepTimer.unref();
     return store;
+  }
+
+  #connected(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stop = (): void => {
+        clearTimeout(timer);
+        this.#onUp = undefined;
+        this.#redis.off('error', onError);
+        this.#subscriber.off('error', onError);
+      };
+      const fail = (reason: string, cause?: Error): void => {
+        stop();
+        reject(new Error(`cannot reach Redis at ${this.#url}: ${reason}`, { cause }));
+      };
+      // Wrong credentials stay wrong: no use waiting out the time.
+      const onError = (err: Error): void => {
+        if (AUTH_REPLY.test(err.message)) fail(err.message, err);
+      };
+      const timer = setTimeout(() => fail(this.#lastError?.message ?? `no answer within ${CONNECT_TIMEOUT_MS} ms`, this.#lastError), CONNECT_TIMEOUT_MS);
+      this.#onUp = () => {
+        stop();
+        resolve();
+      };
+      this.#redis.on('error', onError);
+      this.#subscriber.on('error', onError);
+    });
+  }
+
+  /** Tell connect() once both connections are up. */
+  #checkUp(): void {
+    if (this.#available && this.#listening) this.#onUp?.();
   }
 
   get available(): boolean {
     return this.#available;
   }
 
-  async #ready(): Promise<void> {
-    try {
-      // A Redis restarted empty begins its memory now: what was used or revoked before is forgotten.
-      await this.#redis.set(this.#key('since'), String(Date.now()), 'NX');
-      this.#since = Number(await this.#redis.get(this.#key('since')));
-      this.#setAvailable(true);
-    } catch {
-      // not ready after all: the next 'ready' tries again
-    }
+  get oneTime(): OneTimeStore {
+    return this.#oneTime;
   }
+
+  readonly #connectionOnError = (err: Error): void => {
+    this.#lastError = err;
+  };
+
+  /** Learn when this Redis's memory began, then count as available: one-time ids are only trusted from then on. */
+  readonly #commandsOnReady = (): void => {
+    const since = this.#key('since');
+    this.#redis
+      .set(since, Date.now(), 'NX')
+      .then(() => this.#redis.get(since))
+      .then((value) => {
+        if (this.#redis.status !== 'ready') return; // lost meanwhile: the next 'ready' tries again
+        this.#oneTime.since = Number(value);
+        this.#setAvailable(true);
+        this.#checkUp();
+      })
+      .catch((err: unknown) => {
+        this.#lastError = err as Error;
+        if (this.#redis.status === 'ready') this.#redis.disconnect(true); // try again on a new connection
+      });
+  };
+
+  readonly #commandsOnClose = (): void => {
+    this.#setAvailable(false);
+  };
+
+  readonly #subscriberOnReady = (): void => {
+    this.#subscriber.subscribe(...this.#channels).then(
+      () => {
+        this.#listening = true;
+        this.#checkUp();
+      },
+      (err: unknown) => {
+        this.#lastError = err as Error;
+        if (this.#subscriber.status === 'ready') this.#subscriber.disconnect(true); // try again on a new connection
+      },
+    );
+  };
+
+  readonly #subscriberOnClose = (): void => {
+    this.#listening = false;
+  };
+
+  readonly #subscriberOnMessage = (channel: string, payload: string): void => {
+    let message: unknown;
+    try {
+      message = JSON.parse(payload);
+    } catch {
+      // not JSON: ignored below
+    }
+    if (!isMessage(message)) {
+      this.#log?.warn({ channel, payload: payload.slice(0, 200) }, 'ignored a malformed message from the cluster store (Redis)');
+      return;
+    }
+    for (const listener of this.#messageListeners) listener(message);
+  };
 
   #setAvailable(available: boolean): void {
     if (available === this.#available) return;
     this.#available = available;
-    if (available) this.#log?.info({ redis: this.#where }, 'cluster store reachable');
-    else this.#log?.warn({ redis: this.#where }, 'cluster store unreachable: new sessions that need it are refused until it is back');
+    if (!available) this.#log?.warn({ redis: this.#url, err: this.#lastError }, 'lost the cluster store (Redis): sessions that need it are refused');
+    else if (this.#wasAvailable) this.#log?.info({ redis: this.#url }, 'reached the cluster store (Redis) again');
+    this.#wasAvailable = true;
     for (const listener of this.#availabilityListeners) listener(available);
   }
 
-  #key(kind: string, name = ''): string {
-    return `${this.#p}${kind}${name}`;
-  }
-
-  #channel(node: string): string {
-    return node === '*' ? this.#key('all') : this.#key('node:', node);
-  }
-
-  /** Run a command; any failure to get an answer becomes StoreUnavailable. */
-  async #call<T>(run: () => Promise<T>): Promise<T> {
+  /** Run commands on Redis; StoreUnavailable, with the reason as its cause, when it cannot answer. */
+  async #call<T>(commands: (redis: Redis) => Promise<T>): Promise<T> {
+    if (!this.#available) throw new StoreUnavailable(`Redis at ${this.#url} cannot be reached`, { cause: this.#lastError });
     try {
-      return await run();
+      return await commands(this.#redis);
     } catch (err) {
-      throw new StoreUnavailable(`Redis at ${this.#where}: ${(err as Error).message}`, { cause: err });
+      // Any other refusal by Redis is a bug here, not an outage: it stays what it is.
+      if ((err as Error).name === 'ReplyError' && !TRANSIENT_REPLY.test((err as Error).message)) throw err;
+      throw new StoreUnavailable(`Redis at ${this.#url} did not answer: ${(err as Error).message}`, { cause: err });
     }
   }
 
+  #key(kind: string, name = ''): string {
+    return `${this.#prefix}${kind}${name}`;
+  }
+
   async acquire(desktop: string, claimant: Claimant, options: AcquireOptions = {}): Promise<Acquired> {
-    const claim = JSON.stringify({ session: claimant.session, user: claimant.user, node: claimant.node });
-    const [ok, value, previous] = (await this.#call(() =>
-      this.#redis.acquire(
-        this.#key('h:', desktop),
-        this.#key('f:', desktop),
-        claim,
-        Date.now(),
-        this.leaseTtlMs,
-        options.force ? '1' : '0',
-        options.from ?? '',
-      ),
-    )) as [number, string, string?];
-    const holder = JSON.parse(value) as Holder;
-    if (ok !== 1) return { ok: false, holder };
-    return { ok: true, token: holder.token, previous: previous === undefined ? undefined : (JSON.parse(previous) as Holder) };
+    const keys = [this.#key('h:', desktop), this.#key('f:', desktop)];
+    const args = [claimant.session, claimant.user, claimant.node, options.force ? '1' : '0', options.from ?? '', Date.now(), this.leaseTtlMs];
+    const reply = (await this.#call((redis) => scripts.acquire.run(redis, keys, args))) as [0, string] | [1, number, string];
+    if (reply[0] === 0) return { ok: false, holder: JSON.parse(reply[1]) as Holder };
+    return { ok: true, token: reply[1], previous: reply[2] ? (JSON.parse(reply[2]) as Holder) : undefined };
   }
 
   async renew(desktop: string, session: string, token: number): Promise<boolean> {
-    return (await this.#call(() => this.#redis.renew(this.#key('h:', desktop), session, token, this.leaseTtlMs))) === 1;
+    return (await this.#call((redis) => scripts.renewOrRelease.run(redis, [this.#key('h:', desktop)], [session, token, this.leaseTtlMs]))) === 1;
   }
 
   async release(desktop: string, session: string, token: number): Promise<void> {
-    await this.#call(() => this.#redis.renew(this.#key('h:', desktop), session, token, 'release'));
+    await this.#call((redis) => scripts.renewOrRelease.run(redis, [this.#key('h:', desktop)], [session, token, '']));
   }
 
   async holder(desktop: string): Promise<Holder | undefined> {
-    const value = await this.#call(() => this.#redis.get(this.#key('h:', desktop)));
-    return value === null ? undefined : (JSON.parse(value) as Holder);
+    const json = await this.#call((redis) => redis.get(this.#key('h:', desktop)));
+    return json ? (JSON.parse(json) as Holder) : undefined;
   }
 
-  #recordKeys(record: SessionRecord): [string, string, string, string, string] {
+  /** The keys every change to a record touches: s, exp, d, u, vk. */
+  #recordKeys(record: SessionRecord): string[] {
     return [this.#key('s'), this.#key('exp'), this.#key('d:', record.desktop), this.#key('u:', record.user), this.#key('vk')];
   }
 
   async register(record: SessionRecord, maxPerUser: number): Promise<boolean> {
     const now = Date.now();
-    const added = await this.#call(() =>
-      this.#redis.register(...this.#recordKeys(record), record.id, JSON.stringify(record), now + this.leaseTtlMs, now, maxPerUser, record.viewKey ?? ''),
-    );
-    return added === 1;
+    const args = [record.id, JSON.stringify(record), now + this.leaseTtlMs, now, maxPerUser, record.viewKey ?? ''];
+    return (await this.#call((redis) => scripts.register.run(redis, this.#recordKeys(record), args))) === 1;
   }
 
   async refresh(records: readonly SessionRecord[]): Promise<void> {
     const expiresAt = Date.now() + this.leaseTtlMs;
-    for (let i = 0; i < records.length; i += REFRESH_BATCH) {
-      const pipeline = this.#redis.pipeline();
-      for (const record of records.slice(i, i + REFRESH_BATCH)) {
-        const [s, exp, d, u, vk] = this.#recordKeys(record);
-        pipeline.hset(s, record.id, JSON.stringify(record)).zadd(exp, expiresAt, record.id).zadd(d, expiresAt, record.id).zadd(u, expiresAt, record.id);
-        if (record.viewKey) pipeline.hset(vk, record.viewKey, record.id);
-      }
-      await this.#call(async () => throwFirst(await pipeline.exec()));
-    }
+    const chunks: (readonly SessionRecord[])[] = [];
+    for (let i = 0; i < records.length; i += REFRESH_CHUNK) chunks.push(records.slice(i, i + REFRESH_CHUNK));
+    const shared = [this.#key('s'), this.#key('exp'), this.#key('vk')];
+    await this.#call((redis) =>
+      Promise.all(
+        chunks.map((chunk) =>
+          scripts.refresh.run(
+            redis,
+            [...shared, ...chunk.flatMap((record) => [this.#key('d:', record.desktop), this.#key('u:', record.user)])],
+            [expiresAt, ...chunk.flatMap((record) => [record.id, JSON.stringify(record), record.viewKey ?? ''])],
+          ),
+        ),
+      ),
+    );
   }
 
   async unregister(record: SessionRecord): Promise<void> {
-    const [s, exp, d, u, vk] = this.#recordKeys(record);
-    const pipeline = this.#redis.pipeline().hdel(s, record.id).zrem(exp, record.id).zrem(d, record.id).zrem(u, record.id);
-    if (record.viewKey) pipeline.hdel(vk, record.viewKey);
-    await this.#call(async () => throwFirst(await pipeline.exec()));
+    await this.#call((redis) => scripts.unregister.run(redis, this.#recordKeys(record), [record.id, record.viewKey ?? '']));
   }
 
   async sessions(desktop?: string): Promise<SessionRecord[]> {
-    const index = desktop === undefined ? this.#key('exp') : this.#key('d:', desktop);
-    return this.#call(async () => {
-      const ids = await this.#redis.zrangebyscore(index, `(${Date.now()}`, '+inf');
-      if (ids.length === 0) return [];
-      const values = await this.#redis.hmget(this.#key('s'), ...ids);
-      return values.filter((value): value is string => value !== null).map((value) => JSON.parse(value) as SessionRecord);
-    });
+    const ids = desktop === undefined ? this.#key('exp') : this.#key('d:', desktop);
+    const records = (await this.#call((redis) => scripts.live.run(redis, [ids, this.#key('s')], [Date.now()]))) as string[];
+    return records.map((json) => JSON.parse(json) as SessionRecord);
   }
 
   async session(id: string): Promise<SessionRecord | undefined> {
-    return this.#call(async () => {
-      const [expiresAt, value] = await Promise.all([this.#redis.zscore(this.#key('exp'), id), this.#redis.hget(this.#key('s'), id)]);
-      return expiresAt !== null && Number(expiresAt) > Date.now() && value !== null ? (JSON.parse(value) as SessionRecord) : undefined;
-    });
+    return this.#record(id, '');
   }
 
   async sessionByViewKey(viewKey: string): Promise<SessionRecord | undefined> {
-    const id = await this.#call(() => this.#redis.hget(this.#key('vk'), viewKey));
-    const record = id === null ? undefined : await this.session(id);
-    return record?.viewKey === viewKey ? record : undefined;
+    return this.#record('', viewKey);
+  }
+
+  async #record(id: string, viewKey: string): Promise<SessionRecord | undefined> {
+    const keys = [this.#key('s'), this.#key('exp'), this.#key('vk')];
+    const json = (await this.#call((redis) => scripts.record.run(redis, keys, [Date.now(), id, viewKey]))) as string;
+    return json ? (JSON.parse(json) as SessionRecord) : undefined;
+  }
+
+  /** Remove the records no node refreshed in time, and tell every node their desktops changed. */
+  async #sweep(): Promise<void> {
+    if (!this.#available) return;
+    try {
+      const keys = [this.#key('exp'), this.#key('s'), this.#key('vk')];
+      const desktops = (await this.#call((redis) => scripts.sweep.run(redis, keys, [this.#prefix, Date.now(), SWEEP_LIMIT]))) as string[];
+      await Promise.all(desktops.map((desktop) => this.send('*', { type: 'changed', desktop })));
+    } catch (err) {
+      // Away meanwhile: the first sweep after it is back does it.
+      if (!(err instanceof StoreUnavailable)) this.#log?.warn({ err }, 'sweeping expired sessions from the cluster store (Redis) failed');
+    }
   }
 
   async requestControl(desktop: string, request: ControlRequest): Promise<boolean> {
-    const now = Date.now();
-    const keep = Math.max(1, request.expiresAt - now + REQUEST_GRACE_MS);
-    return (await this.#call(() => this.#redis.requestControl(this.#key('r:', desktop), JSON.stringify(request), now, keep))) === 1;
+    const args = [JSON.stringify(request), Date.now(), request.expiresAt];
+    return (await this.#call((redis) => scripts.requestControl.run(redis, [this.#key('r:', desktop)], args))) === 1;
   }
 
   async pendingRequest(desktop: string): Promise<ControlRequest | undefined> {
-    const value = await this.#call(() => this.#redis.get(this.#key('r:', desktop)));
-    const request = value === null ? undefined : (JSON.parse(value) as ControlRequest);
+    const json = await this.#call((redis) => redis.get(this.#key('r:', desktop)));
+    const request = json ? (JSON.parse(json) as ControlRequest) : undefined;
     return request && request.expiresAt > Date.now() ? request : undefined;
   }
 
   async takeRequest(desktop: string, session: string): Promise<ControlRequest | undefined> {
-    const value = (await this.#call(() => this.#redis.takeRequest(this.#key('r:', desktop), session))) as string | null;
-    return value === null ? undefined : (JSON.parse(value) as ControlRequest);
+    const json = (await this.#call((redis) => scripts.takeRequest.run(redis, [this.#key('r:', desktop)], [session]))) as string;
+    return json ? (JSON.parse(json) as ControlRequest) : undefined;
   }
 
   async send(node: string, message: StoreMessage): Promise<void> {
-    await this.#call(() => this.#redis.publish(this.#channel(node), JSON.stringify(message)));
-  }
-
-  #deliver(text: string): void {
-    let message: StoreMessage;
-    try {
-      message = JSON.parse(text) as StoreMessage;
-    } catch {
-      this.#log?.warn({ redis: this.#where }, 'ignored a message on a cluster channel that is not JSON');
-      return;
-    }
-    for (const listener of this.#messageListeners) listener(message);
+    const channel = node === '*' ? this.#key('all') : this.#key('node:', node);
+    await this.#call((redis) => redis.publish(channel, JSON.stringify(message)));
   }
 
   onMessage(listener: (message: StoreMessage) => void): () => void {
@@ -385,62 +530,24 @@ export class RedisStore implements CoordinationStore {
   }
 
   async loginFailed(key: string, policy: LoginFailurePolicy): Promise<number> {
-    const { maxFailures, windowMs, blockMs } = policy;
-    return (await this.#call(() => this.#redis.loginFailed(this.#key('lf:', key), this.#key('lb:', key), maxFailures, windowMs, blockMs))) as number;
+    const keys = [this.#key('lf:', key), this.#key('lb:', key)];
+    return (await this.#call((redis) => scripts.loginFailed.run(redis, keys, [policy.maxFailures, policy.windowMs, policy.blockMs]))) as number;
   }
 
   async loginBlockedFor(key: string): Promise<number> {
-    const left = await this.#call(() => this.#redis.pttl(this.#key('lb:', key)));
-    return Math.max(0, left);
-  }
-
-  /** Forget the records of nodes that stopped refreshing them, and tell every node's presence. */
-  async #sweep(): Promise<void> {
-    if (!this.#available) return;
-    try {
-      const desktops = (await this.#redis.sweep(this.#p, Date.now())) as string[];
-      await Promise.all([...new Set(desktops)].map((desktop) => this.send('*', { type: 'changed', desktop })));
-    } catch {
-      // Redis went away meanwhile: the next sweep after it is back does it
-    }
+    return Math.max(0, await this.#call((redis) => redis.pttl(this.#key('lb:', key))));
   }
 
   async close(): Promise<void> {
-    clearInterval(this.#sweeper);
+    clearInterval(this.#sweepTimer);
     this.#messageListeners.clear();
     this.#availabilityListeners.clear();
-    this.#redis.disconnect();
-    this.#subscriber.disconnect();
+    await Promise.all([hangUp(this.#redis), hangUp(this.#subscriber)]);
   }
 }
 
-/** Resolves when the connection is ready; rejects after the connect timeout with the last error's words. */
-async function ready(redis: Redis, where: string): Promise<void> {
-  let lastError = 'no answer';
-  const onError = (err: Error): void => void (lastError = err.message || (err as NodeJS.ErrnoException).code || String(err));
-  redis.on('error', onError);
-  try {
-    await Promise.race([redis.connect(), new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), CONNECT_TIMEOUT_MS).unref())]);
-  } catch (err) {
-    throw new Error(`cannot reach Redis at ${where}: ${lastError === 'no answer' ? (err as Error).message : lastError}`, { cause: err });
-  } finally {
-    redis.off('error', onError);
-  }
-}
-
-/** A pipeline's results: the first command error thrown. */
-function throwFirst(results: [Error | null, unknown][] | null): void {
-  for (const [err] of results ?? []) if (err) throw err;
-}
-
-/** The URL without its user name and password, for messages and logs. */
-function safeUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    parsed.username = '';
-    parsed.password = '';
-    return parsed.href.replace(/\/$/, '');
-  } catch {
-    return 'the configured URL';
-  }
+/** QUIT lets the replies in flight arrive; a connection that is down is only kept from reconnecting. */
+async function hangUp(connection: Redis): Promise<void> {
+  if (connection.status === 'ready') await connection.quit().catch(() => {});
+  connection.disconnect();
 }
