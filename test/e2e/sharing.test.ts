@@ -45,6 +45,7 @@ beforeAll(async () => {
   gw = await startGateway({
     auth: { mode: 'header' },
     trustProxy: ['127.0.0.1/32'],
+    admins: { users: ['root'] },
     desktops: [
       { name: 'class', ...desktop, description: 'Classroom', sharing: 'controlled', takeover: { groups: ['teachers'] } },
       { name: 'kiosk', ...desktop, sharing: 'exclusive' },
@@ -97,6 +98,25 @@ describe('a controlled desktop in the browser', () => {
     await waitFor(async () => (await text(bob, '#presence-notice')) === 'Control was taken by tom', 'bob to be told');
     await bob.waitForSelector('body[data-role="view"]');
     expect(await bob.locator('body').getAttribute('data-state')).toBe('connected');
+  });
+
+  it('lists live sessions for an administrator, who ends one from the page', async () => {
+    const alice = await person('alice');
+    await open(alice, 'class');
+    const root = await person('root');
+    await root.goto(`${gw.httpUrl}/`);
+    await root.click('a.nav');
+    await root.waitForSelector('#sessions-body tr');
+    const row = root.locator('#sessions-body tr', { hasText: 'alice' });
+    expect(await row.locator('td').allInnerTexts()).toEqual(expect.arrayContaining(['class', 'alice', 'control', '127.0.0.1']));
+    await row.getByRole('button', { name: 'End' }).click();
+    await alice.waitForSelector('body[data-state="disconnected"]');
+    expect(await text(alice, '#status-message')).toBe('Ended by an administrator (root)');
+    await waitFor(async () => (await text(root, '#sessions-status')) === 'No sessions are open.', 'the list to empty');
+    // Not for others: the page and the API refuse them.
+    const bob = await person('bob');
+    const page = await bob.goto(`${gw.httpUrl}/sessions`);
+    expect(page?.status()).toBe(403);
   });
 
   it('refuses a second person on an exclusive desktop and says who holds it', async () => {

@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,11 +36,21 @@ export interface RedisServer {
   restart(): Promise<void>;
 }
 
+let scratch: string | undefined;
+
+/** One directory for every server this process starts (their TLS files), removed when it exits. */
+function scratchDir(): string {
+  if (scratch) return scratch;
+  const dir = mkdtempSync(join(tmpdir(), 'deskgate-redis-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return (scratch = dir);
+}
+
 export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
   requireCommand('redis-server', 'redis-server');
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'deskgate-redis-'));
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const dir = join(scratchDir(), String(port));
+  mkdirSync(dir);
   const args = ['--bind', '127.0.0.1', '--protected-mode', 'no', '--save', '', '--appendonly', 'no', '--dir', dir];
   if (options.password !== undefined) args.push('--requirepass', options.password);
   if (options.tls) {
