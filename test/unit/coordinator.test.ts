@@ -1,0 +1,69 @@
+/**
+ * The coordinator's fencing, without a network: a node whose lease was taken while it could
+ * not hear about it (a lost message, a partition) finds out at its next refresh and stops
+ * acting on it; a lease that merely lapsed (a Redis restarted empty) is taken again.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Identity } from '../../src/auth/identity.js';
+import { parseConfig } from '../../src/config/schema.js';
+import { Coordinator, type LocalSessions } from '../../src/coordination/coordinator.js';
+import { MemoryStore } from '../../src/coordination/memory.js';
+import type { GatewayError } from '../../src/errors.js';
+import type { Grant } from '../../src/sessions/session-manager.js';
+
+const alice: Identity = { user: 'alice', groups: [], via: 'header' };
+
+function grant(desktop: string): Grant {
+  return { address: '127.0.0.1', identity: alice, viewOnly: false, target: { kind: 'desktop', name: desktop, host: '127.0.0.1', port: 5900 } };
+}
+
+function setUp() {
+  const store = new MemoryStore({ node: 'a', leaseTtlMs: 60_000 });
+  const coordinator = new Coordinator({ store, gateway: {}, config: parseConfig({}) });
+  const calls = { viewOnly: [] as [string, boolean][], ended: [] as [string, string][] };
+  const sessions: LocalSessions = {
+    setViewOnly: (id, viewOnly) => (calls.viewOnly.push([id, viewOnly]), true),
+    end: (id, error: GatewayError) => (calls.ended.push([id, error.message]), true),
+    endWhere: () => 0,
+    traffic: () => undefined,
+  };
+  coordinator.bind(sessions);
+  return { store, coordinator, calls };
+}
+
+const intruder = { session: 'elsewhere', user: 'mallory', node: 'b' };
+
+describe('the coordinator', () => {
+  it('makes a controller whose lease was taken behind its back a viewer at the next refresh', async () => {
+    const { store, coordinator, calls } = setUp();
+    const seat = await coordinator.seat(grant('class'), { name: 'class', host: '127.0.0.1', port: 5900, sharing: 'controlled' }, undefined);
+    expect(seat).toMatchObject({ role: 'control', token: expect.any(Number) });
+    await store.acquire('class', intruder, { force: true });
+    await coordinator.refresh();
+    expect(calls.viewOnly).toEqual([[seat.id, true]]);
+    expect(seat).toMatchObject({ role: 'view', token: undefined });
+    expect((await store.session(seat.id))?.role).toBe('view');
+    await coordinator.close();
+  });
+
+  it('ends an exclusive session whose lease was taken behind its back', async () => {
+    const { store, coordinator, calls } = setUp();
+    const seat = await coordinator.seat(grant('kiosk'), { name: 'kiosk', host: '127.0.0.1', port: 5900, sharing: 'exclusive' }, undefined);
+    await store.acquire('kiosk', intruder, { force: true });
+    await coordinator.refresh();
+    expect(calls.ended).toEqual([[seat.id, "This session lost its hold on desktop 'kiosk' to another session"]]);
+    await coordinator.close();
+  });
+
+  it('takes a lapsed lease again when nobody else holds it', async () => {
+    const { store, coordinator, calls } = setUp();
+    const seat = await coordinator.seat(grant('kiosk'), { name: 'kiosk', host: '127.0.0.1', port: 5900, sharing: 'exclusive' }, undefined);
+    const first = seat.token as number;
+    await store.release('kiosk', seat.id, first); // as a Redis restarted empty would have forgotten it
+    await coordinator.refresh();
+    expect(calls.ended).toEqual([]);
+    expect(seat.token).toBeGreaterThan(first);
+    expect(await store.holder('kiosk')).toMatchObject({ session: seat.id, token: seat.token });
+    await coordinator.close();
+  });
+});
