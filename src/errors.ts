@@ -181,6 +181,7 @@ export const errors = {
   gatewayFull: make('DG_ERR_TOO_MANY_SESSIONS', (limit: number) => `The gateway is at its limit of ${limit} sessions`),
   tooManyFromAddress: make('DG_ERR_TOO_MANY_SESSIONS', (address: string, limit: number) => `Too many sessions from ${address} (limit ${limit})`),
   tooManyForUser: make('DG_ERR_TOO_MANY_SESSIONS', (user: string, limit: number) => `Too many sessions for ${user} (limit ${limit})`),
+  tooManyPresenceChannels: make('DG_ERR_TOO_MANY_SESSIONS', (limit: number) => `This session has ${limit} presence channels open already`),
   throttled: make('DG_ERR_THROTTLED', () => 'Too many failed attempts from this address'),
   loginsBlocked: make(
     'DG_ERR_THROTTLED',

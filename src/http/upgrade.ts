@@ -21,7 +21,7 @@ import type { DesktopDirectory } from '../desktops/directory.js';
 import { errors, GatewayError } from '../errors.js';
 import { events } from '../observe/events.js';
 import { viewKeyDigest } from '../coordination/coordinator.js';
-import { PRESENCE_MAX_MESSAGE_BYTES, type PresenceHub } from '../sessions/presence.js';
+import { MAX_CHANNELS_PER_SESSION, PRESENCE_MAX_MESSAGE_BYTES, type PresenceHub } from '../sessions/presence.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import type { Grant } from '../sessions/session-manager.js';
 import type { Admission } from './admission.js';
@@ -84,6 +84,8 @@ export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
     if (key === undefined) throw errors.malformedViewKey();
     const record = await ctx.presence.find(viewKeyDigest(key));
     if (!record) throw errors.noSessionForViewKey();
+    // The key holder could open channels without end otherwise: each one costs a socket and a share of every presence update.
+    if (ctx.presence.channelsOf(record.id, record.desktop) >= MAX_CHANNELS_PER_SESSION) throw errors.tooManyPresenceChannels(MAX_CHANNELS_PER_SESSION);
     if (socket.destroyed) return;
     presenceServer.handleUpgrade(req, socket, head, (ws) => ctx.presence.attach(ws, record));
     socket.off('error', ignoreSocketError);

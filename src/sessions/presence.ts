@@ -27,6 +27,9 @@ interface Watcher {
   alive: boolean;
 }
 
+/** Presence channels one session may have open: a viewer needs one; a reload briefly two. */
+export const MAX_CHANNELS_PER_SESSION = 4;
+
 /** The largest message a viewer sends here: an action is a few dozen bytes. */
 export const PRESENCE_MAX_MESSAGE_BYTES = 1024;
 
@@ -53,6 +56,13 @@ export class PresenceHub {
     const local = this.#coordinator.seatByViewKey(digest);
     if (local) return this.#coordinator.store.session(local.id).catch(() => undefined);
     return this.#coordinator.store.sessionByViewKey(digest);
+  }
+
+  /** How many presence channels this node has open for a session. */
+  channelsOf(session: string, desktop: string): number {
+    let count = 0;
+    for (const watcher of this.#byDesktop.get(desktop) ?? []) if (watcher.session === session) count += 1;
+    return count;
   }
 
   /** Take an accepted presence socket of this session's viewer. */

@@ -202,6 +202,14 @@ describe('the presence channel', () => {
     // The Origin check applies as on the RFB stream.
     const foreign = new PresenceChannel(`ws://127.0.0.1:${gw.port}/presence?view=${alice.viewKey}`, { origin: 'https://evil.example' });
     await expect(foreign.opened).rejects.toThrow(/HTTP 403/);
+    // A handful of channels per session, not an unbounded number.
+    const more = [1, 2, 3].map(() => new PresenceChannel(`ws://127.0.0.1:${gw.port}/presence?view=${alice.viewKey}`));
+    await Promise.all(more.map((channel) => channel.opened));
+    expect(await tryUpgrade(`ws://127.0.0.1:${gw.port}/presence?view=${alice.viewKey}`)).toMatchObject({
+      status: 429,
+      body: expect.stringContaining('4 presence channels'),
+    });
+    for (const channel of more) channel.close();
     // And the key stays out of the log.
     expect(JSON.stringify(logs.lines)).not.toContain(alice.viewKey);
   });
