@@ -25,6 +25,7 @@ import * as concurrency from './scenarios/concurrency.js';
 import * as slowBrowser from './scenarios/slow-browser.js';
 import * as startup from './scenarios/startup.js';
 import * as setup from './scenarios/setup.js';
+import * as cluster from './scenarios/cluster.js';
 
 /**
  * What every scenario gets.
@@ -48,6 +49,7 @@ const SCENARIOS = [
   { id: 'slow-browser', module: slowBrowser, minutes: [1, 4] },
   { id: 'startup', module: startup, minutes: [1, 2] },
   { id: 'setup', module: setup, minutes: [1, 3] },
+  { id: 'cluster', module: cluster, minutes: [2, 8] },
 ];
 
 const SESSIONS = { quick: 1_000, full: 10_000 };
