@@ -52,6 +52,9 @@ export interface CoordinatorOptions {
   config: Pick<Config, 'limits' | 'session' | 'admins'>;
 }
 
+/** How often at most a desktop's joins and leaves are announced to every node. */
+const MEMBERSHIP_WINDOW_MS = 50;
+
 /** The digest a presence key is known by: the key itself is the viewer's secret. */
 export function viewKeyDigest(key: string): string {
   return createHash('sha256').update(key).digest('base64url');
@@ -67,6 +70,9 @@ export class Coordinator {
   readonly #timer: NodeJS.Timeout;
   readonly #stopListening: () => void;
   #refreshing: Promise<void> | undefined;
+  /** Membership announcements waiting for their desktop's window, and when each desktop's last went. */
+  readonly #coalescing = new Map<string, NodeJS.Timeout>();
+  readonly #lastMembership = new Map<string, number>();
   /** Leaves still writing to the store: closing waits for them. */
   readonly #leaving = new Set<Promise<void>>();
 
@@ -153,7 +159,7 @@ export class Coordinator {
       seat.registered = false; // listed once the store is back
     }
     this.#seats.set(seat.id, seat);
-    void this.#changed(seat.desktop);
+    this.#membershipChanged(seat.desktop);
     return seat;
   }
 
@@ -203,7 +209,9 @@ export class Coordinator {
     if (seat.sharing === 'controlled') tasks.push(this.store.takeRequest(seat.desktop, seat.id));
     // A store that is away forgets them by itself: leases and records expire.
     await Promise.allSettled(tasks);
-    await this.#changed(seat.desktop);
+    // A controller leaving frees control: that is news at once, not at the end of a window.
+    if (seat.token !== undefined) await this.#changed(seat.desktop);
+    else this.#membershipChanged(seat.desktop);
   }
 
   seatOf(id: string): Seat | undefined {
@@ -278,7 +286,7 @@ export class Coordinator {
     // Silence is a no: whoever asked hears so when the time is up.
     setTimeout(() => {
       void this.store
-        .takeRequest(record.desktop, record.id)
+        .takeRequest(record.desktop, record.id, request.expiresAt)
         .then(async (lapsed) => {
           if (!lapsed) return;
           await this.#notice(record.id, `${holder.user} did not answer: control stays with them`);
@@ -423,9 +431,27 @@ export class Coordinator {
     else for (const listener of this.#changeListeners) listener(desktop);
   }
 
+  /**
+   * Someone joined or left: said at once, then at most once per MEMBERSHIP_WINDOW_MS per
+   * desktop, the last change included. A desktop hundreds join each second would otherwise
+   * cost every node a message, and every watcher a presence, per session.
+   */
+  #membershipChanged(desktop: string): void {
+    if (this.#coalescing.has(desktop)) return;
+    const wait = (this.#lastMembership.get(desktop) ?? 0) + MEMBERSHIP_WINDOW_MS - Date.now();
+    const announce = (): void => {
+      this.#coalescing.delete(desktop);
+      this.#lastMembership.set(desktop, Date.now());
+      void this.#changed(desktop);
+    };
+    if (wait <= 0) return announce();
+    this.#coalescing.set(desktop, setTimeout(announce, wait));
+  }
+
   async close(): Promise<void> {
     clearInterval(this.#timer);
     await Promise.allSettled(this.#leaving);
+    for (const timer of this.#coalescing.values()) clearTimeout(timer);
     this.#stopListening();
     await this.store.close();
   }

@@ -135,9 +135,9 @@ export class MemoryStore implements CoordinationStore {
     return request && request.expiresAt > this.#now() ? request : undefined;
   }
 
-  async takeRequest(desktop: string, session: string): Promise<ControlRequest | undefined> {
+  async takeRequest(desktop: string, session: string, expiresAt?: number): Promise<ControlRequest | undefined> {
     const request = this.#request(desktop);
-    if (request?.session !== session) return undefined;
+    if (request?.session !== session || (expiresAt !== undefined && request.expiresAt !== expiresAt)) return undefined;
     this.#requests.delete(desktop);
     return request;
   }

@@ -166,10 +166,12 @@ const scripts = {
     local ttl = math.max(1, tonumber(ARGV[3]) + ${REQUEST_GRACE_MS} - tonumber(ARGV[2]))
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
     return 1`),
-  /** KEYS request; ARGV session. Replies the request's JSON if it was the session's (and removes it), or ''. */
+  /** KEYS request; ARGV session, expiresAt (''). Replies the request's JSON if it was that session's (that very request, with expiresAt), and removes it; or ''. */
   takeRequest: new Script(`
     local current = redis.call('GET', KEYS[1])
-    if not current or cjson.decode(current).session ~= ARGV[1] then return '' end
+    if not current then return '' end
+    local request = cjson.decode(current)
+    if request.session ~= ARGV[1] or (ARGV[2] ~= '' and request.expiresAt ~= tonumber(ARGV[2])) then return '' end
     redis.call('DEL', KEYS[1])
     return current`),
   /** KEYS failures, block; ARGV maxFailures, windowMs, blockMs. Replies the ms blocked for now (0: not). */
@@ -509,8 +511,8 @@ export class RedisStore implements CoordinationStore {
     return request && request.expiresAt > Date.now() ? request : undefined;
   }
 
-  async takeRequest(desktop: string, session: string): Promise<ControlRequest | undefined> {
-    const json = (await this.#call((redis) => scripts.takeRequest.run(redis, [this.#key('r:', desktop)], [session]))) as string;
+  async takeRequest(desktop: string, session: string, expiresAt?: number): Promise<ControlRequest | undefined> {
+    const json = (await this.#call((redis) => scripts.takeRequest.run(redis, [this.#key('r:', desktop)], [session, expiresAt ?? '']))) as string;
     return json ? (JSON.parse(json) as ControlRequest) : undefined;
   }
 

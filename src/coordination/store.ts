@@ -132,9 +132,10 @@ export interface CoordinationStore {
   /**
    * Remove the request if it is `session`'s, and return it. A lapsed request is still returned
    * for REQUEST_GRACE_MS after its expiresAt: so whoever removes it (an answer, or the lapse
-   * timer) learns that it was they who did, and only one says so.
+   * timer) learns that it was they who did, and only one says so. With `expiresAt`, only that
+   * very request: a lapse timer must not take the same session's next one.
    */
-  takeRequest(desktop: string, session: string): Promise<ControlRequest | undefined>;
+  takeRequest(desktop: string, session: string, expiresAt?: number): Promise<ControlRequest | undefined>;
 
   /** Deliver to `node` ('*': every node, this one included). Delivery is at most once. */
   send(node: string, message: StoreMessage): Promise<void>;
