@@ -27,6 +27,7 @@ import { Admission } from './http/admission.js';
 import { createRequestHandler, isGatewayRequest } from './http/routes.js';
 import { createUpgradeHandler, isWebSocketUpgrade } from './http/upgrade.js';
 import { createLogger, logEvents, type Logger } from './observe/log.js';
+import { createMetrics } from './observe/metrics.js';
 import { buildConnector } from './relay/connector.js';
 import { PresenceHub } from './sessions/presence.js';
 import { SessionManager } from './sessions/session-manager.js';
@@ -52,6 +53,8 @@ export interface Gateway {
    * opened view-only can (they carry the filter); false when the session cannot or is gone.
    */
   setViewOnly(sessionId: string, viewOnly: boolean): boolean;
+  /** The Prometheus metrics server (`metrics.listen`), when there is one; `listen()` binds it too. */
+  readonly metricsServer: Server | undefined;
   /** The built-in demo desktop, when it is served. */
   readonly demo: DemoDesktop | undefined;
   /**
@@ -123,6 +126,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   });
 
   const server = createHttpServer(config.http, tlsFiles, handleRequest);
+  const metrics = config.metrics.listen && createMetrics(self, () => sessions.snapshot());
+  const metricsServer = metrics ? createMetricsServer(metrics.text) : undefined;
   server.on('upgrade', handleUpgrade);
   if (tlsFiles) server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'TLS handshake failed'));
 
@@ -139,6 +144,9 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     await sessions.closeAll(graceMs);
     await sessions.destroyAll();
     await coordinator.close();
+    metricsServer?.close();
+    metricsServer?.closeAllConnections();
+    metrics?.stop();
     server.closeAllConnections();
     await demo?.close();
     logger.info('gateway stopped');
@@ -150,6 +158,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     server,
     sessions: () => sessions.snapshot(),
     setViewOnly: (id, viewOnly) => sessions.setViewOnly(id, viewOnly),
+    metricsServer,
     demo,
     handleRequest(req, res, next) {
       if (state === 'idle') state = 'serving'; // a host that mounted the gateway serves it
@@ -162,16 +171,16 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       return true;
     },
     async listen() {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.listen.port, config.listen.host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listenOn(server, config.listen);
+      if (metricsServer && config.metrics.listen) await listenOn(metricsServer, config.metrics.listen);
       state = 'serving';
       const address = server.address() as AddressInfo;
-      logger.info({ address: address.address, port: address.port, desktops: directory.list().map((d) => d.name) }, 'gateway listening');
+      const metricsAt = metricsServer?.address() as AddressInfo | undefined;
+      const desktops = directory.list().map((d) => d.name);
+      logger.info(
+        { address: address.address, port: address.port, desktops, metrics: metricsAt && `${metricsAt.address}:${metricsAt.port}` },
+        'gateway listening',
+      );
       if (auth.mode === 'none' && !isLoopbackHost(config.listen.host)) {
         logger.warn({ address: address.address }, 'NO AUTHENTICATION (insecureNoAuth): anyone who can reach this port can open every desktop');
       }
@@ -195,6 +204,33 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       return closed;
     },
   };
+}
+
+function listenOn(server: Server, { host, port }: { host: string; port: number }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** GET /metrics and nothing else, on its own address: scrapers need no login, and the public port shows none of it. */
+function createMetricsServer(text: () => Promise<string>): Server {
+  return createServer((req, res) => {
+    if (req.url?.split('?', 1)[0] !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Not found: metrics are at /metrics\n');
+      return;
+    }
+    text().then(
+      (body) =>
+        res
+          .writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Cache-Control': 'no-store' })
+          .end(req.method === 'HEAD' ? undefined : body),
+      () => res.writeHead(500).end(),
+    );
+  });
 }
 
 /** Whether an upgrade is the gateway's: a WebSocket to its WebSocket path, or another protocol's upgrade of one of its pages. */

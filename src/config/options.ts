@@ -452,6 +452,14 @@ export const SECTIONS: readonly Section[] = [
         help: ['fatal|error|warn|info|debug|trace|silent'],
       },
       {
+        key: ['metrics', 'listen'],
+        flag: 'metrics-listen',
+        env: 'DESKGATE_METRICS_LISTEN',
+        kind: 'string',
+        placeholder: 'HOST:PORT',
+        help: ['serve Prometheus metrics (GET /metrics)', 'on this address only (default: off)'],
+      },
+      {
         key: ['shutdownTimeoutMs'],
         flag: 'shutdown-timeout-ms',
         env: 'DESKGATE_SHUTDOWN_TIMEOUT_MS',

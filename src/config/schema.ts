@@ -351,6 +351,8 @@ export const configSchema = z
     /** Pages that may embed the viewer in a frame, besides the gateway's own. */
     frameAncestors: origins,
     shutdownTimeoutMs: milliseconds(0, 10_000),
+    /** Prometheus metrics: off unless `listen` is set, served there only (GET /metrics), apart from the public port. */
+    metrics: z.strictObject({ listen: listen.optional() }).prefault({}),
     log: z
       .strictObject({
         level: z

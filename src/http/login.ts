@@ -36,6 +36,7 @@ export async function handleLogin(x: Exchange, auth: Auth, gateway: object): Pro
       ? errors.loginsBlocked(Math.ceil(result.retryAfter / 60))
       : errors.wrongPassword();
   x.refused(error.of(user.slice(0, 128)));
+  events.loginFailed.publish(() => ({ gateway, remote: x.from.address, user: user.slice(0, 128) }));
   const retry = result.busy || result.retryAfter > 0 ? { 'Retry-After': String(result.retryAfter) } : undefined;
   x.page(error.status, renderLogin({ root: x.root, next, user, error: error.message }), retry);
 }

@@ -35,6 +35,9 @@ export interface SessionStarted extends From {
   readonly security: string;
   /** Whether the gateway read the handshake through; false: the viewer chose a type it cannot follow. */
   readonly followed: boolean;
+  /** How long connecting to the VNC server took, and then the RFB handshake (ms). */
+  readonly connectMs: number;
+  readonly handshakeMs: number;
 }
 
 export interface SessionModeChanged extends From {
@@ -130,6 +133,8 @@ export const events = {
   /** A WebSocket accepted and then closed before it was bridged (the VNC server not reachable, say). */
   sessionRefused: new LifecycleEvent<SessionRefused>('deskgate:session:refused'),
   loggedIn: new LifecycleEvent<LoggedIn>('deskgate:login'),
+  /** A login form with a wrong password, or from a blocked address (the refusal itself is a requestRefused). */
+  loginFailed: new LifecycleEvent<LoggedIn>('deskgate:login:failed'),
   ticketIssued: new LifecycleEvent<TicketIssued>('deskgate:ticket:issued'),
   adminAction: new LifecycleEvent<AdminAction>('deskgate:admin'),
   failed: new LifecycleEvent<Failed>('deskgate:failed'),

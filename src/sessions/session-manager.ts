@@ -50,6 +50,9 @@ interface LiveSession extends Session {
   readonly connecting: AbortController;
   /** Set once the handshake is done. */
   handshake: HandshakeResult | undefined;
+  /** How long the connect and then the RFB handshake took (ms), for the start event. */
+  connectMs: number;
+  handshakeMs: number;
   /** Present when the session is switchable: it can then switch between control and view-only. */
   filter: ClientMessageFilter | undefined;
 }
@@ -137,6 +140,8 @@ export class SessionManager implements LocalSessions {
       connecting: new AbortController(),
       handshake: undefined,
       filter: undefined,
+      connectMs: 0,
+      handshakeMs: 0,
     };
     this.#sessions.set(session.id, session);
     this.#perAddress.add(session.remoteAddress);
@@ -154,6 +159,7 @@ export class SessionManager implements LocalSessions {
   async #connect(session: LiveSession): Promise<void> {
     const { ws, target } = session;
     const upstream = new Upstream();
+    const began = performance.now();
     try {
       const socket = await this.#options.connect(target, {
         signal: session.connecting.signal,
@@ -163,8 +169,10 @@ export class SessionManager implements LocalSessions {
         writableHighWaterMark: this.#options.session.highWaterMarkBytes,
       });
       upstream.connected(socket);
+      session.connectMs = performance.now() - began;
       const phase = new HandshakePhase(session, upstream, this.#options.session);
       session.handshake = await phase.run();
+      session.handshakeMs = performance.now() - began - session.connectMs;
       // The handshake refuses this already; a session that may be view-only must never run unfiltered.
       if ((session.viewOnly || session.switchable) && !session.handshake.followed) throw errors.viewOnlyNotFollowed(describe(target));
       if (ws.readyState === ws.OPEN) this.#start(session, upstream, phase);
@@ -225,6 +233,8 @@ export class SessionManager implements LocalSessions {
       upstream: `${target.host}:${target.port}`,
       security,
       followed,
+      connectMs: Math.round(session.connectMs * 100) / 100,
+      handshakeMs: Math.round(session.handshakeMs * 100) / 100,
     }));
   }
 
