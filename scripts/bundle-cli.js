@@ -45,7 +45,8 @@ await build({
   target: 'node20',
   sourcemap: true,
   // Native addons (argon2 for password mode) and ws's optional peer: loaded (or found missing) at run time.
-  external: ['bufferutil', 'utf-8-validate', '@node-rs/argon2'],
+  // pino-pretty too: loaded only for a terminal, so a service's start-up never parses it.
+  external: ['bufferutil', 'utf-8-validate', '@node-rs/argon2', 'pino-pretty'],
   // ws and pino are CommonJS and require() Node's built-ins, which an ES module lacks.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   plugins: [zodEnglishOnly],

@@ -80,7 +80,7 @@ export interface Gateway {
 }
 
 export async function createGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
-  const logger = options.logger ?? createLogger(config.log.level);
+  const logger = options.logger ?? (await createLogger(config.log.level, config.log.format));
   const tlsFiles = config.tls && (await readTlsFiles(config.tls));
   const directory = new DesktopDirectory(loadDesktops(config.desktops, process.env), new TargetPolicy(config.targets.allow));
   // Opened after everything that reads a file: a bad file must not leave a Redis connection behind.

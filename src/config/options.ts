@@ -452,6 +452,14 @@ export const SECTIONS: readonly Section[] = [
         help: ['fatal|error|warn|info|debug|trace|silent'],
       },
       {
+        key: ['log', 'format'],
+        flag: 'log-format',
+        env: 'DESKGATE_LOG_FORMAT',
+        kind: 'string',
+        placeholder: 'FORMAT',
+        help: ['auto (pretty at a terminal, else JSON),', 'json or pretty'],
+      },
+      {
         key: ['metrics', 'listen'],
         flag: 'metrics-listen',
         env: 'DESKGATE_METRICS_LISTEN',

@@ -360,8 +360,10 @@ export const configSchema = z
             error: 'expected one of fatal, error, warn, info, debug, trace, silent',
           })
           .default('info'),
+        /** `auto`: coloured lines for a person when stdout is a terminal, JSON lines otherwise. */
+        format: z.enum(['auto', 'json', 'pretty'], { error: 'expected auto, json or pretty' }).default('auto'),
       })
-      .default({ level: 'info' }),
+      .prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Set<string>();

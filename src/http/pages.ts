@@ -272,6 +272,7 @@ interface DocumentParts {
   body: string;
 }
 
+/** Every page names its icon (beside its stylesheet, in static/): browsers then never ask for /favicon.ico. */
 function renderDocument(parts: DocumentParts): string {
   // A module script is deferred by nature, so loading it in <head> does not block parsing.
   const script = parts.script ? `\n<script type="module" src="${parts.script}"></script>` : '';
@@ -281,7 +282,8 @@ function renderDocument(parts: DocumentParts): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(parts.title)}</title>
-<link rel="stylesheet" href="${parts.stylesheet}">${script}
+<link rel="stylesheet" href="${parts.stylesheet}">
+<link rel="icon" href="${parts.stylesheet.replace(/[^/]*$/, 'favicon.svg')}" type="image/svg+xml">${script}
 </head>
 <body${parts.bodyAttributes ?? ''}>
 ${parts.body}

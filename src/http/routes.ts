@@ -110,6 +110,8 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     if (path === '/api/sessions') return handleSessionsRequest(x, ctx, undefined);
     if (path === '/sessions') return sessionsPage(x);
     if (path.startsWith('/static/') && (await serveStatic(req, res, path.slice('/static/'.length)))) return;
+    // For what asks anyway (a JSON page, a bookmark): the same icon.
+    if (path === '/favicon.ico' && (await serveStatic(req, res, 'favicon.svg'))) return;
     if (/^\/novnc\/(core|vendor)\//.test(path) && (await serveNoVnc(req, res, path.slice('/novnc/'.length)))) return;
     if (path === '/login' && auth.mode === 'password') return loginPage(x);
     if (path === '/') return dashboard(x);
@@ -250,7 +252,7 @@ export function isGatewayRequest(url: string, basePath: string, passwordMode: bo
   if (path === '') return true;
   if (passwordMode && (path === '/login' || path === '/logout')) return true;
   return (
-    ['/', '/healthz', '/readyz', '/api/tickets', '/api/sessions', '/sessions'].includes(path) ||
+    ['/', '/healthz', '/readyz', '/favicon.ico', '/api/tickets', '/api/sessions', '/sessions'].includes(path) ||
     /^\/(static|view|api\/sessions)\/|^\/novnc\/(core|vendor)\//.test(path)
   );
 }

@@ -26,9 +26,23 @@ export interface Logger {
   error: LogMethod;
 }
 
-/** The default: pino at `level`, JSON lines on stdout. */
-export function createLogger(level: string): Logger {
-  return pino({ level, base: { name: 'deskgate' } });
+/**
+ * The default: pino at `level` on stdout. JSON lines for machines (`json`, or `auto` when
+ * stdout is not a terminal); for a person at a terminal, pino-pretty's coloured lines with the
+ * local time, loaded only then.
+ */
+export async function createLogger(level: string, format: 'auto' | 'json' | 'pretty' = 'auto'): Promise<Logger> {
+  const options = { level, base: { name: 'deskgate' } };
+  // pino's logger type carries a `then` of its own: the Logger it is used as has none.
+  let logger: Logger;
+  if (format === 'json' || (format === 'auto' && !process.stdout.isTTY)) logger = pino(options);
+  else {
+    const { default: pretty } = await import('pino-pretty');
+    // In this thread, not a worker transport: lines come out in order with the process's own output, and nothing is lost at exit.
+    const stream = pretty({ colorize: Boolean(process.stdout.isTTY), translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name', sync: true });
+    logger = pino(options, stream);
+  }
+  return logger;
 }
 
 /** Log the events of `gateway` to `logger`; returns the function that stops it. */

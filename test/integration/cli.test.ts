@@ -3,14 +3,16 @@
  * its help, its refusals of bad input, start-up to a healthy /healthz, and a graceful stop
  * on SIGTERM that closes sessions with 1001.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OPTIONS } from '../../src/config/options.js';
 import { runDeskgate, spawnDeskgate, startCli, waitHealthy, type DeskgateProcess } from '../helpers/cli-process.js';
-import { freePort } from '../helpers/processes.js';
+import { freePort, requireCommand, waitFor } from '../helpers/processes.js';
 import { send } from '../helpers/http-client.js';
 import { openDesktop, tryUpgrade } from '../helpers/ws-client.js';
 
@@ -218,5 +220,38 @@ describe('deskgate command', () => {
     expect(second.stderr).toContain(`cannot listen on 127.0.0.1:${port}`);
     holder.child.kill('SIGTERM');
     expect(await holder.exited).toBe(0);
+  });
+});
+
+describe('logs', () => {
+  it('are coloured lines at a terminal, JSON lines when piped or asked for', async () => {
+    requireCommand('script', 'bsdutils');
+    const port = await freePort();
+    const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+    // `script` gives the command a pseudo-terminal for its standard output, as a person's shell would.
+    const atTerminal = spawn('script', ['-qfec', `${process.execPath} ${cli} --demo --listen 127.0.0.1:${port}`, '/dev/null'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let seen = '';
+    atTerminal.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+    try {
+      await waitFor(() => seen.includes('gateway listening'), 'the listening line at the terminal');
+      expect(seen).toMatch(/\x1b\[\d+m/); // coloured
+      expect(seen).toMatch(/\d\d:\d\d:\d\d\.\d{3}/); // the local time, not epoch milliseconds
+      expect(seen).not.toContain('{"level"');
+    } finally {
+      atTerminal.kill('SIGTERM');
+      await once(atTerminal, 'exit');
+    }
+    const piped = spawnDeskgate(['--demo', '--listen', `127.0.0.1:${port}`]);
+    const pretty = spawnDeskgate(['--demo', '--listen', `127.0.0.1:${await freePort()}`, '--log-format', 'pretty']);
+    try {
+      await waitFor(() => piped.stdout().includes('gateway listening') && pretty.stdout().includes('gateway listening'), 'both to listen');
+      expect(JSON.parse(piped.stdout().split('\n')[0] as string)).toMatchObject({ level: 30, msg: 'gateway listening' });
+      expect(pretty.stdout()).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: gateway listening/);
+      expect(pretty.stdout()).not.toMatch(/\x1b\[/); // not a terminal: no colour codes in a file
+    } finally {
+      await Promise.all([piped.stop(), pretty.stop()]);
+    }
   });
 });

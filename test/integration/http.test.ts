@@ -47,6 +47,13 @@ describe('HTTP routes', () => {
     expect((await get('/static/viewer.js')).body).toContain("from '../novnc/core/rfb.js'");
   });
 
+  it('names an icon on every page, and answers /favicon.ico with it', async () => {
+    for (const path of ['/', '/view/demo']) expect((await get(path)).body).toMatch(/<link rel="icon" href="(\.\/|\.\.\/)static\/favicon\.svg"/);
+    const icon = await get('/static/favicon.svg');
+    expect(icon).toMatchObject({ status: 200, headers: expect.objectContaining({ 'content-type': 'image/svg+xml' }) });
+    expect((await get('/favicon.ico')).body).toBe(icon.body);
+  });
+
   it('refuses path traversal, dot-files and files outside the served folders', async () => {
     for (const path of [
       '/novnc/core/../package.json',
