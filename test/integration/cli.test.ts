@@ -223,6 +223,9 @@ describe('deskgate command', () => {
   });
 });
 
+/** The escape that starts a terminal's colour codes. */
+const ESC = String.fromCharCode(0x1b);
+
 describe('logs', () => {
   it('are coloured lines at a terminal, JSON lines when piped or asked for', async () => {
     requireCommand('script', 'bsdutils');
@@ -236,7 +239,7 @@ describe('logs', () => {
     atTerminal.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
     try {
       await waitFor(() => seen.includes('gateway listening'), 'the listening line at the terminal');
-      expect(seen).toMatch(/\x1b\[\d+m/); // coloured
+      expect(seen).toMatch(new RegExp(`${ESC}\\[\\d+m`)); // coloured
       expect(seen).toMatch(/\d\d:\d\d:\d\d\.\d{3}/); // the local time, not epoch milliseconds
       expect(seen).not.toContain('{"level"');
     } finally {
@@ -249,7 +252,7 @@ describe('logs', () => {
       await waitFor(() => piped.stdout().includes('gateway listening') && pretty.stdout().includes('gateway listening'), 'both to listen');
       expect(JSON.parse(piped.stdout().split('\n')[0] as string)).toMatchObject({ level: 30, msg: 'gateway listening' });
       expect(pretty.stdout()).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: gateway listening/);
-      expect(pretty.stdout()).not.toMatch(/\x1b\[/); // not a terminal: no colour codes in a file
+      expect(pretty.stdout()).not.toContain(`${ESC}[`); // not a terminal: no colour codes in a file
     } finally {
       await Promise.all([piped.stop(), pretty.stop()]);
     }
