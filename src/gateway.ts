@@ -14,11 +14,11 @@ import { createSecureContext } from 'node:tls';
 import { Auth } from './auth/auth.js';
 import { Coordinator } from './coordination/coordinator.js';
 import { openStore } from './coordination/open.js';
-import { DEMO_DESKTOP, FileError, type Config } from './config/schema.js';
+import { ConfigError, DEMO_DESKTOP, FileError, parseDesktop, type Config, type ConfigInput } from './config/schema.js';
 import { isLoopbackHost } from './net/host-port.js';
 import { readOperatorFile } from './config/sources.js';
 import { startDemoDesktop, type DemoDesktop } from './demo/server.js';
-import { DesktopDirectory } from './desktops/directory.js';
+import { DesktopDirectory, type Desktop } from './desktops/directory.js';
 import { DesktopStatus } from './desktops/status.js';
 import { TargetPolicy } from './desktops/targets.js';
 import { loadDesktops } from './desktops/vnc-settings.js';
@@ -71,8 +71,16 @@ export interface Gateway {
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
   listen(): Promise<AddressInfo>;
-  /** Re-read the users file and the TLS certificate and key (SIGHUP); sessions stay up. On error nothing changes. */
-  reload(): Promise<void>;
+  /**
+   * Re-read the users file and the TLS certificate and key (SIGHUP); with `next`, a config read
+   * again, also take its desktops (other settings wait for a restart). Sessions stay up, those of
+   * a removed desktop included. On error nothing changes.
+   */
+  reload(next?: Config): Promise<void>;
+  /** Offer one more desktop (NAME=HOST:PORT or the config file's object form), or replace one of that name; throws a ConfigError naming what is wrong. */
+  addDesktop(desktop: NonNullable<ConfigInput['desktops']>[number]): void;
+  /** Offer a desktop no more; its open sessions go on. False if there was none of that name. */
+  removeDesktop(name: string): boolean;
   /** Stop accepting, close sessions with 1001, wait up to `shutdownTimeoutMs`, then cut the rest. */
   close(): Promise<void>;
   /** Cut everything now. */
@@ -83,6 +91,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const logger = options.logger ?? (await createLogger(config.log.level, config.log.format));
   const tlsFiles = config.tls && (await readTlsFiles(config.tls));
   const directory = new DesktopDirectory(loadDesktops(config.desktops, process.env), new TargetPolicy(config.targets.allow));
+  /** The desktops the config file named: a reload replaces these, not those a library user added. */
+  let fromConfig = new Set(config.desktops.map((d) => d.name));
   // Opened after everything that reads a file: a bad file must not leave a Redis connection behind.
   const store = await openStore(config.cluster, logger);
   const auth = await Auth.create(config, store).catch(async (err: unknown) => {
@@ -186,13 +196,29 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       }
       return address;
     },
-    async reload() {
+    async reload(next) {
       // Everything is read before anything changes: a bad certificate must not leave a new users file half-applied.
       const tls = config.tls && (await readTlsFiles(config.tls));
+      const desktops = next && loadDesktops(next.desktops, process.env).filter((d) => !(demo && d.name === DEMO_DESKTOP));
       await auth.reload();
       if (tls) (server as HttpsServer).setSecureContext(tls);
       sessions.endWhere((s) => !auth.stillKnows(s.identity), errors.accountChanged());
-      logger.info({ usersFile: auth.mode === 'password', tls: Boolean(config.tls) }, 'reloaded');
+      if (desktops) {
+        for (const name of fromConfig) directory.remove(name);
+        for (const desktop of desktops) directory.add(desktop);
+        fromConfig = new Set(desktops.map((d) => d.name));
+      }
+      logger.info({ usersFile: auth.mode === 'password', tls: Boolean(config.tls), desktops: desktops?.map((d) => d.name) }, 'reloaded');
+    },
+    addDesktop(input) {
+      const desktop = parseDesktop(input);
+      if (demo && desktop.name === DEMO_DESKTOP) throw new ConfigError(`desktop: the name '${DEMO_DESKTOP}' is the built-in demo desktop's`);
+      directory.add(loadDesktops([desktop], process.env)[0] as Desktop);
+    },
+    removeDesktop(name) {
+      if (demo && name === DEMO_DESKTOP) return false;
+      fromConfig.delete(name);
+      return directory.remove(name);
     },
     close() {
       closed ??= shutDown(config.shutdownTimeoutMs);

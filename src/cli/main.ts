@@ -51,7 +51,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       process.stdout.write(`${VERSION}\n`);
       return EXIT.ok;
     }
-    return await serve(await loadConfig(flags, env));
+    // SIGHUP reads the same file, variables and flags again, for its desktops.
+    return await serve(await loadConfig(flags, env), () => loadConfig(flags, env));
   } catch (err) {
     const { exitCode, message } = failure(err);
     process.stderr.write(message);
@@ -68,7 +69,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   ticket: async () => (await import('./commands.js')).ticketCommand,
 };
 
-async function serve(config: Config): Promise<number> {
+async function serve(config: Config, readAgain: () => Promise<Config>): Promise<number> {
   // Loaded only now, so --help, --version and config errors answer without it.
   const { createGateway } = await import('../gateway.js');
   const gateway = await createGateway(config);
@@ -81,7 +82,9 @@ async function serve(config: Config): Promise<number> {
     return EXIT.cannotListen;
   }
   const reload = (): void => {
-    gateway.reload().catch((err: unknown) => process.stderr.write(`deskgate: reload failed, nothing changed: ${(err as Error).message}\n`));
+    readAgain()
+      .then((next) => gateway.reload(next))
+      .catch((err: unknown) => process.stderr.write(`deskgate: reload failed, nothing changed: ${(err as Error).message}\n`));
   };
   process.on('SIGHUP', reload);
   return new Promise((resolve) => {

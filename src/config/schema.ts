@@ -457,17 +457,27 @@ export class FileError extends Error {
 
 /** Validate once, then deep-freeze: the rest of the program can trust and share it. */
 export function parseConfig(raw: unknown): Config {
-  const result = configSchema.safeParse(raw, { reportInput: true });
+  return deepFreeze(validate(configSchema, raw, []));
+}
+
+/** One desktop, as the config file's `desktops` takes it (NAME=HOST:PORT or an object): for adding one at run time. */
+export function parseDesktop(raw: unknown): DesktopConfig {
+  return deepFreeze(validate(desktop, raw, ['desktop']));
+}
+
+/** The schema's output, or a ConfigError with one line per problem: the key, what the user typed, what was expected. */
+function validate<S extends z.ZodType>(schema: S, raw: unknown, path: PropertyKey[]): z.output<S> {
+  const result = schema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     const lines = result.error.issues.map((issue) => {
-      const key = formatPath(issue.path);
+      const key = formatPath([...path, ...issue.path]);
       const source = sourcesOf(key.replace(/\[\d+\]$/, '')); // names what the user actually typed
       const value = SECRET_KEY.test(key) ? '(not shown)' : 'input' in issue && issue.input !== undefined ? JSON.stringify(issue.input, hideSecrets) : 'nothing';
       return `  ${key}${source ? ` (${source})` : ''}: got ${value}; ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
-  return deepFreeze(result.data);
+  return result.data;
 }
 
 /** Keys whose values an error never shows: a secret, a password, and what holds one. */

@@ -36,8 +36,14 @@ export class DesktopDirectory {
     this.#policy = policy;
   }
 
+  /** Add a desktop, or replace the one of that name: sessions already open keep the address they connected to. */
   add(desktop: Desktop): void {
     this.#desktops.set(desktop.name, desktop);
+  }
+
+  /** Offer a desktop no more; its open sessions go on. False if there was none of that name. */
+  remove(name: string): boolean {
+    return this.#desktops.delete(name);
   }
 
   list(): Desktop[] {

@@ -9,12 +9,16 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { startDemoDesktop, type DemoDesktop } from '../../src/demo/server.js';
+import { encodeUpdateRequest } from '../../src/rfb/protocol.js';
 import { OPTIONS } from '../../src/config/options.js';
 import { runDeskgate, spawnDeskgate, startCli, waitHealthy, type DeskgateProcess } from '../helpers/cli-process.js';
 import { freePort, requireCommand, waitFor } from '../helpers/processes.js';
+import { startGateway } from '../helpers/gateway.js';
 import { send } from '../helpers/http-client.js';
-import { openDesktop, tryUpgrade } from '../helpers/ws-client.js';
+import { closeOpenedSockets, openDesktop, tryUpgrade } from '../helpers/ws-client.js';
 
 const started: DeskgateProcess[] = [];
 
@@ -255,6 +259,61 @@ describe('logs', () => {
       expect(pretty.stdout()).not.toContain(`${ESC}[`); // not a terminal: no colour codes in a file
     } finally {
       await Promise.all([piped.stop(), pretty.stop()]);
+    }
+  });
+});
+
+describe('desktops at run time', () => {
+  let demo: DemoDesktop;
+  beforeAll(async () => {
+    demo = await startDemoDesktop({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    await demo?.close();
+  });
+
+  it('takes the config file’s desktops again on SIGHUP, without dropping a session', async () => {
+    const desktop = (name: string) => ({ name, host: demo.host, port: demo.port });
+    const cli = await startCli({ desktops: [desktop('one')] });
+    const file = join(cli.dir, 'deskgate.yaml');
+    const rewrite = (names: string[]): void => writeFileSync(file, stringify({ listen: `127.0.0.1:${cli.port}`, desktops: names.map(desktop) }));
+    try {
+      const session = await openDesktop(cli.wsUrl('?desktop=one'));
+      expect((await tryUpgrade(cli.wsUrl('?desktop=two'))).status).toBe(404);
+      rewrite(['one', 'two']);
+      cli.child.kill('SIGHUP');
+      await waitFor(async () => (await tryUpgrade(cli.wsUrl('?desktop=two'))).status === 101, 'desktop two to be offered');
+      rewrite(['two']);
+      cli.child.kill('SIGHUP');
+      await waitFor(async () => (await tryUpgrade(cli.wsUrl('?desktop=one'))).status === 404, 'desktop one to be gone');
+      // The session opened on 'one' before both reloads still relays.
+      session.ws.send(encodeUpdateRequest({ x: 0, y: 0, width: 8, height: 8 }, false));
+      expect((await session.nextMessage()).length).toBeGreaterThan(0);
+      // A bad file changes nothing and says why.
+      writeFileSync(file, stringify({ listen: `127.0.0.1:${cli.port}`, desktops: ['broken'] }));
+      cli.child.kill('SIGHUP');
+      await waitFor(() => cli.stderr().includes('reload failed, nothing changed'), 'the failed reload to be reported');
+      expect(cli.stderr()).toContain('desktops[0]');
+      expect((await tryUpgrade(cli.wsUrl('?desktop=two'))).status).toBe(101);
+    } finally {
+      closeOpenedSockets();
+      await cli.stop();
+    }
+  });
+
+  it('lets a library user add and remove desktops', async () => {
+    const gw = await startGateway({ desktops: [], demo: false });
+    try {
+      expect((await tryUpgrade(gw.wsUrl('lab'))).status).toBe(404);
+      gw.gateway.addDesktop(`lab=${demo.host}:${demo.port}`);
+      const session = await openDesktop(gw.wsUrl('lab'));
+      expect(gw.gateway.removeDesktop('lab')).toBe(true);
+      expect((await tryUpgrade(gw.wsUrl('lab'))).status).toBe(404);
+      expect(session.ws.readyState).toBe(session.ws.OPEN);
+      expect(() => gw.gateway.addDesktop({ name: 'bad name!', host: 'x', port: 1 })).toThrow(/desktop\.name/);
+    } finally {
+      closeOpenedSockets();
+      await gw.gateway.close();
     }
   });
 });
