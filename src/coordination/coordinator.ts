@@ -19,16 +19,13 @@ import { type CoordinationStore, type Holder, type Role, type SessionRecord, typ
 
 /** A session's place on its desktop, decided before the 101. */
 export interface Seat {
-  readonly id: string;
-  readonly desktop: string;
-  readonly sharing: Sharing;
-  readonly switchable: boolean;
+  /** Who and where the session is: its record in the store, less what changes while it runs. */
+  readonly record: Omit<SessionRecord, 'role' | 'bytesToUpstream' | 'bytesToBrowser'>;
   role: Role;
   /** The fencing token of the desktop's lease, while this session holds it. */
   token: number | undefined;
   /** False while its record could not be written (the store was away): the next refresh writes it. */
   registered: boolean;
-  readonly record: Omit<SessionRecord, 'role' | 'bytesToUpstream' | 'bytesToBrowser'>;
 }
 
 /** What the coordinator needs of this node's live sessions. */
@@ -122,15 +119,8 @@ export class Coordinator {
     const mayControl = !grant.viewOnly;
     const mayTakeOver = desktop?.takeover !== undefined && isNamedIn(desktop.takeover, identity);
     const seat: Seat = {
-      id: randomUUID(),
-      desktop: grant.target.name,
-      sharing,
-      switchable: sharing === 'controlled' || grant.viewOnly,
-      role: mayControl ? 'control' : 'view',
-      token: undefined,
-      registered: false,
       record: {
-        id: '',
+        id: randomUUID(),
         desktop: grant.target.name,
         user: identity.user,
         node: this.store.node,
@@ -142,9 +132,11 @@ export class Coordinator {
         mayTakeOver,
         switchable: sharing === 'controlled' || grant.viewOnly,
       },
+      // On a controlled desktop, a viewer until it holds the lease (below).
+      role: mayControl && sharing !== 'controlled' ? 'control' : 'view',
+      token: undefined,
+      registered: false,
     };
-    (seat.record as { id: string }).id = seat.id;
-    if (sharing === 'controlled') seat.role = 'view'; // until it holds the lease, below
     // Mode none has one user, everyone: only the per-address limit tells people apart there.
     const maxPerUser = identity.via === 'none' ? Number.MAX_SAFE_INTEGER : this.#options.config.limits.maxSessionsPerUser;
     try {
@@ -158,26 +150,26 @@ export class Coordinator {
       if (sharing !== 'shared') throw errors.storeUnavailable().causedBy(err);
       seat.registered = false; // listed once the store is back
     }
-    this.#seats.set(seat.id, seat);
-    this.#membershipChanged(seat.desktop);
+    this.#seats.set(seat.record.id, seat);
+    this.#membershipChanged(seat.record.desktop);
     return seat;
   }
 
   /** The desktop's lease for an exclusive session, or control of a controlled desktop if it is free. */
   async #claim(seat: Seat, grant: Grant, mayTakeOver: boolean): Promise<void> {
-    const claimant = { session: seat.id, user: grant.identity.user, node: this.store.node };
-    const got = await this.store.acquire(seat.desktop, claimant);
+    const claimant = { session: seat.record.id, user: grant.identity.user, node: this.store.node };
+    const got = await this.store.acquire(seat.record.desktop, claimant);
     if (got.ok) {
       seat.token = got.token;
-      if (seat.sharing === 'controlled') seat.role = 'control';
+      if (seat.record.sharing === 'controlled') seat.role = 'control';
       return;
     }
-    if (seat.sharing === 'controlled') return; // a viewer, until control is given or taken
+    if (seat.record.sharing === 'controlled') return; // a viewer, until control is given or taken
     const holder = got.holder;
     // The same person in another window may take the desktop over when the rules let them.
-    if (holder.user !== claimant.user || !mayTakeOver) throw errors.inUse(seat.desktop, holder.user, clock(holder.since));
-    const taken = await this.store.acquire(seat.desktop, claimant, { force: true, from: holder.session });
-    if (!taken.ok) throw errors.inUse(seat.desktop, taken.holder.user, clock(taken.holder.since));
+    if (holder.user !== claimant.user || !mayTakeOver) throw errors.inUse(seat.record.desktop, holder.user, clock(holder.since));
+    const taken = await this.store.acquire(seat.record.desktop, claimant, { force: true, from: holder.session });
+    if (!taken.ok) throw errors.inUse(seat.record.desktop, taken.holder.user, clock(taken.holder.since));
     seat.token = taken.token;
     await this.#deliver(holder.node, { type: 'end', session: holder.session, reason: 'DG_ERR_TAKEN_OVER', by: claimant.user });
   }
@@ -196,7 +188,7 @@ export class Coordinator {
 
   /** The session did not open after all, or has ended: its lease and record go. */
   leave(seat: Seat): Promise<void> {
-    if (!this.#seats.delete(seat.id)) return Promise.resolve();
+    if (!this.#seats.delete(seat.record.id)) return Promise.resolve();
     const leaving = this.#leave(seat).finally(() => this.#leaving.delete(leaving));
     this.#leaving.add(leaving);
     return leaving;
@@ -204,28 +196,18 @@ export class Coordinator {
 
   async #leave(seat: Seat): Promise<void> {
     const tasks: Promise<unknown>[] = [];
-    if (seat.token !== undefined) tasks.push(this.store.release(seat.desktop, seat.id, seat.token));
+    if (seat.token !== undefined) tasks.push(this.store.release(seat.record.desktop, seat.record.id, seat.token));
     if (seat.registered) tasks.push(this.store.unregister(this.#record(seat)));
-    if (seat.sharing === 'controlled') tasks.push(this.store.takeRequest(seat.desktop, seat.id));
+    if (seat.record.sharing === 'controlled') tasks.push(this.store.takeRequest(seat.record.desktop, seat.record.id));
     // A store that is away forgets them by itself: leases and records expire.
     await Promise.allSettled(tasks);
     // A controller leaving frees control: that is news at once, not at the end of a window.
-    if (seat.token !== undefined) await this.#changed(seat.desktop);
-    else this.#membershipChanged(seat.desktop);
-  }
-
-  seatOf(id: string): Seat | undefined {
-    return this.#seats.get(id);
-  }
-
-  /** The seat of this node whose viewer holds the presence key. */
-  seatByViewKey(digest: string): Seat | undefined {
-    for (const seat of this.#seats.values()) if (seat.record.viewKey === digest) return seat;
-    return undefined;
+    if (seat.token !== undefined) await this.#changed(seat.record.desktop);
+    else this.#membershipChanged(seat.record.desktop);
   }
 
   #record(seat: Seat): SessionRecord {
-    const traffic = this.#sessions?.traffic(seat.id);
+    const traffic = this.#sessions?.traffic(seat.record.id);
     return { ...seat.record, role: seat.role, bytesToUpstream: traffic?.bytesToUpstream ?? 0, bytesToBrowser: traffic?.bytesToBrowser ?? 0 };
   }
 
@@ -245,7 +227,7 @@ export class Coordinator {
     try {
       await this.store.refresh(seats.map((seat) => this.#record(seat)));
       for (const seat of seats) {
-        if (!seat.registered) void this.#changed(seat.desktop);
+        if (!seat.registered) void this.#changed(seat.record.desktop);
         seat.registered = true;
       }
       await Promise.all(seats.filter((seat) => seat.token !== undefined).map((seat) => this.#renew(seat)));
@@ -257,15 +239,15 @@ export class Coordinator {
 
   async #renew(seat: Seat): Promise<void> {
     const token = seat.token as number;
-    if (await this.store.renew(seat.desktop, seat.id, token)) return;
-    if (seat.token !== token || !this.#seats.has(seat.id)) return; // changed meanwhile
-    const again = await this.store.acquire(seat.desktop, { session: seat.id, user: seat.record.user, node: this.store.node });
+    if (await this.store.renew(seat.record.desktop, seat.record.id, token)) return;
+    if (seat.token !== token || !this.#seats.has(seat.record.id)) return; // changed meanwhile
+    const again = await this.store.acquire(seat.record.desktop, { session: seat.record.id, user: seat.record.user, node: this.store.node });
     if (again.ok) {
       seat.token = again.token;
       return;
     }
     seat.token = undefined;
-    if (seat.sharing === 'exclusive') this.#sessions?.end(seat.id, errors.leaseLost(seat.desktop));
+    if (seat.record.sharing === 'exclusive') this.#sessions?.end(seat.record.id, errors.leaseLost(seat.record.desktop));
     else await this.#applyRole(seat, 'view', `Control passed to ${again.holder.user}`);
   }
 
@@ -402,22 +384,22 @@ export class Coordinator {
       case 'role': {
         const seat = this.#seats.get(message.session);
         if (!seat) return;
-        if (message.role === 'control' && seat.sharing === 'controlled') {
+        if (message.role === 'control' && seat.record.sharing === 'controlled') {
           if (message.token === undefined) return; // control of a controlled desktop comes with its lease
           seat.token = message.token;
         }
-        if (message.role === 'view' && seat.sharing === 'controlled') seat.token = undefined;
+        if (message.role === 'view' && seat.record.sharing === 'controlled') seat.token = undefined;
         await this.#applyRole(seat, message.role, message.reason);
       }
     }
   }
 
   async #applyRole(seat: Seat, role: Role, reason: string): Promise<void> {
-    if (!this.#sessions?.setViewOnly(seat.id, role === 'view')) return;
+    if (!this.#sessions?.setViewOnly(seat.record.id, role === 'view')) return;
     seat.role = role;
     await this.store.refresh([this.#record(seat)]).catch(() => {}); // the next refresh writes it otherwise
-    await this.#notice(seat.id, reason);
-    await this.#changed(seat.desktop);
+    await this.#notice(seat.record.id, reason);
+    await this.#changed(seat.record.desktop);
   }
 
   /** Tell a session's viewer something; its presence channel may be on any node. */

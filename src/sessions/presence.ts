@@ -51,10 +51,8 @@ export class PresenceHub {
     }
   }
 
-  /** The live session a presence key belongs to: this node's first, then the cluster's. */
-  async find(digest: string): Promise<SessionRecord | undefined> {
-    const local = this.#coordinator.seatByViewKey(digest);
-    if (local) return this.#coordinator.store.session(local.id).catch(() => undefined);
+  /** The live session a presence key belongs to, on any node. */
+  find(digest: string): Promise<SessionRecord | undefined> {
     return this.#coordinator.store.sessionByViewKey(digest);
   }
 

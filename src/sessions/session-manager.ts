@@ -102,7 +102,7 @@ export class SessionManager implements LocalSessions {
       user: s.identity.user,
       remoteAddress: s.remoteAddress,
       viewOnly: s.viewOnly,
-      sharing: s.seat.sharing,
+      sharing: s.seat.record.sharing,
       startedAt: new Date(s.startedAt),
       connected: s.bridge !== undefined,
       security: s.handshake?.security,
@@ -127,12 +127,12 @@ export class SessionManager implements LocalSessions {
   /** Take over an admitted WebSocket, seated on its desktop: connect, bridge — or close with a reason. */
   open(ws: WebSocket, grant: Grant, seat: Seat): void {
     const session: LiveSession = {
-      id: seat.id,
+      id: seat.record.id,
       seat,
       remoteAddress: grant.address,
       identity: grant.identity,
       viewOnly: seat.role === 'view',
-      switchable: seat.switchable,
+      switchable: seat.record.switchable,
       startedAt: Date.now(),
       target: grant.target,
       bridge: undefined,

@@ -40,9 +40,9 @@ describe('the coordinator', () => {
     expect(seat).toMatchObject({ role: 'control', token: expect.any(Number) });
     await store.acquire('class', intruder, { force: true });
     await coordinator.refresh();
-    expect(calls.viewOnly).toEqual([[seat.id, true]]);
+    expect(calls.viewOnly).toEqual([[seat.record.id, true]]);
     expect(seat).toMatchObject({ role: 'view', token: undefined });
-    expect((await store.session(seat.id))?.role).toBe('view');
+    expect((await store.session(seat.record.id))?.role).toBe('view');
     await coordinator.close();
   });
 
@@ -51,7 +51,7 @@ describe('the coordinator', () => {
     const seat = await coordinator.seat(grant('kiosk'), { name: 'kiosk', host: '127.0.0.1', port: 5900, sharing: 'exclusive' }, undefined);
     await store.acquire('kiosk', intruder, { force: true });
     await coordinator.refresh();
-    expect(calls.ended).toEqual([[seat.id, "This session lost its hold on desktop 'kiosk' to another session"]]);
+    expect(calls.ended).toEqual([[seat.record.id, "This session lost its hold on desktop 'kiosk' to another session"]]);
     await coordinator.close();
   });
 
@@ -59,11 +59,11 @@ describe('the coordinator', () => {
     const { store, coordinator, calls } = setUp();
     const seat = await coordinator.seat(grant('kiosk'), { name: 'kiosk', host: '127.0.0.1', port: 5900, sharing: 'exclusive' }, undefined);
     const first = seat.token as number;
-    await store.release('kiosk', seat.id, first); // as a Redis restarted empty would have forgotten it
+    await store.release('kiosk', seat.record.id, first); // as a Redis restarted empty would have forgotten it
     await coordinator.refresh();
     expect(calls.ended).toEqual([]);
     expect(seat.token).toBeGreaterThan(first);
-    expect(await store.holder('kiosk')).toMatchObject({ session: seat.id, token: seat.token });
+    expect(await store.holder('kiosk')).toMatchObject({ session: seat.record.id, token: seat.token });
     await coordinator.close();
   });
 });
