@@ -16,16 +16,14 @@
  * `errors` is [message, how many] for each reason a session failed. It exits when its parent goes away.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from './client.js';
 import { startProcess } from './processes.js';
-import { DESKGATE_CLI, freePort } from './relays.js';
+import { BENCH_ACCESS, freePort, pollUntil, startDeskgateProcess } from './relays.js';
 import { withTimeout } from './timeout.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
@@ -33,8 +31,6 @@ export const REDIS_SERVER = '/usr/bin/redis-server';
 export const KEY_PREFIX = 'bench:';
 const CLIENTS_JS = fileURLToPath(import.meta.url);
 
-const POLL_INTERVAL_MS = 10;
-const START_TIMEOUT_MS = 10_000;
 const REDIS_TIMEOUT_MS = 2_000;
 /** An IPC request's deadline: this much, plus a little per session it opens. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -162,13 +158,7 @@ function parseReply(bytes) {
  * @param {object[]} desktops
  */
 function nodeConfig(node, redisUrl, desktops) {
-  const config = {
-    auth: { mode: 'header' },
-    trustProxy: ['127.0.0.1/32'],
-    limits: { maxSessions: 100_000, maxSessionsPerAddress: 100_000, maxSessionsPerUser: 100_000 },
-    cluster: { redis: redisUrl, node, keyPrefix: KEY_PREFIX },
-    desktops,
-  };
+  const config = { ...BENCH_ACCESS, cluster: { redis: redisUrl, node, keyPrefix: KEY_PREFIX }, desktops };
   return `${JSON.stringify(config, null, 2)}\n`; // JSON is YAML
 }
 
@@ -181,31 +171,8 @@ function nodeConfig(node, redisUrl, desktops) {
  * @returns {Promise<Node>}
  */
 export async function startNode(name, redisUrl, desktops, nodeArgs) {
-  const port = await freePort();
-  const configDir = mkdtempSync(join(tmpdir(), 'deskgate-bench-'));
-  const config = join(configDir, 'deskgate.yaml');
-  writeFileSync(config, nodeConfig(name, redisUrl, desktops));
-  const proc = startProcess(`deskgate ${name}`, process.execPath, [
-    ...nodeArgs,
-    DESKGATE_CLI,
-    '--config',
-    config,
-    '--listen',
-    `127.0.0.1:${port}`,
-    '--log-level',
-    'warn',
-  ]);
+  const { port, proc, stop } = await startDeskgateProcess(`deskgate ${name}`, () => nodeConfig(name, redisUrl, desktops), nodeArgs, '/readyz');
   const log = watchLog(proc);
-  const stop = async () => {
-    await proc.stop();
-    rmSync(configDir, { recursive: true, force: true });
-  };
-  try {
-    await pollUntil(() => ready(port), proc);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
   const base = `ws://127.0.0.1:${port}`;
   return {
     name,
@@ -259,33 +226,6 @@ function watchLog(proc) {
       return taken;
     },
   };
-}
-
-/** GET /readyz answers 200. @param {number} port @returns {Promise<boolean>} */
-function ready(port) {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/readyz', agent: false, timeout: 1000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
-}
-
-/**
- * Poll until `isReady()` resolves true; fail if the process exits or START_TIMEOUT_MS passes.
- * @param {() => Promise<boolean>} isReady
- * @param {import('./processes.js').Proc} proc
- */
-async function pollUntil(isReady, proc) {
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!(await isReady())) {
-    if (!proc.running()) throw new Error(`${proc.name} exited during start-up (${await proc.exited}): ${proc.outputTail()}`);
-    if (Date.now() > deadline) throw new Error(`${proc.name} not ready after ${START_TIMEOUT_MS} ms: ${proc.outputTail()}`);
-    await sleep(POLL_INTERVAL_MS);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

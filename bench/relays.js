@@ -48,14 +48,15 @@ function deskgateConfig(targets, passwordDir) {
     }
     return desktop;
   });
-  const config = {
-    auth: { mode: 'header' },
-    trustProxy: ['127.0.0.1/32'],
-    limits: { maxSessions: 100_000, maxSessionsPerAddress: 100_000, maxSessionsPerUser: 100_000 },
-    desktops,
-  };
-  return `${JSON.stringify(config, null, 2)}\n`; // JSON is YAML
+  return `${JSON.stringify({ ...BENCH_ACCESS, desktops }, null, 2)}\n`; // JSON is YAML
 }
+
+/** Who every benchmark client is (see deskgateConfig): header auth from 127.0.0.1, limits far above any scenario. */
+export const BENCH_ACCESS = {
+  auth: { mode: 'header' },
+  trustProxy: ['127.0.0.1/32'],
+  limits: { maxSessions: 100_000, maxSessionsPerAddress: 100_000, maxSessionsPerUser: 100_000 },
+};
 
 /** How often readiness is polled: the start-up scenario times spawn -> ready with it. */
 const POLL_INTERVAL_MS = 2;
@@ -114,34 +115,10 @@ export function startRelay(name, targets, options = {}) {
  * @returns {Promise<Relay>}
  */
 async function startDeskgate(targets, nodeArgs) {
-  const port = await freePort();
-  const configDir = mkdtempSync(join(tmpdir(), 'deskgate-bench-'));
-  const config = join(configDir, 'deskgate.yaml');
-  writeFileSync(config, deskgateConfig(targets, configDir));
-  const started = process.hrtime.bigint();
-  const proc = startProcess('deskgate', process.execPath, [
-    ...nodeArgs,
-    DESKGATE_CLI,
-    '--config',
-    config,
-    '--listen',
-    `127.0.0.1:${port}`,
-    '--log-level',
-    'warn',
-  ]);
-  const stop = async () => {
-    await proc.stop();
-    rmSync(configDir, { recursive: true, force: true });
-  };
-  try {
-    await pollUntil(() => healthy(port), proc);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+  const { port, proc, stop, startupMs } = await startDeskgateProcess('deskgate', (dir) => deskgateConfig(targets, dir), nodeArgs, '/healthz');
   return {
     name: 'deskgate',
-    startupMs: Number(process.hrtime.bigint() - started) / 1e6,
+    startupMs,
     // No password: the gateway holds it and offers the client security None.
     endpoint: (target, options = {}) => ({
       kind: 'ws',
@@ -215,12 +192,41 @@ function direct(targets) {
 }
 
 /**
+ * Start `node dist/cli.js` with the config `configText(dir)` writes (its files go in `dir`), on a
+ * free port, logging at warn, and wait until `readyPath` answers 200; stop() also removes `dir`.
+ * @param {string} label the process's name in the run's output
+ * @param {(dir: string) => string} configText
+ * @param {string[]} nodeArgs e.g. --cpu-prof
+ * @param {'/healthz' | '/readyz'} readyPath
+ */
+export async function startDeskgateProcess(label, configText, nodeArgs, readyPath) {
+  const port = await freePort();
+  const configDir = mkdtempSync(join(tmpdir(), 'deskgate-bench-'));
+  const config = join(configDir, 'deskgate.yaml');
+  writeFileSync(config, configText(configDir));
+  const started = process.hrtime.bigint();
+  const args = [...nodeArgs, DESKGATE_CLI, '--config', config, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'];
+  const proc = startProcess(label, process.execPath, args);
+  const stop = async () => {
+    await proc.stop();
+    rmSync(configDir, { recursive: true, force: true });
+  };
+  try {
+    await pollUntil(() => answersOk(port, readyPath), proc);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { port, proc, stop, startupMs: Number(process.hrtime.bigint() - started) / 1e6 };
+}
+
+/**
  * Poll every POLL_INTERVAL_MS until `ready()` resolves true; fail if the process exits or
  * START_TIMEOUT_MS passes.
  * @param {() => Promise<boolean>} ready
  * @param {import('./processes.js').Proc} proc
  */
-async function pollUntil(ready, proc) {
+export async function pollUntil(ready, proc) {
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (!(await ready())) {
     if (!proc.running()) throw new Error(`${proc.name} exited during start-up (${await proc.exited}): ${proc.outputTail()}`);
@@ -229,10 +235,10 @@ async function pollUntil(ready, proc) {
   }
 }
 
-/** GET /healthz answers 200. @param {number} port @returns {Promise<boolean>} */
-function healthy(port) {
+/** GET `path` answers 200. @param {number} port @param {string} path @returns {Promise<boolean>} */
+function answersOk(port, path) {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/healthz', agent: false, timeout: 1000 }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 1000 }, (res) => {
       res.resume();
       resolve(res.statusCode === 200);
     });

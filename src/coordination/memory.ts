@@ -89,9 +89,10 @@ export class MemoryStore implements CoordinationStore {
   }
 
   async register(record: SessionRecord, maxPerUser: number): Promise<boolean> {
-    let count = 0;
-    for (const id of this.#byUser.get(record.user) ?? []) if (this.#live(id)) count += 1;
-    if (count >= maxPerUser) return false;
+    const ids = this.#byUser.get(record.user);
+    // Expired records are weeded out only when they could make a difference: counting costs nothing below the limit.
+    if (ids && ids.size >= maxPerUser) for (const id of ids) this.#live(id);
+    if ((this.#byUser.get(record.user)?.size ?? 0) >= maxPerUser) return false;
     this.#put(record, this.#now() + this.leaseTtlMs);
     return true;
   }
