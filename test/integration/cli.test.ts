@@ -3,7 +3,7 @@
  * its help, its refusals of bad input, start-up to a healthy /healthz, and a graceful stop
  * on SIGTERM that closes sessions with 1001.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -236,7 +236,9 @@ describe('logs', () => {
     const port = await freePort();
     const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
     // `script` gives the command a pseudo-terminal for its standard output, as a person's shell would.
-    const atTerminal = spawn('script', ['-qfec', `${process.execPath} ${cli} --demo --listen 127.0.0.1:${port}`, '/dev/null'], {
+    // `exec` makes the gateway script's own child, so the test can stop it by its pid: a gateway
+    // takes the SIGHUP of a closing terminal as "reload", so ending `script` alone would leave it running.
+    const atTerminal = spawn('script', ['-qfec', `exec ${process.execPath} ${cli} --demo --listen 127.0.0.1:${port}`, '/dev/null'], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let seen = '';
@@ -247,13 +249,17 @@ describe('logs', () => {
       expect(seen).toMatch(/\d\d:\d\d:\d\d\.\d{3}/); // the local time, not epoch milliseconds
       expect(seen).not.toContain('{"level"');
     } finally {
-      atTerminal.kill('SIGTERM');
-      await once(atTerminal, 'exit');
+      const gatewayPid = Number(execFileSync('ps', ['-o', 'pid=', '--ppid', String(atTerminal.pid)], { encoding: 'utf8' }).trim());
+      if (gatewayPid > 0) process.kill(gatewayPid, 'SIGTERM');
+      if (atTerminal.exitCode === null) await once(atTerminal, 'exit');
     }
-    const piped = spawnDeskgate(['--demo', '--listen', `127.0.0.1:${port}`]);
+    const piped = spawnDeskgate(['--demo', '--listen', `127.0.0.1:${await freePort()}`]);
     const pretty = spawnDeskgate(['--demo', '--listen', `127.0.0.1:${await freePort()}`, '--log-format', 'pretty']);
     try {
-      await waitFor(() => piped.stdout().includes('gateway listening') && pretty.stdout().includes('gateway listening'), 'both to listen');
+      await waitFor(() => {
+        for (const run of [piped, pretty]) if (!run.running()) throw new Error(`deskgate exited before listening:\n${run.output()}`);
+        return piped.stdout().includes('gateway listening') && pretty.stdout().includes('gateway listening');
+      }, 'both to listen');
       expect(JSON.parse(piped.stdout().split('\n')[0] as string)).toMatchObject({ level: 30, msg: 'gateway listening' });
       expect(pretty.stdout()).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: gateway listening/);
       expect(pretty.stdout()).not.toContain(`${ESC}[`); // not a terminal: no colour codes in a file
