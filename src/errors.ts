@@ -119,8 +119,9 @@ const make =
 export const errors = {
   // What was asked for
   malformedUrl: make('DG_ERR_BAD_REQUEST', () => 'Malformed URL'),
-  notOneTarget: make('DG_ERR_BAD_REQUEST', () => 'Name exactly one desktop (?desktop=NAME) or one target (?target=HOST:PORT)'),
+  notOneTarget: make('DG_ERR_BAD_REQUEST', () => 'Name exactly one desktop (?desktop=NAME or ?token=TOKEN) or one target (?target=HOST:PORT)'),
   malformedDesktopName: make('DG_ERR_BAD_REQUEST', () => 'Malformed desktop name: use letters, digits, ".", "_" and "-"'),
+  malformedToken: make('DG_ERR_BAD_REQUEST', () => 'Malformed token: expected 1 to 256 characters, no control characters'),
   malformedTarget: make('DG_ERR_BAD_REQUEST', () => 'Malformed target: expected HOST:PORT or [IPv6]:PORT'),
   malformedViewKey: make('DG_ERR_BAD_REQUEST', () => 'Malformed view key: expected 22 to 128 letters, digits, "-" and "_"'),
   ticketForOneDesktop: make('DG_ERR_BAD_REQUEST', () => 'A ticket opens one desktop: ?desktop=NAME&ticket=TICKET'),

@@ -9,6 +9,9 @@ import { z } from 'zod';
 export const DESKTOP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const DESKTOP_NAME_EXPECTED = 'expected a desktop name: 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit';
 
+/** A websockify token, which names a desktop from a token file: any text a URL can carry, but control characters. */
+export const TOKEN = /^[^\p{Cc}]{1,256}$/u;
+
 export const PRINCIPAL_NAME = /^[^\s,\p{Cc}]{1,128}$/u;
 export const USER_NAME_EXPECTED = 'expected a user name: 1-128 characters, no spaces, commas or control characters';
 const GROUP_NAME_EXPECTED = 'expected a group name: 1-128 characters, no spaces, commas or control characters';

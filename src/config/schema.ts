@@ -216,6 +216,28 @@ export const configSchema = z
     listen: listen.prefault('127.0.0.1:6080'),
     desktops: z.array(desktop, { error: 'expected a list of desktops' }).default([]),
     demo: z.boolean({ error: 'expected true or false' }).optional(),
+    /** websockify token files as a desktop source: each token names a desktop. */
+    tokens: z
+      .strictObject({
+        /** A token file, or a directory whose every file is read. */
+        source: z.string({ error: 'expected the path of a token file or directory' }).min(1).optional(),
+        /** `lines`: `token: host:port` per line (websockify's TokenFile); `filenames`: a directory whose file names are the tokens, each holding `host:port` (TokenFileName). */
+        format: z.enum(['lines', 'filenames'], { error: 'expected lines or filenames' }).default('lines'),
+        /** Whether the dashboard lists them: tokens are often secrets, so only who knows one opens its desktop. */
+        listed: z.boolean({ error: 'expected true or false' }).default(false),
+      })
+      .prefault({}),
+    /** The desktop an upgrade without `desktop`, `token` or `target` opens, as a single-target websockify does. */
+    defaultDesktop: z.string({ error: 'expected a desktop name' }).min(1).optional(),
+    /** The path sessions' WebSockets open on (below basePath); `*`: any path that is not one of the gateway's pages. */
+    websocketPath: z
+      .string({ error: "expected a path such as /websockify, or '*'" })
+      .refine((path) => path === '*' || (/^(?:\/[A-Za-z0-9._~-]+)+$/.test(path) && !/\/\.\.?(\/|$)/.test(path)), "expected a path such as /websockify, or '*' for any path")
+      .default('/websockify'),
+    /** A directory served as it is below the gateway's own routes (websockify's --web), e.g. Debian's noVNC. */
+    web: z.string({ error: 'expected the path of a directory' }).min(1).optional(),
+    /** For a gateway started on demand: exit when unused (websockify's --idle-timeout and --timeout). */
+    lifetime: z.strictObject({ exitAfterIdleMs: milliseconds(0, 0), acceptForMs: milliseconds(0, 0) }).prefault({}),
     targets: z.strictObject({ allow: z.array(allowRule, { error: 'expected a list of {cidr, ports} rules' }).default([]) }).default({ allow: [] }),
     session: z
       .strictObject({
@@ -378,6 +400,9 @@ export const configSchema = z
         message: `the built-in demo desktop needs the name '${DEMO_DESKTOP}', which a configured desktop already uses`,
         input: true,
       });
+    }
+    if (config.tokens.format === 'filenames' && config.tokens.source === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tokens', 'format'], message: 'tokens.format needs tokens.source', input: 'filenames' });
     }
     const { auth, tickets } = config;
     const issue = (path: PropertyKey[], message: string, input: unknown): void => ctx.addIssue({ code: 'custom', path, message, input });

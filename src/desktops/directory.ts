@@ -25,6 +25,8 @@ export interface Desktop extends DesktopRules {
   sharing?: Sharing | undefined;
   /** Who may take it at once (see Coordinator). */
   takeover?: Principals | undefined;
+  /** Left off the dashboard and the desktop list: a token file's desktop, opened by who knows its token. */
+  unlisted?: boolean | undefined;
 }
 
 export class DesktopDirectory {

@@ -159,7 +159,7 @@ export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
     if (webSocketPath(req, ctx.config.basePath) === PRESENCE_PATH) return void openPresence(req, socket, head, query).catch(failed);
     let request: SessionRequest;
     try {
-      request = parseUpgradeQuery(query);
+      request = parseUpgradeQuery(query, ctx.config.defaultDesktop);
     } catch (err) {
       return refuse(socket, req, from, err as GatewayError);
     }

@@ -41,7 +41,7 @@ const IDLE_TIMEOUT_MS = 2000;
 // Documented refusals (src/errors.ts, the upgrade path in src/gateway.ts).
 const MALFORMED_NAME = 'Malformed desktop name: use letters, digits, ".", "_" and "-"';
 const MALFORMED_TARGET = 'Malformed target: expected HOST:PORT or [IPv6]:PORT';
-const ONE_TARGET = 'Name exactly one desktop (?desktop=NAME) or one target (?target=HOST:PORT)';
+const ONE_TARGET = 'Name exactly one desktop (?desktop=NAME or ?token=TOKEN) or one target (?target=HOST:PORT)';
 const NOT_ALLOWED = (target: string): string => `Target ${target} is not allowed by this gateway's rules`;
 const INVALID_TICKET = 'The ticket is not valid';
 const ONE_DESKTOP_TICKET = 'A ticket opens one desktop: ?desktop=NAME&ticket=TICKET';
