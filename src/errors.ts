@@ -256,6 +256,8 @@ const SOCKET_ERROR_WORDS: Record<string, string> = {
   EHOSTUNREACH: 'host unreachable',
   ENETUNREACH: 'network unreachable',
   ENOTFOUND: 'name not found',
+  ENOENT: 'no such socket',
+  EACCES: 'permission denied',
   EAI_AGAIN: 'name lookup failed',
   EPIPE: 'broken pipe',
   ETIMEDOUT: 'timed out',

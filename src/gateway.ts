@@ -21,15 +21,17 @@ import { startDemoDesktop, type DemoDesktop } from './demo/server.js';
 import { DesktopDirectory, type Desktop } from './desktops/directory.js';
 import { DesktopStatus } from './desktops/status.js';
 import { TargetPolicy } from './desktops/targets.js';
+import { intoDirectory, TokenFiles } from './desktops/token-files.js';
 import { loadDesktops } from './desktops/vnc-settings.js';
 import { errors } from './errors.js';
 import { Admission } from './http/admission.js';
 import { createRequestHandler, isGatewayRequest } from './http/routes.js';
-import { createUpgradeHandler, isWebSocketUpgrade } from './http/upgrade.js';
+import { createUpgradeHandler, isWebSocketUpgrade, type WebSocketPaths } from './http/upgrade.js';
 import { createLogger, logEvents, type Logger } from './observe/log.js';
 import { createMetrics } from './observe/metrics.js';
 import { buildConnector } from './relay/connector.js';
 import { PresenceHub } from './sessions/presence.js';
+import { keepLifetime } from './sessions/lifetime.js';
 import { SessionManager } from './sessions/session-manager.js';
 import type { SessionSnapshot } from './sessions/snapshot.js';
 
@@ -85,6 +87,8 @@ export interface Gateway {
   close(): Promise<void>;
   /** Cut everything now. */
   destroy(): Promise<void>;
+  /** Settles once the gateway has stopped: by close(), destroy(), or its `lifetime`. */
+  readonly stopped: Promise<void>;
 }
 
 export async function createGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
@@ -94,8 +98,22 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   /** The desktops the config file named: a reload replaces these, not those a library user added. */
   let fromConfig = new Set(config.desktops.map((d) => d.name));
   // Opened after everything that reads a file: a bad file must not leave a Redis connection behind.
-  const store = await openStore(config.cluster, logger);
+  const tokens = await TokenFiles.open(
+    config.tokens,
+    intoDirectory(directory, (problems) => {
+      for (const { file, line, problem } of problems) logger.warn({ file, line }, `token file: ${problem}`);
+    }),
+  );
+  if (config.defaultDesktop !== undefined && !directory.get(config.defaultDesktop) && !(config.demo && config.defaultDesktop === DEMO_DESKTOP)) {
+    tokens?.close();
+    throw new ConfigError(`defaultDesktop (--default-desktop): there is no desktop named '${config.defaultDesktop}'`);
+  }
+  const store = await openStore(config.cluster, logger).catch((err: unknown) => {
+    tokens?.close();
+    throw err;
+  });
   const auth = await Auth.create(config, store).catch(async (err: unknown) => {
+    tokens?.close();
     await store.close();
     throw err;
   });
@@ -111,6 +129,10 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const admission = new Admission(auth, directory);
   /** Serving: listening on its own server, or mounted in a host's (the host calls handleRequest or handleUpgrade). */
   let state: 'idle' | 'serving' | 'closing' = 'idle';
+  /** False once `lifetime.acceptForMs` has passed: sessions still open run on, no new one starts. */
+  let accepting = true;
+  /** A desktop nobody knows may be a token written a moment ago. */
+  const lookAgain = async (): Promise<void> => tokens?.lookAgain();
 
   const handleRequest = createRequestHandler({
     gateway: self,
@@ -121,7 +143,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     admission,
     coordinator,
     sessions,
-    ready: () => state === 'serving',
+    lookAgain,
+    ready: () => state === 'serving' && accepting,
   });
   const handleUpgrade = createUpgradeHandler({
     gateway: self,
@@ -132,7 +155,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     coordinator,
     sessions,
     presence,
-    closing: () => state === 'closing',
+    lookAgain,
+    closing: () => state === 'closing' || !accepting,
   });
 
   const server = createHttpServer(config.http, tlsFiles, handleRequest);
@@ -146,8 +170,19 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   if (demo) directory.add({ name: DEMO_DESKTOP, host: demo.host, port: demo.port, description: 'Built-in demo desktop' });
 
   let closed: Promise<void> | undefined;
+  let markStopped = (): void => {};
+  const stopped = new Promise<void>((resolve) => (markStopped = resolve));
+  let stopLifetime = (): void => {};
+  /** `lifetime.acceptForMs` has passed: no new connection, no new session; those open run on. */
+  function stopAccepting(): void {
+    accepting = false;
+    server.close();
+    server.closeIdleConnections();
+  }
   async function shutDown(graceMs: number): Promise<void> {
     state = 'closing';
+    stopLifetime();
+    tokens?.close();
     server.close();
     server.closeIdleConnections();
     presence.close();
@@ -161,7 +196,9 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     await demo?.close();
     logger.info('gateway stopped');
     stopLogging();
+    markStopped();
   }
+  const close = (): Promise<void> => (closed ??= shutDown(config.shutdownTimeoutMs));
 
   return {
     config,
@@ -175,7 +212,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       handleRequest(req, res, next);
     },
     handleUpgrade(req, socket, head) {
-      if (!isGatewayUpgrade(req, config.basePath, auth.mode === 'password')) return false;
+      if (!isGatewayUpgrade(req, config, auth.mode === 'password')) return false;
       if (state === 'idle') state = 'serving';
       handleUpgrade(req, socket, head);
       return true;
@@ -184,9 +221,10 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       await listenOn(server, config.listen);
       if (metricsServer && config.metrics.listen) await listenOn(metricsServer, config.metrics.listen);
       state = 'serving';
+      stopLifetime = keepLifetime(config.lifetime, { gateway: self, sessions, logger, close, stopAccepting });
       const address = server.address() as AddressInfo;
       const metricsAt = metricsServer?.address() as AddressInfo | undefined;
-      const desktops = directory.list().map((d) => d.name);
+      const desktops = directory.list().flatMap((d) => (d.unlisted ? [] : [d.name]));
       logger.info(
         { address: address.address, port: address.port, desktops, metrics: metricsAt && `${metricsAt.address}:${metricsAt.port}` },
         'gateway listening',
@@ -201,6 +239,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       const tls = config.tls && (await readTlsFiles(config.tls));
       const desktops = next && loadDesktops(next.desktops, process.env).filter((d) => !(demo && d.name === DEMO_DESKTOP));
       await auth.reload();
+      await tokens?.reload();
       if (tls) (server as HttpsServer).setSecureContext(tls);
       sessions.endWhere((s) => !auth.stillKnows(s.identity), errors.accountChanged());
       if (desktops) {
@@ -220,10 +259,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       fromConfig.delete(name);
       return directory.remove(name);
     },
-    close() {
-      closed ??= shutDown(config.shutdownTimeoutMs);
-      return closed;
-    },
+    close,
+    stopped,
     destroy() {
       void sessions.destroyAll();
       closed ??= shutDown(0);
@@ -260,9 +297,9 @@ function createMetricsServer(text: () => Promise<string>): Server {
 }
 
 /** Whether an upgrade is the gateway's: a WebSocket to its WebSocket path, or another protocol's upgrade of one of its pages. */
-function isGatewayUpgrade(req: IncomingMessage, basePath: string, passwordMode: boolean): boolean {
-  if (req.headers.upgrade?.toLowerCase() !== 'websocket') return isGatewayRequest(req.url ?? '/', basePath, passwordMode);
-  return isWebSocketUpgrade(req, basePath);
+function isGatewayUpgrade(req: IncomingMessage, paths: WebSocketPaths, passwordMode: boolean): boolean {
+  if (req.headers.upgrade?.toLowerCase() !== 'websocket') return isGatewayRequest(req.url ?? '/', paths.basePath, passwordMode);
+  return isWebSocketUpgrade(req, paths);
 }
 
 /** The gateway's own server, HTTP or HTTPS, with every wait bounded. */

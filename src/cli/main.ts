@@ -12,6 +12,7 @@ import { parseConfig, type Config } from '../config/schema.js';
 import { loadConfig, parseFlags, type FlagValues } from '../config/sources.js';
 import { VERSION } from '../package.js';
 import { EXIT, failure } from './exit.js';
+import type { Serve } from './websockify.js';
 
 /** The gateway's --help; the options' defaults come from the schema. */
 function help(): string {
@@ -22,6 +23,8 @@ Usage: deskgate [options]                 run the gateway
        deskgate api-key                   print a new API key and the hash for tickets.apiKeys
        deskgate ticket --desktop NAME --user USER [--view-only] [--ttl SECONDS] [--config FILE]
                                           print a one-time viewer URL (needs tickets.secret or keys)
+       deskgate websockify [options] [source_addr:]source_port [target_addr:target_port]
+                                          websockify's command line, run by deskgate
        deskgate COMMAND --help            a subcommand's own options
 
 ${optionsHelp(parseConfig({}))}
@@ -41,7 +44,7 @@ function parseCommandLine(argv: string[]): FlagValues {
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   try {
     const command = COMMANDS[argv[0] ?? ''];
-    if (command) return await (await command())(argv.slice(1), env);
+    if (command) return await (await command())(argv.slice(1), env, serve);
     const flags = parseCommandLine(argv);
     if (flags.help) {
       process.stdout.write(help());
@@ -60,13 +63,15 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
 }
 
-type Command = (argv: string[], env: NodeJS.ProcessEnv) => Promise<number>;
+/** A subcommand; one that runs the gateway (websockify) does it through `run`, the gateway's own serve path. */
+type Command = (argv: string[], env: NodeJS.ProcessEnv, run: Serve) => Promise<number>;
 
 // Loaded on demand: running the gateway needs none of them.
 const COMMANDS: Record<string, () => Promise<Command>> = {
   'hash-password': async () => (await import('./commands.js')).hashPasswordCommand,
   'api-key': async () => (await import('./commands.js')).apiKeyCommand,
   ticket: async () => (await import('./commands.js')).ticketCommand,
+  websockify: async () => (await import('./websockify.js')).websockifyCommand,
 };
 
 async function serve(config: Config, readAgain: () => Promise<Config>): Promise<number> {
@@ -86,17 +91,23 @@ async function serve(config: Config, readAgain: () => Promise<Config>): Promise<
       .then((next) => gateway.reload(next))
       .catch((err: unknown) => process.stderr.write(`deskgate: reload failed, nothing changed: ${(err as Error).message}\n`));
   };
+  const stopListening = (): void => {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+    process.off('SIGHUP', reload);
+  };
+  // A second signal then ends the process at once, as a person pressing Ctrl+C twice expects.
+  const stop = (): void => {
+    stopListening();
+    void gateway.close();
+  };
   process.on('SIGHUP', reload);
-  return new Promise((resolve) => {
-    const stop = (): void => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      process.off('SIGHUP', reload);
-      void gateway.close().then(() => resolve(EXIT.ok));
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // Stopped by a signal, or by its own lifetime (lifetime.exitAfterIdleMs, acceptForMs).
+  await gateway.stopped;
+  stopListening();
+  return EXIT.ok;
 }
 
 process.exitCode = await main(process.argv.slice(2), process.env);

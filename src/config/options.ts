@@ -144,7 +144,7 @@ export const SECTIONS: readonly Section[] = [
         env: 'DESKGATE_TOKENS',
         kind: 'string',
         placeholder: 'PATH',
-        help: ["websockify token file, or a directory", 'of them: each token is a desktop;', 're-read when it changes'],
+        help: ['websockify token file, or a directory', 'of them: each token is a desktop;', 're-read when it changes'],
         path: true,
       },
       {
@@ -153,7 +153,7 @@ export const SECTIONS: readonly Section[] = [
         env: 'DESKGATE_TOKENS_FORMAT',
         kind: 'string',
         placeholder: 'FORMAT',
-        help: ["lines ('token: host:port', TokenFile)", "or filenames (TokenFileName)"],
+        help: ["lines ('token: host:port', TokenFile)", 'or filenames (TokenFileName)'],
       },
       {
         key: ['tokens', 'listed'],

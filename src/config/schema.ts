@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { desktopName, groupName, userName } from './names.js';
 import { isLoopbackHost, isValidHost, parseHostPort } from '../net/host-port.js';
+import { normalizePath, socketPathProblem, UNIX_PREFIX } from '../net/address.js';
 import { isOrigin, isPublicUrl, normalizeOrigin } from '../net/origin.js';
 import { parseCidr } from '../net/cidr.js';
 import { sourcesOf } from './options.js';
@@ -83,10 +84,21 @@ const vncSettings = z
     }
   });
 
-const desktopObject = z.strictObject({
+/** A Unix socket's path, normalised: absolute, no NUL, short enough for sun_path. */
+const socketPath = z.string({ error: 'expected the absolute path of a Unix socket, e.g. /run/vnc/lab.sock' }).transform((text, ctx) => {
+  const path = normalizePath(text);
+  const problem = socketPathProblem(path);
+  if (problem === undefined) return path;
+  ctx.addIssue({ code: 'custom', message: problem, input: text });
+  return z.NEVER;
+});
+
+const desktopFields = z.strictObject({
   name: desktopName,
-  host,
-  port,
+  host: host.optional(),
+  port: port.optional(),
+  /** A VNC server listening on a Unix socket (Xvnc -rfbunixpath), instead of host and port. */
+  socket: socketPath.optional(),
   description: z.string().max(200, 'expected a description of at most 200 characters').optional(),
   /** Who may open this desktop; unset: every authenticated user. */
   allow: principals.optional(),
@@ -102,32 +114,64 @@ const desktopObject = z.strictObject({
   takeover: principals.optional(),
 });
 
-/** `--desktop NAME=HOST:PORT` and DESKGATE_DESKTOP use this short form. */
-const desktopShorthand = z.string().transform((text, ctx) => {
+/** A desktop has `host` and `port`, or `socket`: exactly one of the two, and its output says which. */
+const desktopObject = desktopFields.transform(({ host, port, socket, ...rest }, ctx) => {
+  const issue = (path: PropertyKey[], message: string, input: unknown): void => ctx.addIssue({ code: 'custom', path, message, input });
+  if (socket !== undefined) {
+    if (host !== undefined || port !== undefined) issue([host !== undefined ? 'host' : 'port'], 'set either socket or host and port, not both', host ?? port);
+    else if (rest.vnc && needsServerName(rest.vnc)) issue(['vnc', 'serverName'], SOCKET_SERVER_NAME, undefined);
+    else return { ...rest, socket };
+  } else if (host === undefined) {
+    issue(['host'], 'expected host and port, or socket (the path of a Unix socket)', undefined);
+  } else if (port === undefined) {
+    issue(['port'], 'expected a port number from 1 to 65535', undefined);
+  } else {
+    return { ...rest, host, port };
+  }
+  return z.NEVER;
+});
+
+const SOCKET_SERVER_NAME = "a Unix socket has no host name for the server's certificate to carry: set vnc.serverName, or pin vnc.fingerprint";
+
+/** TLS whose certificate is checked against a name: the host's, unless serverName gives one. */
+function needsServerName(vnc: z.output<typeof vncSettings>): boolean {
+  return vnc.tls !== 'none' && vnc.serverName === undefined && vnc.fingerprint === undefined && !vnc.insecureSkipVerify;
+}
+
+/** `--desktop NAME=HOST:PORT`, `NAME=unix:/PATH` and DESKGATE_DESKTOP use this short form. */
+const desktopShorthand = z.string().transform((text, ctx): z.input<typeof desktopFields> => {
   const eq = text.indexOf('=');
-  const target = eq > 0 ? parseHostPort(text.slice(eq + 1)) : undefined;
+  const where = text.slice(eq + 1);
+  const target = eq <= 0 ? undefined : where.startsWith(UNIX_PREFIX) ? { socket: where.slice(UNIX_PREFIX.length) } : parseHostPort(where);
   if (!target) {
-    ctx.addIssue({ code: 'custom', message: 'expected NAME=HOST:PORT, e.g. lab1=10.0.0.5:5901' });
+    ctx.addIssue({ code: 'custom', message: 'expected NAME=HOST:PORT or NAME=unix:/PATH, e.g. lab1=10.0.0.5:5901' });
     return z.NEVER;
   }
   return { name: text.slice(0, eq), ...target };
 });
 
-const DESKTOP_EXPECTED = 'expected NAME=HOST:PORT or an object with name, host, port and optional description';
+const DESKTOP_EXPECTED = 'expected NAME=HOST:PORT, NAME=unix:/PATH, or an object with name, host and port (or socket) and optional description';
 
 /**
- * A string is the short form, an object the long one, each checked by its own schema: so an
- * object's errors name its own keys (a union would only say that neither form fit).
+ * A value checked by the one schema `pick` chooses for its form, so that an object's errors
+ * name its own keys (a union would only say that no form fit); `expected` when none fits.
  */
-const desktop = z.custom<z.input<typeof desktopObject> | string>().transform((value: unknown, ctx): z.output<typeof desktopObject> => {
-  const schema = typeof value === 'string' ? desktopShorthand.pipe(desktopObject) : isPlainObject(value) ? desktopObject : undefined;
-  const result = schema?.safeParse(value, { reportInput: true });
-  if (result?.success) return result.data;
-  for (const issue of result?.error.issues ?? [{ code: 'custom' as const, message: DESKTOP_EXPECTED, input: value, path: [] }]) {
-    ctx.addIssue(issue as Parameters<typeof ctx.addIssue>[0] & object);
-  }
-  return z.NEVER;
-});
+function oneOf<S extends z.ZodType>(pick: (value: unknown) => S | undefined, expected: string) {
+  return z.custom<z.input<S>>().transform((value: unknown, ctx): z.output<S> => {
+    const result = pick(value)?.safeParse(value, { reportInput: true });
+    if (result?.success) return result.data;
+    for (const issue of result?.error.issues ?? [{ code: 'custom' as const, message: expected, input: value, path: [] }]) {
+      ctx.addIssue(issue as Parameters<typeof ctx.addIssue>[0] & object);
+    }
+    return z.NEVER;
+  });
+}
+
+/** A string is the short form, an object the long one. */
+const desktop = oneOf(
+  (value) => (typeof value === 'string' ? desktopShorthand.pipe(desktopObject) : isPlainObject(value) ? desktopObject : undefined),
+  DESKTOP_EXPECTED,
+);
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -145,7 +189,7 @@ const listen = z.string({ error: 'expected HOST:PORT, e.g. 127.0.0.1:6080' }).tr
 const PORT_RANGE = /^(\d{1,5})(?:-(\d{1,5}))?$/;
 
 /** An operator's allow rule for ad-hoc `?target=host:port`: a CIDR block and a port range. */
-const allowRule = z.strictObject({
+const cidrRule = z.strictObject({
   cidr: z.string().transform(normalizeCidr),
   ports: z.union([z.number().int(), z.string()]).transform((value, ctx) => {
     const match = PORT_RANGE.exec(String(value));
@@ -158,6 +202,23 @@ const allowRule = z.strictObject({
     return { from, to };
   }),
 });
+
+/** `{unix: DIR}`: ad-hoc `?target=unix:/PATH` for sockets below that directory (symlinks resolved), and nowhere else. */
+const unixRule = z
+  .strictObject({
+    unix: z.string({ error: 'expected the absolute path of a directory' }).transform((text, ctx) => {
+      const path = normalizePath(text);
+      if (path.startsWith('/') && !path.includes('\0')) return path;
+      ctx.addIssue({ code: 'custom', message: 'expected the absolute path of a directory, e.g. /run/vnc', input: text });
+      return z.NEVER;
+    }),
+  })
+  .transform((rule): { unix: string; cidr?: undefined; ports?: undefined } => rule);
+
+const allowRule = oneOf(
+  (value) => (isPlainObject(value) ? ('unix' in value ? unixRule : cidrRule) : undefined),
+  'expected a rule {cidr, ports} or {unix: DIRECTORY}',
+);
 
 /** A CIDR block as the gateway uses it: an IPv4-mapped block becomes the IPv4 block it is. */
 function normalizeCidr(text: string, ctx: z.RefinementCtx<string>): string {
@@ -232,7 +293,10 @@ export const configSchema = z
     /** The path sessions' WebSockets open on (below basePath); `*`: any path that is not one of the gateway's pages. */
     websocketPath: z
       .string({ error: "expected a path such as /websockify, or '*'" })
-      .refine((path) => path === '*' || (/^(?:\/[A-Za-z0-9._~-]+)+$/.test(path) && !/\/\.\.?(\/|$)/.test(path)), "expected a path such as /websockify, or '*' for any path")
+      .refine(
+        (path) => path === '*' || (/^(?:\/[A-Za-z0-9._~-]+)+$/.test(path) && !/\/\.\.?(\/|$)/.test(path)),
+        "expected a path such as /websockify, or '*' for any path",
+      )
       .default('/websockify'),
     /** A directory served as it is below the gateway's own routes (websockify's --web), e.g. Debian's noVNC. */
     web: z.string({ error: 'expected the path of a directory' }).min(1).optional(),

@@ -44,14 +44,19 @@ export function readOperatorFile(key: string, path: string): Buffer {
   }
 }
 
-/** Merge file, environment and flags into the raw object the schema validates. */
-export async function loadConfig(flags: FlagValues, env: NodeJS.ProcessEnv): Promise<Config> {
+/**
+ * Merge file, environment and flags into the raw object the schema validates. `given`: raw
+ * top-level keys a command sets beside its flags (deskgate websockify's target desktop), applied
+ * as a flag is: over the file, a list added to the file's.
+ */
+export async function loadConfig(flags: FlagValues, env: NodeJS.ProcessEnv, given: Record<string, unknown> = {}): Promise<Config> {
   const file = valueOf(CONFIG_FILE, flags, env) as string | undefined;
   let raw: Record<string, unknown> = file ? await readConfigFile(file) : {};
   for (const option of OPTIONS) {
     const value = valueOf(option, flags, env);
     if (option.key && value !== undefined) raw = withValue(raw, option, value);
   }
+  for (const [name, value] of Object.entries(given)) raw = withValue(raw, { key: [name], kind: Array.isArray(value) ? 'list' : 'string', help: [] }, value);
   return parseConfig(raw);
 }
 

@@ -2,6 +2,7 @@
  * Dashboard status of each desktop: an RFB probe, cached so a busy dashboard does not
  * knock on every VNC server for every page view, and shared while in flight.
  */
+import { addressOf, formatAddress } from '../net/address.js';
 import { probeRfb, type ProbeResult } from '../rfb/probe.js';
 import type { Desktop } from './directory.js';
 
@@ -23,10 +24,10 @@ export class DesktopStatus {
 
   check(desktop: Desktop): Promise<ProbeResult> {
     const tls = desktop.vnc?.tls === 'tls-first';
-    const key = `${tls ? 'tls:' : ''}${desktop.host}:${desktop.port}`;
+    const key = `${tls ? 'tls:' : ''}${formatAddress(desktop)}`;
     const cached = this.#cache.get(key);
     if (cached && (cached.doneAt === undefined || Date.now() - cached.doneAt < this.#cacheMs)) return cached.result;
-    const entry: Entry = { result: probeRfb(desktop.host, desktop.port, this.#timeoutMs, tls), doneAt: undefined };
+    const entry: Entry = { result: probeRfb(addressOf(desktop), this.#timeoutMs, tls), doneAt: undefined };
     void entry.result.then(() => (entry.doneAt = Date.now()));
     this.#cache.set(key, entry);
     return entry.result;

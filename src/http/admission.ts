@@ -11,6 +11,7 @@ import { accessTo, type Identity } from '../auth/identity.js';
 import type { RequestOrigin } from '../auth/proxy.js';
 import type { DesktopDirectory } from '../desktops/directory.js';
 import { errors, GatewayError } from '../errors.js';
+import { addressOf } from '../net/address.js';
 import type { ConnectTarget } from '../relay/connector.js';
 import type { Grant } from '../sessions/session-manager.js';
 import type { SessionRequest } from './session-request.js';
@@ -52,6 +53,6 @@ export class Admission {
     if (!desktop) throw errors.unknownDesktop(name).of(identity.user);
     const access = identity.via === 'ticket' ? 'full' : accessTo(desktop, identity);
     if (access === 'none') throw errors.notAllowed(identity.user, name).of(identity.user);
-    return { target: { kind: 'desktop', name, host: desktop.host, port: desktop.port, vnc: desktop.vnc }, viewOnly: access === 'view' };
+    return { target: { kind: 'desktop', name, ...addressOf(desktop), vnc: desktop.vnc }, viewOnly: access === 'view' };
   }
 }

@@ -126,6 +126,8 @@ export function renderViewer(
     root: string;
     viewOnly: boolean;
     /** The gateway's own origin as this request showed it, for viewer.js to compare. */ gatewayOrigin?: string | undefined;
+    /** Where sessions' WebSockets open, below the gateway's root (config websocketPath). */
+    websocketPath: string;
   },
 ): string {
   const { root } = options;
@@ -169,6 +171,7 @@ ${renderCredentialsForm()}
     script: `${root}static/viewer.js`,
     bodyAttributes:
       ` data-desktop="${name}" data-view-only="${options.viewOnly ? 'true' : 'false'}"` +
+      ` data-websocket-path="${escapeHtml(options.websocketPath === '*' ? 'websockify' : options.websocketPath.slice(1))}"` +
       (options.gatewayOrigin ? ` data-gateway-origin="${escapeHtml(options.gatewayOrigin)}"` : ''),
     body,
   });

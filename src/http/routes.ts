@@ -23,7 +23,7 @@ import { handleLogin, handleLogout } from './login.js';
 import { renderDashboard, renderLogin, renderNotice, renderSessions, renderViewer, safeNext } from './pages.js';
 import { type Headers, json, problem, redirect, send, text } from './respond.js';
 import { parseViewerRequest } from './session-request.js';
-import { serveDirectory } from './static-files.js';
+import { serveDirectory, type ServeFile } from './static-files.js';
 import { handleSessionsRequest } from './sessions-api.js';
 import { handleTicketRequest } from './tickets-api.js';
 
@@ -37,6 +37,8 @@ export interface RoutesContext {
   admission: Admission;
   coordinator: Coordinator;
   sessions: SessionManager;
+  /** Read the desktop sources again that may hold a name not found (token files, written a moment ago). */
+  lookAgain(): Promise<void>;
   /** Ready to take sessions: listening and not shutting down. */
   ready(): boolean;
 }
@@ -77,6 +79,12 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   const serveStatic = serveDirectory(STATIC_ROOT, 'no-cache');
   const serveNoVnc = serveDirectory(NOVNC_ROOT, 'public, max-age=3600');
   const { auth } = ctx;
+  const frameAncestors = `frame-ancestors ${["'self'", ...ctx.config.frameAncestors].join(' ')}`;
+  // The operator's own pages (web): their scripts are theirs, but framing, referrers (token links) and sniffing are ours to bound.
+  const serveWeb =
+    ctx.config.web === undefined
+      ? undefined
+      : serveDirectory(ctx.config.web, 'no-cache', { 'Content-Security-Policy': frameAncestors, 'Referrer-Policy': 'no-referrer' });
   const refuseHost = hostGuard(ctx.config);
   const { basePath } = ctx.config;
   // Scripts and styles from this origin only; the viewer talks to this origin only; only the
@@ -84,7 +92,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   const pageHeaders = {
     'Content-Security-Policy':
       "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; " +
-      `frame-ancestors ${["'self'", ...ctx.config.frameAncestors].join(' ')}; base-uri 'none'; form-action 'self'; object-src 'none'`,
+      `${frameAncestors}; base-uri 'none'; form-action 'self'; object-src 'none'`,
     'Referrer-Policy': 'no-referrer',
     'X-Content-Type-Options': 'nosniff',
     'Cache-Control': 'no-store',
@@ -116,7 +124,14 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     if (path === '/login' && auth.mode === 'password') return loginPage(x);
     if (path === '/') return dashboard(x);
     if (path.startsWith('/view/')) return viewer(x, path.slice('/view/'.length));
+    if (serveWeb) return webFile(x, serveWeb, path, notFound);
     notFound();
+  }
+
+  /** A file of the operator's directory (web, websockify's --web), for whoever may use the gateway. */
+  async function webFile(x: Exchange, serve: ServeFile, path: string, notFound: () => void): Promise<void> {
+    if (!(await auth.identify(x.req, x.from))) return askToLogIn(x);
+    if (!(await serve(x.req, x.res, path.slice(1)))) notFound();
   }
 
   /** Ready: serving, and (in a cluster) reaching the store that new sessions need. */
@@ -153,7 +168,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   async function dashboard(x: Exchange): Promise<void> {
     const identity: Identity | undefined = await auth.identify(x.req, x.from);
     if (!identity) return askToLogIn(x);
-    const desktops = ctx.directory.list().filter((d) => accessTo(d, identity) !== 'none');
+    const desktops = ctx.directory.list().filter((d) => !d.unlisted && accessTo(d, identity) !== 'none');
     const cards = await Promise.all(
       desktops.map(async (d) => {
         const probe = await ctx.status.check(d);
@@ -168,13 +183,15 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
   async function viewer(x: Exchange, name: string): Promise<void> {
     const query = new URL(x.req.url ?? '/', 'http://x').searchParams;
     try {
-      const grant = await ctx.admission.decide(x.req, x.from, parseViewerRequest(name, query), x.req.socket.localPort ?? 0);
+      const request = parseViewerRequest(name, query);
+      if (!ctx.directory.get(name)) await ctx.lookAgain();
+      const grant = await ctx.admission.decide(x.req, x.from, request, x.req.socket.localPort ?? 0);
       // A reload of a used ticket link says so, instead of failing at the WebSocket.
       if (grant.ticket && (await auth.tickets?.used(grant.ticket))) throw errors.ticketUsed();
       // So does a desktop someone else holds: the viewer asks the page again when its WebSocket is refused.
       const held = await ctx.coordinator.refusal(grant, ctx.directory.get(grant.target.name));
       if (held) throw held.of(grant.identity.user);
-      const options = { root: x.root, viewOnly: grant.viewOnly, gatewayOrigin: ownOrigin(x.from) };
+      const options = { root: x.root, viewOnly: grant.viewOnly, gatewayOrigin: ownOrigin(x.from), websocketPath: ctx.config.websocketPath };
       x.page(200, renderViewer(ctx.directory.get(grant.target.name) ?? { name }, options));
     } catch (caught) {
       const err = caught instanceof StoreUnavailable ? errors.storeUnavailable() : caught;

@@ -1,13 +1,13 @@
 /**
  * What a viewer page or a WebSocket upgrade asks for, parsed once: one configured desktop
- * or one ad-hoc `host:port`, and the ticket it carries, if any. Malformed requests are
- * refused here with the catalogue's 400s, before anything is looked up.
+ * or one ad-hoc `host:port` or `unix:/path`, and the ticket it carries, if any. Malformed
+ * requests are refused here with the catalogue's 400s, before anything is looked up.
  */
 import { DESKTOP_NAME, TOKEN } from '../config/names.js';
-import { parseHostPort, type HostPort } from '../net/host-port.js';
+import { parseAddress, type VncAddress } from '../net/address.js';
 import { errors } from '../errors.js';
 
-export type Wanted = { readonly kind: 'desktop'; readonly name: string } | ({ readonly kind: 'target' } & HostPort);
+export type Wanted = { readonly kind: 'desktop'; readonly name: string } | ({ readonly kind: 'target' } & VncAddress);
 
 export interface SessionRequest {
   readonly wanted: Wanted;
@@ -30,7 +30,7 @@ export function parseViewKey(query: URLSearchParams): string | undefined {
 
 /**
  * The WebSocket endpoint's query: `?desktop=NAME`, `?token=TOKEN` (websockify's name for it)
- * or `?target=HOST:PORT`; `&ticket=T` with a desktop or token; `&view=KEY`. With none of the
+ * or `?target=HOST:PORT` (or `unix:/PATH`); `&ticket=T` with a desktop or token; `&view=KEY`. With none of the
  * three, `defaultDesktop` if the gateway has one, as a single-target websockify answers any URL.
  */
 export function parseUpgradeQuery(query: URLSearchParams, defaultDesktop?: string): SessionRequest {
@@ -48,7 +48,7 @@ export function parseUpgradeQuery(query: URLSearchParams, defaultDesktop?: strin
   if (asked === 0 && defaultDesktop !== undefined) return { wanted: { kind: 'desktop', name: defaultDesktop }, ticket: undefined, viewKey };
   if (asked !== 1) throw errors.notOneTarget();
   if (targets.length === 0) return { wanted: named(), ticket: undefined, viewKey };
-  const target = parseHostPort(targets[0] as string);
+  const target = parseAddress(targets[0] as string);
   if (!target) throw errors.malformedTarget();
   return { wanted: { kind: 'target', ...target }, ticket: undefined, viewKey };
 }

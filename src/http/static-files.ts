@@ -18,12 +18,22 @@ const CONTENT_TYPES: Record<string, string> = {
   '.png': 'image/png',
   '.ico': 'image/x-icon',
   '.wasm': 'application/wasm',
+  // For an operator's directory (web): noVNC's app has sounds, fonts and images of these kinds.
+  '.txt': 'text/plain; charset=utf-8',
+  '.gif': 'image/gif',
+  '.jpg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.oga': 'audio/ogg',
+  '.mp3': 'audio/mpeg',
+  '.ttf': 'font/ttf',
+  '.woff': 'font/woff',
+  '.woff2': 'font/woff2',
 };
 
 export type ServeFile = (req: IncomingMessage, res: ServerResponse, relativePath: string) => Promise<boolean>;
 
-/** Returns a function that serves `relativePath` (already URL-decoded) or answers false. */
-export function serveDirectory(root: string, cacheControl: string): ServeFile {
+/** Returns a function that serves `relativePath` (already URL-decoded) or answers false; `headers` go on each file. */
+export function serveDirectory(root: string, cacheControl: string, headers: Record<string, string> = {}): ServeFile {
   const realRoot = realpath(root);
   return async function serveFile(req, res, relativePath) {
     const segments = relativePath.split('/');
@@ -41,6 +51,7 @@ export function serveDirectory(root: string, cacheControl: string): ServeFile {
       'Cache-Control': cacheControl,
       'Last-Modified': info.mtime.toUTCString(),
       'X-Content-Type-Options': 'nosniff',
+      ...headers,
     });
     if (req.method === 'HEAD') {
       res.end();

@@ -28,21 +28,25 @@ import type { Admission } from './admission.js';
 import { decodePath, underBase } from './routes.js';
 import { parseUpgradeQuery, parseViewKey, type SessionRequest } from './session-request.js';
 
-export const WEBSOCKET_PATH = '/websockify';
 /** The viewer's presence channel (sessions/presence.ts). */
 export const PRESENCE_PATH = '/presence';
 
-/** Which of the gateway's WebSockets an upgrade asks for: `websocket` to `basePath` + /websockify or /presence. */
-function webSocketPath(req: IncomingMessage, basePath: string): string | undefined {
+/** Where the gateway's WebSockets are: its base path, and the sessions' path (`*`: any). */
+export type WebSocketPaths = Pick<Config, 'basePath' | 'websocketPath'>;
+
+/** Which of the gateway's WebSockets an upgrade asks for: a session's, or the presence channel; undefined for neither. */
+function webSocketKind(req: IncomingMessage, paths: WebSocketPaths): 'session' | 'presence' | undefined {
   const path = decodePath(req.url ?? '');
   if (req.headers.upgrade?.toLowerCase() !== 'websocket' || path === undefined) return undefined;
-  const below = underBase(path, basePath);
-  return below === WEBSOCKET_PATH || below === PRESENCE_PATH ? below : undefined;
+  const below = underBase(path, paths.basePath);
+  if (below === PRESENCE_PATH) return 'presence';
+  if (below !== undefined && (paths.websocketPath === '*' || below === paths.websocketPath)) return 'session';
+  return undefined;
 }
 
 /** Whether an upgrade asks for one of the gateway's WebSockets. */
-export function isWebSocketUpgrade(req: IncomingMessage, basePath: string): boolean {
-  return webSocketPath(req, basePath) !== undefined;
+export function isWebSocketUpgrade(req: IncomingMessage, paths: WebSocketPaths): boolean {
+  return webSocketKind(req, paths) !== undefined;
 }
 
 /** How long a refused upgrade's answer may take to leave before its connection is cut. */
@@ -58,7 +62,9 @@ export interface UpgradeContext {
   coordinator: Coordinator;
   sessions: SessionManager;
   presence: PresenceHub;
-  /** Whether the gateway is shutting down. */
+  /** Read the desktop sources again that may hold a name not found (token files, written a moment ago). */
+  lookAgain(): Promise<void>;
+  /** Whether the gateway is shutting down, or takes no new sessions. */
   closing(): boolean;
 }
 
@@ -96,6 +102,7 @@ export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
    * desktop (coordinator.ts: held, shared, controlled, across nodes); the ticket is used up last.
    */
   async function admit(req: IncomingMessage, from: RequestOrigin, request: SessionRequest): Promise<{ grant: Grant; seat: Seat }> {
+    if (request.wanted.kind === 'desktop' && !ctx.directory.get(request.wanted.name)) await ctx.lookAgain();
     const grant = await ctx.admission.decide(req, from, request, req.socket.localPort ?? 0);
     const overLimit = sessions.refuseOverLimit(grant);
     if (overLimit) throw overLimit.of(grant.identity.user);
@@ -143,7 +150,8 @@ export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
 
   return function handleUpgrade(req, socket, head) {
     const url = req.url ?? '';
-    if (!isWebSocketUpgrade(req, ctx.config.basePath)) return answerPlainly(req, socket, head);
+    const kind = webSocketKind(req, ctx.config);
+    if (kind === undefined) return answerPlainly(req, socket, head);
     socket.on('error', ignoreSocketError); // the HTTP server no longer listens for errors on an upgrading socket
     const from = auth.proxy.describe(req);
     if (ctx.closing()) return refuse(socket, req, from, errors.shuttingDown());
@@ -156,7 +164,7 @@ export function createUpgradeHandler(ctx: UpgradeContext): UpgradeHandler {
       events.failed.publish(() => ({ gateway: ctx.gateway, what: 'while admitting an upgrade', err, url: withoutCredentials(req.url) }));
       refuse(socket, req, from, errors.internal());
     };
-    if (webSocketPath(req, ctx.config.basePath) === PRESENCE_PATH) return void openPresence(req, socket, head, query).catch(failed);
+    if (kind === 'presence') return void openPresence(req, socket, head, query).catch(failed);
     let request: SessionRequest;
     try {
       request = parseUpgradeQuery(query, ctx.config.defaultDesktop);
@@ -172,7 +180,7 @@ function ignoreSocketError(): void {}
 /** The desktop or target a refused upgrade asked for, as written, for the log. */
 function asked(url: string | undefined): string | undefined {
   const query = new URLSearchParams(url?.split('?', 2)[1] ?? '');
-  return query.get('desktop') ?? query.get('target') ?? undefined;
+  return query.get('desktop') ?? query.get('token') ?? query.get('target') ?? undefined;
 }
 
 /**

@@ -30,6 +30,7 @@ export interface SessionStarted extends From {
   readonly session: string;
   readonly desktop: string;
   readonly viewOnly: boolean;
+  /** Where it connected: `host:port`, or `unix:/path` for a Unix socket. */
   readonly upstream: string;
   /** The security type used with the VNC server, e.g. "VNC authentication", "VeNCrypt X509Vnc". */
   readonly security: string;

@@ -1,22 +1,21 @@
 /**
- * Opens the TCP connection to a VNC server: one timeout, Nagle off (RFB input events are
- * tiny and latency-bound), keep-alive on, and every failure turned into a GatewayError
- * that names the desktop, the address and what went wrong.
+ * Opens the connection to a VNC server, over TCP or a Unix socket: one timeout, Nagle off
+ * (RFB input events are tiny and latency-bound), keep-alive on (both TCP only), and every
+ * failure turned into a GatewayError that names the desktop or target and what went wrong.
  */
 import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import { describeSocketError, errors, GatewayError } from '../errors.js';
+import { connectOptionsOf, type VncAddress } from '../net/address.js';
 import type { VncSettings } from '../rfb/handshake.js';
 
-export interface ConnectTarget {
+export type ConnectTarget = VncAddress & {
   /** A configured desktop, or an ad-hoc `?target=` allowed by the operator's rules. */
   kind: 'desktop' | 'target';
-  /** What the user asked for: the desktop's name, or the target's `host:port`. */
+  /** What the user asked for: the desktop's name, or the target's `host:port` or `unix:/path`. */
   name: string;
-  host: string;
-  port: number;
-  /** How to speak RFB to it; none: follow the viewer's handshake over plain TCP. */
+  /** How to speak RFB to it; none: follow the viewer's handshake over the plain connection. */
   vnc?: VncSettings | undefined;
-}
+};
 
 export interface ConnectOptions {
   /** Gives up with the abort reason if it is a GatewayError, else DG_ERR_NOT_READY (shutting down, the browser left). */
@@ -33,7 +32,7 @@ export function buildConnector(options: { timeoutMs: number }): Connect {
   const { timeoutMs } = options;
   return function connect(target, { signal, onread, writableHighWaterMark } = {}) {
     return new Promise((resolve, reject) => {
-      const options = { host: target.host, port: target.port, noDelay: true, keepAlive: true, onread, writableHighWaterMark };
+      const options = { ...connectOptionsOf(target), noDelay: true, keepAlive: true, onread, writableHighWaterMark };
       const socket = netConnect(options);
       const timer = setTimeout(onTimeout, timeoutMs);
 
@@ -71,7 +70,7 @@ export function buildConnector(options: { timeoutMs: number }): Connect {
   };
 }
 
-/** How close reasons name a target to the user: "Desktop 'lab1'" or "Target 10.0.0.5:5901". */
+/** How close reasons name a target to the user: "Desktop 'lab1'", "Target 10.0.0.5:5901" or "Target unix:/run/vnc/lab.sock". */
 export function describe(target: ConnectTarget): string {
   return target.kind === 'desktop' ? `Desktop '${target.name}'` : `Target ${target.name}`;
 }

@@ -1,9 +1,11 @@
 /**
  * The connection to a VNC server, whoever is reading it: the RFB handshake first, then the
- * bridge. A plain TCP socket reads into the shared read buffer (see read-buffers.ts) through
- * `onread`, which Node fixes when the socket is created, so its reads go through a route that
- * can be pointed elsewhere. After a TLS upgrade (VeNCrypt, or TLS from the first byte) the
- * TLS socket reads with 'data' events, sent down the same route.
+ * bridge. A plain socket (TCP or Unix) reads into the shared read buffer (see read-buffers.ts)
+ * through `onread`, which Node fixes when the socket is created, so its reads go through a route
+ * that can be pointed elsewhere. After a TLS upgrade (VeNCrypt, or TLS from the first byte) the
+ * TLS socket reads with 'data' events, sent down the same route. TLS runs over a Unix socket as
+ * over TCP; with no host name there, the certificate names `vnc.serverName` (the schema asks
+ * for it) or is pinned.
  */
 import type { Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';

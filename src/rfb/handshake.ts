@@ -75,8 +75,8 @@ export interface UpstreamSide extends HandshakeSide {
 export interface HandshakeOptions {
   /** How reasons name the server: "Desktop 'lab1'". */
   label: string;
-  /** The server's host, which its certificate must name unless `vnc.serverName` says otherwise. */
-  host: string;
+  /** The server's host, which its certificate must name unless `vnc.serverName` says otherwise; none for a Unix socket. */
+  host: string | undefined;
   vnc: VncSettings;
   /** The session needs a client-message filter (view-only): the gateway must be able to follow it. */
   mustFollow: boolean;
@@ -327,7 +327,7 @@ async function startTls(server: UpstreamSide, o: HandshakeOptions, anonymous: bo
 function tlsSetup(o: HandshakeOptions, anonymous: boolean): { options: ConnectionOptions; verify: (socket: TLSSocket) => void } {
   const { vnc } = o;
   const name = vnc.serverName ?? o.host;
-  const servername = isIP(name) ? undefined : name; // SNI carries host names only
+  const servername = name === undefined || isIP(name) ? undefined : name; // SNI carries host names only
   if (anonymous) {
     // Anonymous Diffie-Hellman: no certificate at all, TLS 1.2 at most, and OpenSSL 3 allows it only at security level 0.
     return { options: { servername, ciphers: 'aNULL:@SECLEVEL=0', maxVersion: 'TLSv1.2', rejectUnauthorized: false }, verify: noop };
@@ -344,6 +344,8 @@ function tlsSetup(o: HandshakeOptions, anonymous: boolean): { options: Connectio
     };
   }
   if (vnc.insecureSkipVerify) return { options: { servername, rejectUnauthorized: false }, verify: noop };
+  // The schema asks for serverName on a socket desktop with TLS; a desktop added otherwise is refused here.
+  if (name === undefined) throw errors.vncTlsFailed(o.label, 'a Unix socket has no host name for the certificate to carry: set vnc.serverName');
   return {
     options: { servername, ca: vnc.ca, rejectUnauthorized: true, checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert) },
     verify: noop,

@@ -6,6 +6,7 @@
 import { connect, isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { describeSocketError } from '../errors.js';
+import { connectOptionsOf, type VncAddress } from '../net/address.js';
 
 export interface ProbeResult {
   status: 'up' | 'down';
@@ -18,10 +19,11 @@ const BANNER = /^RFB \d{3}\.\d{3}\n$/;
  * With `tls` (a server behind a TLS wrapper) the banner is read through TLS. The certificate
  * is not checked here: a probe only asks whether something answers; sessions verify it.
  */
-export function probeRfb(host: string, port: number, timeoutMs: number, tls = false): Promise<ProbeResult> {
+export function probeRfb(address: VncAddress, timeoutMs: number, tls = false): Promise<ProbeResult> {
   return new Promise((resolve) => {
-    const servername = isIP(host) ? undefined : host;
-    const socket = tls ? tlsConnect({ host, port, servername, rejectUnauthorized: false }) : connect({ host, port });
+    const where = connectOptionsOf(address);
+    const servername = address.host === undefined || isIP(address.host) ? undefined : address.host;
+    const socket = tls ? tlsConnect({ ...where, servername, rejectUnauthorized: false }) : connect(where);
     let received = Buffer.alloc(0);
     const timer = setTimeout(() => finish({ status: 'down', detail: `no answer within ${timeoutMs} ms` }), timeoutMs);
 

@@ -9,6 +9,7 @@ import type { Ticket } from '../auth/tickets.js';
 import type { Config } from '../config/schema.js';
 import type { Coordinator, LocalSessions, Seat } from '../coordination/coordinator.js';
 import { CLOSE, describeSocketError, errors, formatDuration, GatewayError } from '../errors.js';
+import { formatAddress } from '../net/address.js';
 import { events } from '../observe/events.js';
 import { Bridge, type BridgeEnd, type BridgeEndings, type Closing } from '../relay/bridge.js';
 import { describe, type Connect, type ConnectTarget } from '../relay/connector.js';
@@ -230,7 +231,7 @@ export class SessionManager implements LocalSessions {
       remote: session.remoteAddress,
       user: session.identity.user,
       viewOnly: session.viewOnly,
-      upstream: `${target.host}:${target.port}`,
+      upstream: formatAddress(target),
       security,
       followed,
       connectMs: Math.round(session.connectMs * 100) / 100,

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium } from '../helpers/browser.js';
+import { canvasPixel, launchChromium } from '../helpers/browser.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { freePort, waitFor } from '../helpers/processes.js';
 import { startXvnc, writeVncPasswdFile, type Xvnc } from '../helpers/xvnc.js';
@@ -18,18 +18,6 @@ import { startXvnc, writeVncPasswdFile, type Xvnc } from '../helpers/xvnc.js';
 const SCREENSHOT = fileURLToPath(new URL('../../docs/viewer.png', import.meta.url));
 const PEN = [0xd6, 0x28, 0x39];
 const WHITE = [0xff, 0xff, 0xff];
-
-/** The RGB of a framebuffer pixel as noVNC drew it on its canvas. */
-function canvasPixel(page: Page, x: number, y: number): Promise<number[]> {
-  return page.evaluate(
-    ([px, py]) => {
-      const canvas = document.querySelector<HTMLCanvasElement>('#screen canvas');
-      const data = canvas?.getContext('2d')?.getImageData(px ?? 0, py ?? 0, 1, 1).data;
-      return data ? [data[0] ?? -1, data[1] ?? -1, data[2] ?? -1] : [];
-    },
-    [x, y],
-  );
-}
 
 /** A digest of a framebuffer region, to tell whether it changed. */
 function regionDigest(page: Page, x: number, y: number, width: number, height: number): Promise<number> {

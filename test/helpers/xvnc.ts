@@ -1,17 +1,19 @@
 /**
  * A real TigerVNC server for tests: Xvnc on a display it picks itself (-displayfd) and an
- * ephemeral loopback port, security type None unless told otherwise (VncAuth with a
+ * ephemeral loopback port (or a Unix socket), security type None unless told otherwise (VncAuth with a
  * password file, X509 types with a certificate). Stopped by its pid. A missing Xvnc is a
  * loud failure, never a skip.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
+import { formatAddress } from '../../src/net/address.js';
 import { probeRfb } from '../../src/rfb/probe.js';
 import { freePort, requireCommand, waitFor } from './processes.js';
 
 export interface Xvnc {
   readonly display: number;
+  /** Its TCP port; 0 when it listens on a Unix socket instead. */
   readonly port: number;
   readonly process: ChildProcess;
   /** Paint the root window, e.g. '#ff0000'. */
@@ -36,21 +38,22 @@ export interface XvncOptions {
   x509?: { cert: string; key: string };
   /** -AlwaysShared (default true): false lets a client that asks for exclusive access disconnect the others. */
   alwaysShared?: boolean;
+  /** -rfbunixpath: listen on this Unix socket instead of a TCP port. */
+  unixSocket?: string;
 }
 
 export async function startXvnc(options: XvncOptions = {}): Promise<Xvnc> {
   requireCommand('Xvnc', 'tigervnc-standalone-server');
   requireCommand('xsetroot', 'x11-xserver-utils');
-  const port = await freePort();
+  const port = options.unixSocket === undefined ? await freePort() : 0;
+  const listen = options.unixSocket === undefined ? ['-rfbport', String(port), '-localhost'] : ['-rfbport', '-1', '-rfbunixpath', options.unixSocket];
   const geometry = `${options.width ?? 320}x${options.height ?? 240}`;
   const child = spawn(
     'Xvnc',
     [
       '-displayfd',
       '3',
-      '-rfbport',
-      String(port),
-      '-localhost',
+      ...listen,
       '-SecurityTypes',
       (options.securityTypes ?? ['None']).join(','),
       ...(options.passwordFile ? ['-PasswordFile', options.passwordFile] : []),
@@ -78,7 +81,8 @@ export async function startXvnc(options: XvncOptions = {}): Promise<Xvnc> {
     child.once('error', reject);
   });
   const display = Number(displayText);
-  await waitFor(async () => (await probeRfb('127.0.0.1', port, 500)).status === 'up', `Xvnc :${display} on port ${port}`);
+  const address = options.unixSocket === undefined ? { host: '127.0.0.1', port } : { socket: options.unixSocket };
+  await waitFor(async () => (await probeRfb(address, 500)).status === 'up', `Xvnc :${display} on ${formatAddress(address)}`);
 
   return {
     display,

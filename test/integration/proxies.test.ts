@@ -11,10 +11,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { cookieFrom, logIn, loginSetCookie, writeUsers } from '../helpers/auth.js';
-import { launchChromium } from '../helpers/browser.js';
+import { canvasPixel, launchChromium } from '../helpers/browser.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { form, send, type RequestOptions } from '../helpers/http-client.js';
 import { submitLogin } from '../helpers/login.js';
@@ -226,20 +226,6 @@ async function issueTicket(base: string, options: RequestOptions = {}): Promise<
   });
   if (reply.status !== 201) throw new Error(`POST /api/tickets answered ${reply.status}: ${reply.body}`);
   return JSON.parse(reply.body) as IssuedTicket;
-}
-
-/** The RGB of a framebuffer pixel as noVNC drew it on its canvas. */
-function canvasPixel(page: Page, x: number, y: number): Promise<number[]> {
-  return page.evaluate(
-    ([px, py]) => {
-      const data = document
-        .querySelector<HTMLCanvasElement>('#screen canvas')
-        ?.getContext('2d')
-        ?.getImageData(px ?? 0, py ?? 0, 1, 1).data;
-      return data ? [data[0] ?? -1, data[1] ?? -1, data[2] ?? -1] : [];
-    },
-    [x, y],
-  );
 }
 
 describe.concurrent('deskgate behind nginx, Caddy and HAProxy', () => {

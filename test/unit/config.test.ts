@@ -8,6 +8,7 @@ import { flagsOf, OPTIONS, optionsHelp, type Option } from '../../src/config/opt
 import { ConfigError, FileError, parseConfig } from '../../src/config/schema.js';
 import { loadConfig, parseFlags, readOperatorFile } from '../../src/config/sources.js';
 import { TargetPolicy } from '../../src/desktops/targets.js';
+import { formatAddress } from '../../src/net/address.js';
 
 /** `{ a: { b: value } }` for the key a.b. */
 function withKey(key: readonly string[], value: unknown): Record<string, unknown> {
@@ -106,6 +107,71 @@ describe('configuration', () => {
     expect(config.targets.allow[1]?.ports).toEqual({ from: 5901, to: 5901 });
     expect(errorOf({ targets: { allow: [{ cidr: '10.0.0.0/33', ports: 1 }] } })).toContain('targets.allow[0].cidr');
     expect(errorOf({ targets: { allow: [{ cidr: '10.0.0.0/8', ports: '6000-5900' }] } })).toContain('targets.allow[0].ports');
+  });
+
+  it('accepts a desktop on a Unix socket, as socket: or NAME=unix:/PATH, its path normalised', () => {
+    const config = parseConfig({ desktops: ['lab1=unix:/run/vnc/lab1.sock', { name: 'lab2', socket: '/run//vnc/x/../lab2.sock/', description: 'Lab 2' }] });
+    expect(config.desktops).toEqual([
+      { name: 'lab1', socket: '/run/vnc/lab1.sock', sharing: 'shared' },
+      { name: 'lab2', socket: '/run/vnc/lab2.sock', description: 'Lab 2', sharing: 'shared' },
+    ]);
+  });
+
+  it('takes host and port, or socket: exactly one form, naming the key that is wrong', () => {
+    expect(errorOf({ desktops: [{ name: 'a', host: '10.0.0.5', port: 5901, socket: '/run/a.sock' }] })).toContain(
+      'desktops[0].host: got "10.0.0.5"; set either socket or host and port, not both',
+    );
+    expect(errorOf({ desktops: [{ name: 'a', port: 5901, socket: '/run/a.sock' }] })).toContain(
+      'desktops[0].port: got 5901; set either socket or host and port, not both',
+    );
+    expect(errorOf({ desktops: [{ name: 'a' }] })).toContain('desktops[0].host: got nothing; expected host and port, or socket (the path of a Unix socket)');
+    expect(errorOf({ desktops: [{ name: 'a', host: '10.0.0.5' }] })).toContain('desktops[0].port: got nothing; expected a port number from 1 to 65535');
+    expect(errorOf({ desktops: [{ name: 'a', port: 5901 }] })).toContain('desktops[0].host: got nothing; expected host and port, or socket');
+  });
+
+  it('refuses socket paths that are relative, hold a NUL byte or are longer than sun_path (107 bytes)', () => {
+    expect(errorOf({ desktops: [{ name: 'a', socket: 'run/a.sock' }] })).toContain(
+      'desktops[0].socket: got "run/a.sock"; expected the absolute path of a Unix socket, e.g. /run/vnc/lab.sock',
+    );
+    expect(errorOf({ desktops: ['a=unix:relative.sock'] })).toContain('desktops[0].socket: got "relative.sock"; expected the absolute path');
+    expect(errorOf({ desktops: [{ name: 'a', socket: '/run/a\0.sock' }] })).toContain(
+      'desktops[0].socket: got "/run/a\\u0000.sock"; a Unix socket path cannot hold a NUL byte',
+    );
+    expect(errorOf({ desktops: [{ name: 'a', socket: `/${'s'.repeat(107)}` }] })).toContain(
+      'a Unix socket path holds at most 107 bytes (sun_path); this one has 108',
+    );
+    expect(parseConfig({ desktops: [{ name: 'a', socket: `/${'s'.repeat(106)}` }] }).desktops[0]).toMatchObject({ socket: `/${'s'.repeat(106)}` });
+  });
+
+  it('names both short forms and the object form when a desktop fits none', () => {
+    expect(errorOf({ desktops: ['lab1'] })).toContain('desktops[0] (--desktop, DESKGATE_DESKTOP): got "lab1"; expected NAME=HOST:PORT or NAME=unix:/PATH');
+    expect(errorOf({ desktops: [7] })).toContain('expected NAME=HOST:PORT, NAME=unix:/PATH, or an object with name, host and port (or socket)');
+  });
+
+  it('asks a socket desktop whose TLS certificate is checked by name for vnc.serverName', () => {
+    for (const vnc of [{ tls: 'tls-first' }, { tls: 'vencrypt', ca: '/ca.pem' }]) {
+      expect(errorOf({ desktops: [{ name: 'a', socket: '/run/a.sock', vnc }] }), vnc.tls).toContain(
+        "desktops[0].vnc.serverName: got nothing; a Unix socket has no host name for the server's certificate to carry",
+      );
+    }
+    for (const vnc of [
+      { tls: 'tls-first', serverName: 'vnc.lab.example' },
+      { tls: 'tls-first', fingerprint: `sha256:${'AB:'.repeat(31)}AB` },
+      { tls: 'none' },
+    ]) {
+      expect(parseConfig({ desktops: [{ name: 'a', socket: '/run/a.sock', vnc }] }).desktops[0]?.vnc?.tls).toBe(vnc.tls);
+    }
+  });
+
+  it('validates unix allow rules: an absolute directory, normalised, each rule one form', () => {
+    const config = parseConfig({ targets: { allow: [{ unix: '/run/vnc/' }, { cidr: '10.0.0.0/24', ports: 5900 }] } });
+    expect(config.targets.allow).toEqual([{ unix: '/run/vnc' }, { cidr: '10.0.0.0/24', ports: { from: 5900, to: 5900 } }]);
+    const policy = new TargetPolicy(config.targets.allow);
+    expect(policy.allowsSocket('/run/vnc/lab.sock')).toBe(true);
+    expect(policy.allowsSocket('/run/lab.sock')).toBe(false);
+    expect(errorOf({ targets: { allow: [{ unix: 'run/vnc' }] } })).toContain('targets.allow[0].unix: got "run/vnc"; expected the absolute path of a directory');
+    expect(errorOf({ targets: { allow: [{ unix: '/run/vnc', ports: 5900 }] } })).toMatch(/targets\.allow\[0\]: .*Unrecognized key: "ports"/);
+    expect(errorOf({ targets: { allow: ['/run/vnc'] } })).toContain('targets.allow[0]: got "/run/vnc"; expected a rule {cidr, ports} or {unix: DIRECTORY}');
   });
 
   it('refuses timeouts and sizes outside their bounds, naming the bound', () => {
@@ -235,6 +301,12 @@ describe('configuration sources', () => {
       'lab4',
       'lab5',
     ]);
+  });
+
+  it('takes NAME=unix:/PATH desktops from --desktop and DESKGATE_DESKTOP', async () => {
+    const addresses = async (flags: Record<string, string[]>, env: Record<string, string>) => (await loadConfig(flags, env)).desktops.map(formatAddress);
+    expect(await addresses({}, { DESKGATE_DESKTOP: 'a=unix:/run/vnc/a.sock,b=10.0.0.6:5900' })).toEqual(['unix:/run/vnc/a.sock', '10.0.0.6:5900']);
+    expect(await addresses({ desktop: ['c=unix:/run/vnc/c.sock'] }, {})).toEqual(['unix:/run/vnc/c.sock']);
   });
 
   it('reads booleans from the environment as true/false, 1/0, yes/no, on/off, and names any other word', async () => {

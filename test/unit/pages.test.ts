@@ -93,23 +93,27 @@ describe('renderDashboard', () => {
 
 describe('renderViewer', () => {
   it('carries the desktop and view-only flag on <body> for viewer.js', () => {
-    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false })).toContain('<body data-desktop="lab1" data-view-only="false">');
-    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: true })).toContain('<body data-desktop="lab1" data-view-only="true">');
+    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false, websocketPath: '/websockify' })).toContain(
+      '<body data-desktop="lab1" data-view-only="false" data-websocket-path="websockify">',
+    );
+    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: true, websocketPath: '/websockify' })).toContain(
+      '<body data-desktop="lab1" data-view-only="true" data-websocket-path="websockify">',
+    );
   });
 
   it('loads its stylesheet and module script from static/, relative to the page, and nothing inline', () => {
-    const html = renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false });
+    const html = renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false, websocketPath: '/websockify' });
     expect(html).toContain('<link rel="stylesheet" href="../static/viewer.css">');
     expect(html).toContain('<script type="module" src="../static/viewer.js"></script>');
     expectCspFriendly(html);
   });
 
   it('is titled after the desktop', () => {
-    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false })).toContain('<title>lab1 — deskgate</title>');
+    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false, websocketPath: '/websockify' })).toContain('<title>lab1 — deskgate</title>');
   });
 
   it('escapes a hostile name everywhere it appears', () => {
-    const html = renderViewer({ name: HOSTILE, description: '<b>bold</b>' }, { root: '../', viewOnly: false });
+    const html = renderViewer({ name: HOSTILE, description: '<b>bold</b>' }, { root: '../', viewOnly: false, websocketPath: '/websockify' });
     expect(html).not.toContain('<script>');
     expect(html).not.toContain('<b>');
     expect(html).toContain(`data-desktop="${HOSTILE_ESCAPED}"`);
@@ -118,7 +122,7 @@ describe('renderViewer', () => {
   });
 
   it('has the elements viewer.js and the browser tests rely on', () => {
-    const html = renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false });
+    const html = renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false, websocketPath: '/websockify' });
     for (const id of [
       'screen',
       'connection-state',
@@ -139,14 +143,14 @@ describe('renderViewer', () => {
   });
 
   it('labels every button for assistive technology or by its text', () => {
-    const html = renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false });
+    const html = renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false, websocketPath: '/websockify' });
     const buttons = html.match(/<button[^>]*>[^<]*<\/button>/g) ?? [];
     expect(buttons.length).toBeGreaterThan(4);
     for (const button of buttons) expect(button).toMatch(/aria-label="[^"]+"|>[^<\s][^<]*</);
   });
 
   it('marks a view-only session visibly', () => {
-    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: true })).toContain('View only');
-    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false })).not.toContain('View only');
+    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: true, websocketPath: '/websockify' })).toContain('View only');
+    expect(renderViewer({ name: 'lab1' }, { root: '../', viewOnly: false, websocketPath: '/websockify' })).not.toContain('View only');
   });
 });

@@ -1,5 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DesktopDirectory } from '../../src/desktops/directory.js';
 import { TargetPolicy } from '../../src/desktops/targets.js';
+import { GatewayError } from '../../src/errors.js';
+import { parseAddress, type VncAddress } from '../../src/net/address.js';
 import { isValidHost, parseHostPort } from '../../src/net/host-port.js';
 import { normalizeAddress } from '../../src/net/cidr.js';
 
@@ -105,5 +111,118 @@ describe('allow rules', () => {
     const none = new TargetPolicy([]);
     expect(none.enabled).toBe(false);
     expect(none.allows('10.0.0.7', 5901, GATEWAY_PORT)).toBe(false);
+  });
+});
+
+describe('Unix socket targets', () => {
+  it('parses unix:/PATH, normalised, besides host:port', () => {
+    expect(parseAddress('unix:/run/vnc/lab.sock')).toEqual({ socket: '/run/vnc/lab.sock' });
+    expect(parseAddress('unix:/run//vnc/./x/../lab.sock/')).toEqual({ socket: '/run/vnc/lab.sock' });
+    expect(parseAddress('unix:/run/vnc/../../etc/x.sock')).toEqual({ socket: '/etc/x.sock' });
+    expect(parseAddress('10.0.0.5:5901')).toEqual({ host: '10.0.0.5', port: 5901 });
+    expect(parseAddress(`unix:/${'a'.repeat(106)}`)).toEqual({ socket: `/${'a'.repeat(106)}` });
+  });
+
+  it('refuses relative, empty, NUL-holding and over-long (sun_path) socket paths', () => {
+    for (const text of [
+      'unix:',
+      'unix:/',
+      'unix:run/vnc.sock',
+      'unix:./vnc.sock',
+      'unix:/run/\0.sock',
+      `unix:/${'a'.repeat(107)}`,
+      `unix:/${'é'.repeat(54)}`,
+      'unix_socket:/x.sock',
+    ]) {
+      expect(parseAddress(text), text).toBeUndefined();
+    }
+  });
+
+  it('allows a socket path only below a unix rule directory, judged on the path alone', () => {
+    const policy = new TargetPolicy([{ unix: '/run/vnc' }]);
+    expect(policy.enabled).toBe(true);
+    expect(policy.allowsSocket('/run/vnc/lab.sock')).toBe(true);
+    expect(policy.allowsSocket('/run/vnc/sub/lab.sock')).toBe(true);
+    expect(policy.allowsSocket('/run/vnc')).toBe(false);
+    expect(policy.allowsSocket('/run/vnc2/lab.sock')).toBe(false);
+    expect(policy.allowsSocket('/run/lab.sock')).toBe(false);
+    expect(policy.allows('127.0.0.1', 5900, GATEWAY_PORT)).toBe(false);
+    expect(new TargetPolicy([{ cidr: '127.0.0.0/8', ports: { from: 1, to: 65535 } }]).allowsSocket('/run/vnc/lab.sock')).toBe(false);
+  });
+});
+
+describe('resolving unix: targets on disk', () => {
+  const root = realpathSync(mkdtempSync(join(tmpdir(), 'deskgate-targets-')));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  const allowed = join(root, 'allowed');
+  const outside = join(root, 'outside');
+  mkdirSync(join(allowed, 'sub'), { recursive: true });
+  mkdirSync(outside);
+  for (const file of [join(allowed, 'lab.sock'), join(allowed, 'sub', 'deep.sock'), join(outside, 'trap.sock')]) writeFileSync(file, '');
+  symlinkSync(join(outside, 'trap.sock'), join(allowed, 'escape.sock'));
+  symlinkSync(outside, join(allowed, 'door'));
+  symlinkSync(join(allowed, 'lab.sock'), join(allowed, 'alias.sock'));
+  symlinkSync(allowed, join(root, 'linked'));
+
+  const directory = (rules: ConstructorParameters<typeof TargetPolicy>[0]): DesktopDirectory => new DesktopDirectory([], new TargetPolicy(rules));
+  const resolve = (dir: DesktopDirectory, text: string): Promise<unknown> => dir.resolveTarget(parseAddress(text) as VncAddress, GATEWAY_PORT);
+  const refusal = async (promise: Promise<unknown>): Promise<{ code: string; message: string }> => {
+    const err: unknown = await promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(GatewayError);
+    return { code: (err as GatewayError).code, message: (err as GatewayError).message };
+  };
+  const withRule = directory([{ unix: allowed }]);
+
+  it('resolves a socket inside the directory to its real path', async () => {
+    expect(await resolve(withRule, `unix:${allowed}/lab.sock`)).toEqual({
+      kind: 'target',
+      name: `unix:${allowed}/lab.sock`,
+      socket: join(allowed, 'lab.sock'),
+    });
+    expect(await resolve(withRule, `unix:${allowed}/sub/deep.sock`)).toMatchObject({ socket: join(allowed, 'sub', 'deep.sock') });
+    expect(await resolve(withRule, `unix:${allowed}/alias.sock`)).toMatchObject({ socket: join(allowed, 'lab.sock') });
+  });
+
+  it('refuses a socket outside the directory, by .., by a symlinked socket or a symlinked directory', async () => {
+    for (const path of [
+      `${outside}/trap.sock`,
+      `${allowed}/../outside/trap.sock`,
+      `${allowed}/escape.sock`,
+      `${allowed}/door/trap.sock`,
+      `${root}/linked/lab.sock`,
+    ]) {
+      expect(await refusal(resolve(withRule, `unix:${path}`)), path).toMatchObject({
+        code: 'DG_ERR_FORBIDDEN',
+        message: expect.stringMatching(/^Target unix:\/.* is not allowed/),
+      });
+    }
+  });
+
+  it('resolves the rule directory too: a rule naming a symlink allows what lies in its real directory', async () => {
+    const viaLink = directory([{ unix: join(root, 'linked') }]);
+    expect(await resolve(viaLink, `unix:${root}/linked/lab.sock`)).toMatchObject({ socket: join(allowed, 'lab.sock') });
+    expect(await refusal(resolve(viaLink, `unix:${allowed}/lab.sock`))).toMatchObject({ code: 'DG_ERR_FORBIDDEN' });
+  });
+
+  it('refuses every unix target without a unix rule: not enabled without rules, not allowed with CIDR rules only', async () => {
+    expect(await refusal(resolve(directory([]), `unix:${allowed}/lab.sock`))).toEqual({
+      code: 'DG_ERR_FORBIDDEN',
+      message: 'Ad-hoc targets are not enabled on this gateway',
+    });
+    const cidrOnly = directory([{ cidr: '0.0.0.0/0', ports: { from: 1, to: 65535 } }]);
+    expect(await refusal(resolve(cidrOnly, `unix:${allowed}/lab.sock`))).toEqual({
+      code: 'DG_ERR_FORBIDDEN',
+      message: `Target unix:${allowed}/lab.sock is not allowed by this gateway's rules`,
+    });
+  });
+
+  it('says a missing socket inside the directory is unreachable', async () => {
+    expect(await refusal(resolve(withRule, `unix:${allowed}/gone.sock`))).toEqual({
+      code: 'DG_ERR_CONNECT_FAILED',
+      message: `Target unix:${allowed}/gone.sock is not reachable (no such socket)`,
+    });
   });
 });

@@ -80,6 +80,8 @@ const ui = {
 };
 
 const desktop = document.body.dataset.desktop ?? '';
+/** config/names.ts's DESKTOP_NAME. */
+const DESKTOP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Whether this user may only watch; on a controlled desktop the gateway may also make them a viewer (see applyRole). */
 const viewOnly = document.body.dataset.viewOnly === 'true';
 /** Whether the session sends input now: the gateway's presence channel says when that changes. */
@@ -149,8 +151,9 @@ function connect() {
   };
   current = session;
   try {
-    const params = { desktop, view: session.viewKey, ...(ticket ? { ticket } : {}) };
-    session.socket = new WebSocket(websocketUrl('websockify', params), ['binary']);
+    // A token file's desktop may be named with any text; ?token= takes it, ?desktop= only plain names.
+    const params = { [DESKTOP_NAME.test(desktop) ? 'desktop' : 'token']: desktop, view: session.viewKey, ...(ticket ? { ticket } : {}) };
+    session.socket = new WebSocket(websocketUrl(document.body.dataset.websocketPath ?? 'websockify', params), ['binary']);
     // Added before noVNC adds its own, so the close frame is known when noVNC reports the end.
     session.socket.addEventListener('close', (event) => onSocketClose(session, event), { signal: session.listeners.signal });
     session.rfb = createRfb(session, session.socket);
