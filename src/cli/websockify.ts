@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { flagsOf, OPTIONS } from '../config/options.js';
-import { ConfigError, type Config } from '../config/schema.js';
+import { ConfigError, MAX_TIMER_MS, type Config } from '../config/schema.js';
 import { loadConfig, parseFlags, type FlagValues } from '../config/sources.js';
 import { isValidHost, parseHostPort } from '../net/host-port.js';
 import { VERSION } from '../package.js';
@@ -95,8 +95,8 @@ const PLUGINS_INSTEAD: Readonly<Record<string, string>> = {
   JWTTokenApi: `for signed links, use deskgate's one-time tickets (?ticket=, README: One-time tickets for embedding); else ${TOKEN_FILE_INSTEAD}`,
 };
 
-/** The largest number of seconds a timer takes: Node's timers hold at most 2^31-1 ms. */
-const MAX_SECONDS = Math.floor(0x7fffffff / 1000);
+/** The largest number of seconds a timer takes (the schema's bound, in seconds). */
+const MAX_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 
 const HELP = `Usage: deskgate websockify [options] [source_addr:]source_port [target_addr:target_port]
 

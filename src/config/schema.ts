@@ -231,12 +231,18 @@ function normalizeCidr(text: string, ctx: z.RefinementCtx<string>): string {
   }
 }
 
+/** The longest setTimeout waits. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 const milliseconds = (min: number, fallback: number) =>
   z
     .number({ error: `expected a number of milliseconds, at least ${min}` })
     .int(`expected a whole number of milliseconds, at least ${min}`)
     .min(min, `expected a number of milliseconds, at least ${min}`)
+    // Node's timers take at most 2^31-1 ms (24.8 days) and fire at once beyond it.
+    .max(MAX_TIMER_MS, `expected at most ${MAX_TIMER_MS} milliseconds (24.8 days), the longest a timer waits`)
     .default(fallback);
+
 
 const bytes = (min: number, max: number, fallback: number) =>
   z

@@ -540,3 +540,12 @@ describe('the option table', () => {
     }
   });
 });
+
+describe('durations', () => {
+  it('are bounded by what a timer can wait, so none fires at once', () => {
+    expect(() => parseConfig({ lifetime: { exitAfterIdleMs: 2 ** 31 } })).toThrow(
+      'lifetime.exitAfterIdleMs (--exit-after-idle-ms, DESKGATE_EXIT_AFTER_IDLE_MS): got 2147483648; expected at most 2147483647 milliseconds (24.8 days)',
+    );
+    expect(parseConfig({ session: { idleTimeoutMs: 2 ** 31 - 1 } }).session.idleTimeoutMs).toBe(2 ** 31 - 1);
+  });
+});
