@@ -243,7 +243,6 @@ const milliseconds = (min: number, fallback: number) =>
     .max(MAX_TIMER_MS, `expected at most ${MAX_TIMER_MS} milliseconds (24.8 days), the longest a timer waits`)
     .default(fallback);
 
-
 const bytes = (min: number, max: number, fallback: number) =>
   z
     .number({ error: `expected a number of bytes from ${min} to ${max}` })
