@@ -44,6 +44,11 @@ export const ERRORS = {
     summary: "mounted in a host application: a request body was read before the gateway got it, and the host's body parser left nothing in `req.body`",
   },
   DG_ERR_UPSTREAM: { status: 500, closeCode: 4500, summary: 'the VNC server closed or broke the connection during the session' },
+  DG_ERR_RECORDING_FAILED: {
+    status: 507,
+    closeCode: 4507,
+    summary: 'the session was being recorded and the recording failed (disk full, unwritable, too slow, size limit) with `onFailure: end`',
+  },
   DG_ERR_CONNECT_FAILED: { status: 502, closeCode: 4502, summary: 'could not connect to the VNC server (refused, DNS failure, unreachable)' },
   DG_ERR_VNC_AUTH_FAILED: { status: 502, closeCode: 4502, summary: "the VNC server rejected the gateway's credentials (`vnc.password`, `vnc.username`)" },
   DG_ERR_VNC_SECURITY: { status: 502, closeCode: 4502, summary: 'the VNC server offers no security type the gateway may use with this desktop' },
@@ -233,6 +238,7 @@ export const errors = {
   connectTimeout: make('DG_ERR_CONNECT_TIMEOUT', (label: string, ms: number) => `${label} did not answer within ${ms} ms`),
   shuttingDown: make('DG_ERR_NOT_READY', () => 'The gateway is shutting down'),
   internal: make('DG_ERR_INTERNAL', () => 'Unexpected gateway error'),
+  recordingFailed: make('DG_ERR_RECORDING_FAILED', () => 'Recording failed: the session cannot continue'),
   bodyReadByHost: make(
     'DG_ERR_BODY_CONSUMED',
     () =>

@@ -123,7 +123,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const stopLogging = logEvents(self, logger);
   const connect = buildConnector({ timeoutMs: config.session.connectTimeoutMs });
   const coordinator = new Coordinator({ store, gateway: self, config });
-  const sessions = new SessionManager({ gateway: self, connect, coordinator, session: config.session, limits: config.limits });
+  const sessions = new SessionManager({ gateway: self, connect, coordinator, session: config.session, limits: config.limits, recordings: config.recordings });
   coordinator.bind(sessions);
   const presence = new PresenceHub(coordinator, config.session.keepaliveMs);
   const admission = new Admission(auth, directory);

@@ -504,6 +504,42 @@ export const SECTIONS: readonly Section[] = [
     ],
   },
   {
+    title: 'Recording',
+    options: [
+      {
+        key: ['recordings', 'dir'],
+        flag: 'recordings-dir',
+        env: 'DESKGATE_RECORDINGS_DIR',
+        kind: 'string',
+        placeholder: 'DIR',
+        help: ['where desktops with record: true', 'write their sessions'],
+        path: true,
+      },
+      {
+        key: ['recordings', 'retentionDays'],
+        flag: 'recordings-retention-days',
+        env: 'DESKGATE_RECORDINGS_RETENTION_DAYS',
+        kind: 'number',
+        help: ['remove recordings older than this', '(0: keep them)'],
+      },
+      {
+        key: ['recordings', 'access'],
+        flag: 'recordings-access',
+        env: 'DESKGATE_RECORDINGS_ACCESS',
+        kind: 'string',
+        placeholder: 'WHO',
+        help: ['who plays a recording besides admins:', 'own (its user) or admins'],
+      },
+      {
+        key: ['recordings', 'maxQueuedBytes'],
+        flag: 'recordings-max-queued-bytes',
+        env: 'DESKGATE_RECORDINGS_MAX_QUEUED_BYTES',
+        kind: 'number',
+        help: ["a session's recording waiting for", 'the disk; beyond: it cannot keep up'],
+      },
+    ],
+  },
+  {
     title: 'Logging and shutdown',
     options: [
       {

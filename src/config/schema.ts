@@ -19,6 +19,34 @@ const port = z
 
 const host = z.string({ error: 'expected a host name or IP address' }).refine(isValidHost, 'expected a host name or IP address');
 
+/** The longest setTimeout waits. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const milliseconds = (min: number, fallback: number) =>
+  z
+    .number({ error: `expected a number of milliseconds, at least ${min}` })
+    .int(`expected a whole number of milliseconds, at least ${min}`)
+    .min(min, `expected a number of milliseconds, at least ${min}`)
+    // Node's timers take at most 2^31-1 ms (24.8 days) and fire at once beyond it.
+    .max(MAX_TIMER_MS, `expected at most ${MAX_TIMER_MS} milliseconds (24.8 days), the longest a timer waits`)
+    .default(fallback);
+
+const bytes = (min: number, max: number, fallback: number) =>
+  z
+    .number({ error: `expected a number of bytes from ${min} to ${max}` })
+    .int(`expected a whole number of bytes from ${min} to ${max}`)
+    .min(min, `expected a number of bytes from ${min} to ${max}`)
+    .max(max, `expected a number of bytes from ${min} to ${max}`)
+    .default(fallback);
+
+const count = (min: number, max: number, fallback: number) =>
+  z
+    .number({ error: `expected a whole number from ${min} to ${max}` })
+    .int(`expected a whole number from ${min} to ${max}`)
+    .min(min, `expected a whole number from ${min} to ${max}`)
+    .max(max, `expected a whole number from ${min} to ${max}`)
+    .default(fallback);
+
 /** Who a desktop rule names: users and groups. */
 const principals = z.strictObject({
   users: z.array(userName, { error: 'expected a list of user names' }).default([]),
@@ -93,6 +121,21 @@ const socketPath = z.string({ error: 'expected the absolute path of a Unix socke
   return z.NEVER;
 });
 
+/** How a desktop's sessions are recorded. */
+const recordSettings = z.strictObject(
+  {
+    /** Also record what the browser sends (keys typed, passwords too, clicks, clipboard), for audit. */
+    input: z.boolean({ error: 'expected true or false' }).default(false),
+    /** When the recording fails: `end` the session (it must not run unrecorded), or `continue` it unrecorded. */
+    onFailure: z.enum(['end', 'continue'], { error: 'expected end or continue' }).default('continue'),
+    /** A session's file stops growing here (then onFailure applies). */
+    maxBytesPerSession: bytes(64 * 1024, 2 ** 40, 2 * 1024 ** 3),
+    /** This desktop's recordings directory, instead of recordings.dir. */
+    dir: z.string({ error: 'expected the path of a directory' }).min(1).optional(),
+  },
+  { error: 'expected true, false, or {input, onFailure, maxBytesPerSession, dir}' },
+);
+
 const desktopFields = z.strictObject({
   name: desktopName,
   host: host.optional(),
@@ -112,6 +155,8 @@ const desktopFields = z.strictObject({
   sharing: z.enum(['shared', 'exclusive', 'controlled'], { error: 'expected shared, exclusive or controlled' }).default('shared'),
   /** Who may take the desktop at once: their own other window's (exclusive), or control from its controller (controlled). */
   takeover: principals.optional(),
+  /** Record its sessions (docs/RECORDING.md): `true`, or how. */
+  record: z.preprocess((value) => (value === true ? {} : value === false ? undefined : value), recordSettings.optional()),
 });
 
 /** A desktop has `host` and `port`, or `socket`: exactly one of the two, and its output says which. */
@@ -231,34 +276,6 @@ function normalizeCidr(text: string, ctx: z.RefinementCtx<string>): string {
   }
 }
 
-/** The longest setTimeout waits. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-
-const milliseconds = (min: number, fallback: number) =>
-  z
-    .number({ error: `expected a number of milliseconds, at least ${min}` })
-    .int(`expected a whole number of milliseconds, at least ${min}`)
-    .min(min, `expected a number of milliseconds, at least ${min}`)
-    // Node's timers take at most 2^31-1 ms (24.8 days) and fire at once beyond it.
-    .max(MAX_TIMER_MS, `expected at most ${MAX_TIMER_MS} milliseconds (24.8 days), the longest a timer waits`)
-    .default(fallback);
-
-const bytes = (min: number, max: number, fallback: number) =>
-  z
-    .number({ error: `expected a number of bytes from ${min} to ${max}` })
-    .int(`expected a whole number of bytes from ${min} to ${max}`)
-    .min(min, `expected a number of bytes from ${min} to ${max}`)
-    .max(max, `expected a number of bytes from ${min} to ${max}`)
-    .default(fallback);
-
-const count = (min: number, max: number, fallback: number) =>
-  z
-    .number({ error: `expected a whole number from ${min} to ${max}` })
-    .int(`expected a whole number from ${min} to ${max}`)
-    .min(min, `expected a whole number from ${min} to ${max}`)
-    .max(max, `expected a whole number from ${min} to ${max}`)
-    .default(fallback);
-
 const KEEPALIVE_EXPECTED = 'expected 0 (no pings) or a whole number of milliseconds, at least 1000';
 
 const origins = z
@@ -305,6 +322,18 @@ export const configSchema = z
       .default('/websockify'),
     /** A directory served as it is below the gateway's own routes (websockify's --web), e.g. Debian's noVNC. */
     web: z.string({ error: 'expected the path of a directory' }).min(1).optional(),
+    /** Session recordings (docs/RECORDING.md): where they go, how long they stay, who may play them. */
+    recordings: z
+      .strictObject({
+        dir: z.string({ error: 'expected the path of a directory' }).min(1).optional(),
+        /** Files older than this are removed; 0 keeps them. */
+        retentionDays: count(0, 36_500, 30),
+        /** Who may list and play a recording besides administrators: `own` (its user) or `admins` (no one else). */
+        access: z.enum(['own', 'admins'], { error: 'expected own or admins' }).default('own'),
+        /** A session's recording waits in memory up to this much for the disk; beyond it the disk cannot keep up. */
+        maxQueuedBytes: bytes(64 * 1024, 256 * 1024 * 1024, 8 * 1024 * 1024),
+      })
+      .prefault({}),
     /** For a gateway started on demand: exit when unused (websockify's --idle-timeout and --timeout). */
     lifetime: z.strictObject({ exitAfterIdleMs: milliseconds(0, 0), acceptForMs: milliseconds(0, 0) }).prefault({}),
     targets: z.strictObject({ allow: z.array(allowRule, { error: 'expected a list of {cidr, ports} rules' }).default([]) }).default({ allow: [] }),
@@ -470,6 +499,11 @@ export const configSchema = z
         input: true,
       });
     }
+    config.desktops.forEach((d, i) => {
+      if (d.record && d.record.dir === undefined && config.recordings.dir === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['desktops', i, 'record'], message: 'recording needs recordings.dir (or record.dir)', input: true });
+      }
+    });
     if (config.tokens.format === 'filenames' && config.tokens.source === undefined) {
       ctx.addIssue({ code: 'custom', path: ['tokens', 'format'], message: 'tokens.format needs tokens.source', input: 'filenames' });
     }
@@ -526,6 +560,7 @@ export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type DesktopConfig = Config['desktops'][number];
 export type VncConfig = NonNullable<DesktopConfig['vnc']>;
+export type RecordSettings = z.output<typeof recordSettings>;
 export type AllowRule = Config['targets']['allow'][number];
 
 /** A bad flag, value or configuration: the operator's to fix (exit code 2). */

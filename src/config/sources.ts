@@ -134,7 +134,10 @@ function resolvePaths(raw: Record<string, unknown>, base: string): Record<string
   };
   for (const key of PATH_KEYS) resolveIn(getIn(raw, key.slice(0, -1)), key.at(-1) as string);
   const desktops = Array.isArray(raw.desktops) ? (raw.desktops as unknown[]) : [];
-  for (const desktop of desktops) for (const name of DESKTOP_VNC_PATHS) resolveIn(getIn(desktop, ['vnc']), name);
+  for (const desktop of desktops) {
+    for (const name of DESKTOP_VNC_PATHS) resolveIn(getIn(desktop, ['vnc']), name);
+    resolveIn(getIn(desktop, ['record']), 'dir');
+  }
   return raw;
 }
 

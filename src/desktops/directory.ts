@@ -8,6 +8,7 @@ import { lookup } from 'node:dns/promises';
 import { realpath } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { DesktopRules, Principals } from '../auth/identity.js';
+import type { RecordSettings } from '../config/schema.js';
 import type { Sharing } from '../coordination/store.js';
 import { describeSocketError, errors } from '../errors.js';
 import type { ConnectTarget } from '../relay/connector.js';
@@ -28,6 +29,8 @@ interface DesktopFields extends DesktopRules {
   sharing?: Sharing | undefined;
   /** Who may take it at once (see Coordinator). */
   takeover?: Principals | undefined;
+  /** Record its sessions, and how. */
+  record?: RecordSettings | undefined;
   /** Left off the dashboard and the desktop list: a token file's desktop, opened by who knows its token. */
   unlisted?: boolean | undefined;
 }

@@ -53,6 +53,6 @@ export class Admission {
     if (!desktop) throw errors.unknownDesktop(name).of(identity.user);
     const access = identity.via === 'ticket' ? 'full' : accessTo(desktop, identity);
     if (access === 'none') throw errors.notAllowed(identity.user, name).of(identity.user);
-    return { target: { kind: 'desktop', name, ...addressOf(desktop), vnc: desktop.vnc }, viewOnly: access === 'view' };
+    return { target: { kind: 'desktop', name, ...addressOf(desktop), vnc: desktop.vnc, record: desktop.record }, viewOnly: access === 'view' };
   }
 }

@@ -39,6 +39,8 @@ export interface SessionStarted extends From {
   /** How long connecting to the VNC server took, and then the RFB handshake (ms). */
   readonly connectMs: number;
   readonly handshakeMs: number;
+  /** The recording's id (its file is ID.dgrec), when the session is recorded. */
+  readonly recording?: string | undefined;
 }
 
 export interface SessionModeChanged extends From {
@@ -58,6 +60,19 @@ export interface SessionEnded extends From {
   readonly by: 'browser' | 'upstream' | 'gateway';
   /** Input and control messages a view-only filter dropped. */
   readonly droppedMessages: number;
+  /** The recording's id, when the session was recorded. */
+  readonly recording?: string | undefined;
+}
+
+/** A session's recording failed or stopped before the session ended. */
+export interface RecordingStopped extends From {
+  readonly session: string;
+  readonly desktop: string;
+  readonly recording: string;
+  readonly problem: string;
+  /** What the desktop's `record.onFailure` made of it. */
+  readonly then: 'session ended' | 'session goes on unrecorded';
+  readonly err?: unknown;
 }
 
 export interface SessionRefused extends From {
@@ -138,5 +153,6 @@ export const events = {
   loginFailed: new LifecycleEvent<LoggedIn>('deskgate:login:failed'),
   ticketIssued: new LifecycleEvent<TicketIssued>('deskgate:ticket:issued'),
   adminAction: new LifecycleEvent<AdminAction>('deskgate:admin'),
+  recordingStopped: new LifecycleEvent<RecordingStopped>('deskgate:recording:stopped'),
   failed: new LifecycleEvent<Failed>('deskgate:failed'),
 };

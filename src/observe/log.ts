@@ -65,6 +65,7 @@ export function logEvents(gateway: object, logger: Logger): () => void {
     events.sessionRefused.subscribe(mine((m) => logger.warn(m, 'session refused'))),
     events.loggedIn.subscribe(mine((m) => logger.info(m, 'login'))),
     events.ticketIssued.subscribe(mine((m) => logger.info(m, 'ticket issued'))),
+    events.recordingStopped.subscribe(mine((m) => logger.error(m, `recording stopped: ${m.problem}; ${m.then}`))),
     events.failed.subscribe(mine(({ what, ...m }) => logger.error(m, `unexpected error ${what}`))),
   ];
   return () => {

@@ -6,6 +6,7 @@
 import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import { describeSocketError, errors, GatewayError } from '../errors.js';
 import { connectOptionsOf, type VncAddress } from '../net/address.js';
+import type { RecordSettings } from '../config/schema.js';
 import type { VncSettings } from '../rfb/handshake.js';
 
 export type ConnectTarget = VncAddress & {
@@ -15,6 +16,8 @@ export type ConnectTarget = VncAddress & {
   name: string;
   /** How to speak RFB to it; none: follow the viewer's handshake over the plain connection. */
   vnc?: VncSettings | undefined;
+  /** Record its sessions, and how (a configured desktop's `record`). */
+  record?: RecordSettings | undefined;
 };
 
 export interface ConnectOptions {

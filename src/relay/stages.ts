@@ -57,3 +57,14 @@ export interface RelayStages {
   /** VNC server -> browser. */
   readonly toBrowser?: BrowserTap | undefined;
 }
+
+/** Two browser -> VNC filters in a row: `second` sees what `first` passes; a message `first` drops goes no further. */
+export function chainFilters(first: UpstreamFilter, second: UpstreamFilter | undefined): UpstreamFilter {
+  if (!second) return first;
+  return {
+    filter(message, session) {
+      const passed = first.filter(message, session);
+      return passed === null ? null : second.filter(passed, session);
+    },
+  };
+}

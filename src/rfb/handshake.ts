@@ -93,6 +93,8 @@ export interface HandshakeResult {
   security: string;
   /** From ServerInit, when followed. */
   desktop?: { width: number; height: number; name: string } | undefined;
+  /** The ServerInit the viewer was given, when followed: a recording's header replays it. */
+  serverInit?: Buffer | undefined;
 }
 
 /** Reason strings and desktop names are short; a longer one is a hostile or broken server. */
@@ -152,7 +154,7 @@ async function follow(viewer: HandshakeSide, server: UpstreamSide, o: HandshakeO
   server.write(Buffer.from([o.vnc.shared ? 1 : 0]));
   const init = await readServerInit(server, o);
   viewer.write(init.bytes);
-  return { followed: true, security: securityName(type), desktop: init.desktop };
+  return { followed: true, security: securityName(type), desktop: init.desktop, serverInit: init.bytes };
 }
 
 async function terminate(viewer: HandshakeSide, server: UpstreamSide, o: HandshakeOptions): Promise<HandshakeResult> {
@@ -163,7 +165,7 @@ async function terminate(viewer: HandshakeSide, server: UpstreamSide, o: Handsha
   greeted.catch(noop);
   const [{ security, init }] = await Promise.all([upstream, greeted]);
   viewer.write(init.bytes);
-  return { followed: true, security, desktop: init.desktop };
+  return { followed: true, security, desktop: init.desktop, serverInit: init.bytes };
 }
 
 /** The gateway as an RFB 3.8 server towards the viewer, offering security None; done once ClientInit is in. */

@@ -13,9 +13,12 @@ import { formatAddress } from '../net/address.js';
 import { events } from '../observe/events.js';
 import { Bridge, type BridgeEnd, type BridgeEndings, type Closing } from '../relay/bridge.js';
 import { describe, type Connect, type ConnectTarget } from '../relay/connector.js';
+import { chainFilters } from '../relay/stages.js';
 import { Upstream } from '../relay/upstream.js';
 import type { HandshakeResult } from '../rfb/handshake.js';
 import { ClientMessageFilter } from '../rfb/view-only-filter.js';
+import { FORMAT_VERSION } from '../recording/format.js';
+import { Recorder } from '../recording/recorder.js';
 import { HandshakePhase } from './handshake-phase.js';
 import type { SessionSnapshot } from './snapshot.js';
 
@@ -56,6 +59,8 @@ interface LiveSession extends Session {
   handshakeMs: number;
   /** Present when the session is switchable: it can then switch between control and view-only. */
   filter: ClientMessageFilter | undefined;
+  /** Present when its desktop records its sessions. */
+  recorder: Recorder | undefined;
 }
 
 export interface SessionManagerOptions {
@@ -65,6 +70,7 @@ export interface SessionManagerOptions {
   coordinator: Coordinator;
   session: Config['session'];
   limits: Config['limits'];
+  recordings: Config['recordings'];
 }
 
 /** Sessions closed because the gateway stops get 1001, with the catalogue's sentence. */
@@ -141,6 +147,7 @@ export class SessionManager implements LocalSessions {
       connecting: new AbortController(),
       handshake: undefined,
       filter: undefined,
+      recorder: undefined,
       connectMs: 0,
       handshakeMs: 0,
     };
@@ -212,11 +219,17 @@ export class SessionManager implements LocalSessions {
     const { highWaterMarkBytes, idleTimeoutMs, maxDurationMs, keepaliveMs } = this.#options.session;
     const filtered = (session.viewOnly || session.switchable) && session.handshake?.followed;
     const filter = filtered ? new ClientMessageFilter({ viewOnly: session.viewOnly }) : undefined;
-    const stages = filter && { toUpstream: filter };
+    const recorder = this.#recorder(session);
+    // The recorder sees what the browser sent, before a view-only filter drops any of it.
+    const toUpstream = recorder ? chainFilters(recorder.toUpstream, filter) : filter;
+    const stages = toUpstream && { toUpstream, toBrowser: recorder?.toBrowser };
     const options = { endings: this.#endings(target), highWaterMarkBytes, idleTimeoutMs, maxDurationMs, keepaliveMs, stages };
     const bridge = new Bridge(ws, options, (end) => this.#ended(session, end));
     session.filter = filter;
+    session.recorder = recorder;
     session.bridge = bridge;
+    recorder?.attach(bridge);
+    if (target.record && !recorder && target.record.onFailure === 'end') bridge.close(errors.recordingFailed());
     // In one go, so no byte falls between the handshake and the relay.
     const early = phase.finish();
     upstream.routeTo(bridge.upstreamRead.callback);
@@ -236,7 +249,53 @@ export class SessionManager implements LocalSessions {
       followed,
       connectMs: Math.round(session.connectMs * 100) / 100,
       handshakeMs: Math.round(session.handshakeMs * 100) / 100,
+      recording: recorder?.id,
     }));
+  }
+
+  /** The session's recorder, when its desktop records; none when the handshake gave no ServerInit to replay (told as a stopped recording). */
+  #recorder(session: LiveSession): Recorder | undefined {
+    const { target, handshake } = session;
+    const record = target.record;
+    if (!record) return undefined;
+    const { gateway, recordings, coordinator } = this.#options;
+    const stopped = (problem: string, err?: unknown): void =>
+      events.recordingStopped.publish(() => ({
+        gateway,
+        session: session.id,
+        desktop: target.name,
+        remote: session.remoteAddress,
+        user: session.identity.user,
+        recording: session.id,
+        problem,
+        then: record.onFailure === 'end' ? 'session ended' : 'session goes on unrecorded',
+        err,
+      }));
+    if (!handshake?.serverInit || !handshake.desktop) {
+      stopped('the viewer chose a security type the gateway cannot follow, so there is nothing to replay');
+      return undefined;
+    }
+    const { width, height, name } = handshake.desktop;
+    return new Recorder({
+      dir: record.dir ?? (recordings.dir as string), // the schema requires one of the two
+      header: {
+        format: FORMAT_VERSION,
+        id: session.id,
+        desktop: target.name,
+        user: session.identity.user,
+        node: coordinator.store.shared ? coordinator.store.node : undefined,
+        start: new Date().toISOString(),
+        serverInit: handshake.serverInit.toString('base64'),
+        width,
+        height,
+        name,
+        input: record.input,
+      },
+      onFailure: record.onFailure,
+      maxQueuedBytes: recordings.maxQueuedBytes,
+      maxBytes: record.maxBytesPerSession,
+      onProblem: stopped,
+    });
   }
 
   /**
@@ -299,7 +358,9 @@ export class SessionManager implements LocalSessions {
       reason: end.reason,
       by: end.by,
       droppedMessages: session.filter?.dropped ?? 0,
+      recording: session.recorder?.id,
     }));
+    void session.recorder?.finish();
     this.#forget(session);
   }
 

@@ -32,6 +32,7 @@ const CLOSE_MESSAGES = {
   4502: 'The gateway could not connect to the desktop.',
   4503: 'The gateway is not ready. Try again in a moment.',
   4504: 'The desktop did not answer in time.',
+  4507: 'The session was being recorded, and the recording failed.',
 };
 
 const STATE_LABELS = {

@@ -1,0 +1,181 @@
+/**
+ * A session's recorder: relay stages that copy what passes into a queue, and a writer that
+ * appends the queue to the session's file off the hot path (one writev per turn of the event
+ * loop, whatever has gathered). The queue is bounded: when the disk cannot keep up, or fails,
+ * or the file reaches its size limit, the desktop's policy decides: `end` closes the session
+ * (DG_ERR_RECORDING_FAILED), `continue` stops the recording, marks the file and lets the
+ * session go on. Memory stays bounded either way, and the relay never waits for the disk.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errors } from '../errors.js';
+import type { BrowserTap, StageSession, UpstreamFilter } from '../relay/stages.js';
+import { ClientMessageType } from '../rfb/protocol.js';
+import { encodeHeader, encodeJsonRecord, encodeRecord, RecordKind, type RecordingHeader } from './format.js';
+
+export interface RecorderOptions {
+  dir: string;
+  header: RecordingHeader;
+  /** `end`: a recording that fails ends its session; `continue`: the session goes on unrecorded. */
+  onFailure: 'end' | 'continue';
+  /** Bytes waiting for the disk before the disk counts as unable to keep up. */
+  maxQueuedBytes: number;
+  /** The file's largest size; then the recording stops (or the session ends, by `onFailure`). */
+  maxBytes: number;
+  /** Told once when the recording fails or stops early, for the log. */
+  onProblem(problem: string, err?: unknown): void;
+}
+
+/** The viewer's first messages are read for its settings; no further. */
+const SETTINGS_SCAN_BYTES = 4096;
+
+export class Recorder {
+  readonly id: string;
+  readonly file: string;
+  readonly #options: RecorderOptions;
+  readonly #startedAt = performance.now();
+  #queue: Buffer[] = [];
+  #queuedBytes = 0;
+  #writtenBytes = 0;
+  #handle: Promise<FileHandle> | undefined;
+  #writing = false;
+  /** Set once it no longer records: why. */
+  #stopped: string | undefined;
+  #session: StageSession | undefined;
+  #finished: Promise<void> | undefined;
+  /** The viewer's first bytes, until its SetEncodings is found (or SETTINGS_SCAN_BYTES have passed). */
+  #viewerStart: Buffer | undefined = Buffer.alloc(0);
+  #scanned = 0;
+  readonly #settings: { pixelFormat?: number[]; encodings?: number[] } = {};
+
+  /** The stages to put on the relay: the tap records the screen, the filter the viewer's settings (and input, with `input`). */
+  readonly toBrowser: BrowserTap = { tap: (chunk, session) => this.#record(RecordKind.Screen, chunk, session) };
+  readonly toUpstream: UpstreamFilter = {
+    filter: (message, session) => {
+      if (this.#viewerStart) this.#readSettings(message);
+      if (this.#options.header.input) this.#record(RecordKind.Input, message, session);
+      return message;
+    },
+  };
+
+  constructor(options: RecorderOptions) {
+    this.#options = options;
+    this.id = options.header.id;
+    this.file = join(options.dir, `${this.id}.dgrec`);
+    this.#enqueue(encodeHeader(options.header));
+  }
+
+  /** Whether it still records. */
+  get recording(): boolean {
+    return this.#stopped === undefined;
+  }
+
+  /** The session ended: the End record, the rest of the queue, then the file closed. Never rejects. */
+  finish(): Promise<void> {
+    this.#finished ??= (async () => {
+      if (this.#stopped === undefined) this.#enqueue(encodeJsonRecord(RecordKind.End, this.#now(), { durationMs: Math.round(this.#now()) }));
+      this.#stopped ??= 'the session ended';
+      await this.#drain();
+      await (await this.#handle?.catch(() => undefined))?.close().catch(() => undefined);
+    })();
+    return this.#finished;
+  }
+
+  #now(): number {
+    return performance.now() - this.#startedAt;
+  }
+
+  #record(kind: typeof RecordKind.Screen | typeof RecordKind.Input, bytes: Buffer, session: StageSession): void {
+    if (this.#stopped !== undefined) return;
+    this.#session ??= session;
+    this.#enqueue(encodeRecord(kind, this.#now(), bytes));
+  }
+
+  #enqueue(record: Buffer): void {
+    if (this.#writtenBytes + this.#queuedBytes + record.length > this.#options.maxBytes) {
+      return this.#fail(`the recording reached its size limit (${this.#options.maxBytes} bytes)`);
+    }
+    if (this.#queuedBytes + record.length > this.#options.maxQueuedBytes) {
+      return this.#fail(`the disk cannot keep up: ${this.#queuedBytes} bytes wait to be written`);
+    }
+    this.#queue.push(record);
+    this.#queuedBytes += record.length;
+    if (!this.#writing) {
+      this.#writing = true;
+      setImmediate(() => void this.#drain());
+    }
+  }
+
+  /** Write what is queued, turn after turn, until the queue is empty. */
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue;
+        this.#queue = [];
+        this.#handle ??= open(this.file, 'wx', 0o600);
+        const handle = await this.#handle;
+        const { bytesWritten } = await handle.writev(batch);
+        this.#queuedBytes -= batch.reduce((sum, b) => sum + b.length, 0);
+        this.#writtenBytes += bytesWritten;
+      }
+    } catch (err) {
+      this.#fail(`the recording cannot be written: ${(err as Error).message}`, err);
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  /** Stop recording, by the desktop's policy. */
+  #fail(problem: string, err?: unknown): void {
+    if (this.#stopped !== undefined) return;
+    this.#stopped = problem;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#options.onProblem(problem, err);
+    if (this.#options.onFailure === 'end') {
+      this.#session?.close(errors.recordingFailed());
+      return;
+    }
+    // Marked, if the file still takes it: a player then says why the recording stops there.
+    const note = encodeJsonRecord(RecordKind.Stopped, this.#now(), { stopped: problem });
+    void this.#handle?.then((handle) => handle.write(note)).catch(() => undefined);
+  }
+
+  /** The viewer's SetPixelFormat and SetEncodings, from its first messages (noVNC sends them at once): one Settings record. */
+  #readSettings(message: Buffer): void {
+    const bytes = Buffer.concat([this.#viewerStart as Buffer, message]);
+    let at = 0;
+    let unknown = false;
+    while (at < bytes.length && !unknown) {
+      const type = bytes[at];
+      const length =
+        type === ClientMessageType.SetPixelFormat
+          ? 20
+          : type === ClientMessageType.SetEncodings
+            ? at + 4 <= bytes.length
+              ? 4 + 4 * bytes.readUInt16BE(at + 2)
+              : Infinity
+            : type === ClientMessageType.FramebufferUpdateRequest
+              ? 10
+              : -1;
+      unknown = length < 0;
+      if (unknown || at + length > bytes.length) break;
+      if (type === ClientMessageType.SetPixelFormat) this.#settings.pixelFormat = [...bytes.subarray(at + 4, at + 20)];
+      if (type === ClientMessageType.SetEncodings) {
+        this.#settings.encodings = Array.from({ length: (length - 4) / 4 }, (_, i) => bytes.readInt32BE(at + 4 + 4 * i));
+      }
+      at += length;
+    }
+    this.#scanned += message.length;
+    const done = unknown || this.#settings.encodings !== undefined || this.#scanned >= SETTINGS_SCAN_BYTES;
+    this.#viewerStart = done ? undefined : bytes.subarray(at);
+    if (done && this.#stopped === undefined) this.#enqueue(encodeJsonRecord(RecordKind.Settings, this.#now(), this.#settings));
+  }
+
+  /** The session the stages belong to, for policy `end`; a failure before it is known ends it now. */
+  attach(session: StageSession): void {
+    this.#session = session;
+    if (this.#stopped !== undefined && this.#options.onFailure === 'end' && this.#finished === undefined) session.close(errors.recordingFailed());
+  }
+}
