@@ -6,7 +6,7 @@
  * are accepted beside them. The result runs as `deskgate` does: SIGHUP reloads, SIGTERM stops.
  */
 import { isIP } from 'node:net';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { flagsOf, OPTIONS } from '../config/options.js';
 import { ConfigError, MAX_TIMER_MS, type Config } from '../config/schema.js';
@@ -41,8 +41,8 @@ export const WEBSOCKIFY_FLAGS: readonly WebsockifyFlag[] = [
   {
     flag: 'record',
     value: 'FILE',
-    becomes: "deskgate does not write websockify's frame dumps; session recording with a browser player is planned, not yet available",
-    refused: true,
+    becomes:
+      "recordings.dir FILE's directory and the target's record: true: one file per session (ID.dgrec) to play at /recordings; not websockify's frame dumps",
   },
   { flag: 'daemon', short: 'D', becomes: 'deskgate stays in the foreground: run it under systemd (contrib/deskgate.service)', refused: true },
   { flag: 'run-once', becomes: 'use --idle-timeout N: exit once no session has been open for N seconds', refused: true },
@@ -213,7 +213,9 @@ function translate(values: Values, positionals: string[]): Translation {
   );
   const listen = parseSource(source);
   set('listen', listen.address, `the source ${source}`);
-  const desktop = targetDesktop(target, unixTarget, values['ssl-target'] === true, tokens !== undefined);
+  const record = text(values, 'record');
+  if (record !== undefined) set('recordings-dir', dirname(resolve(record)), '--record');
+  const desktop = targetDesktop(target, unixTarget, { sslTarget: values['ssl-target'] === true, record: record !== undefined }, tokens !== undefined);
   if (desktop) set('default-desktop', TARGET_DESKTOP, target === undefined ? '--unix-target' : `the target ${target}`);
   if (tokens) {
     set('tokens', tokens.source, tokens.from);
@@ -257,21 +259,29 @@ function sourceAndTarget(positionals: string[], givesTargets: string | undefined
 }
 
 /** The desktop a target argument or --unix-target names, as the config file writes it; none with a token plugin. */
-function targetDesktop(target: string | undefined, unixTarget: string | undefined, sslTarget: boolean, tokens: boolean): object | undefined {
+function targetDesktop(
+  target: string | undefined,
+  unixTarget: string | undefined,
+  { sslTarget, record }: { sslTarget: boolean; record: boolean },
+  tokens: boolean,
+): object | undefined {
   if (sslTarget && tokens) {
     throw new ConfigError("--ssl-target cannot apply to each token's target: put the desktops in a config file, each with vnc: { tls: tls-first }");
   }
+  if (record && tokens) throw new ConfigError("--record cannot apply to each token's desktop: put the desktops in a config file, each with record: true");
+  const recorded = record && { record: true };
   if (unixTarget !== undefined) {
     if (sslTarget) throw new ConfigError('--ssl-target: deskgate speaks TLS to VNC servers over TCP only; drop it for --unix-target');
     const socket = resolve(unixTarget);
-    return { name: TARGET_DESKTOP, socket, description: `websockify target unix:${socket}` };
+    return { name: TARGET_DESKTOP, socket, description: `websockify target unix:${socket}`, ...recorded };
   }
   if (target === undefined) {
     if (sslTarget) throw new ConfigError('--ssl-target applies to the target: give target_addr:target_port');
+    if (record) throw new ConfigError('--record applies to the target: give target_addr:target_port, or desktops with record: true in a config file');
     return undefined;
   }
   const { host, port } = parseTarget(target);
-  return { name: TARGET_DESKTOP, host, port, description: `websockify target ${target}`, ...(sslTarget && { vnc: { tls: 'tls-first' } }) };
+  return { name: TARGET_DESKTOP, host, port, description: `websockify target ${target}`, ...(sslTarget && { vnc: { tls: 'tls-first' } }), ...recorded };
 }
 
 /** --cert and --key (the key defaults to the certificate's file, websockify's combined PEM), and --ssl-only, which needs one. */

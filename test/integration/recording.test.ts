@@ -72,6 +72,18 @@ function recordingFiles(): string[] {
   return readdirSync(dir).filter((f) => f.endsWith('.dgrec'));
 }
 
+/** The one recording in `dir`, once its End record is written. */
+async function completeRecording(): Promise<Buffer> {
+  let bytes = Buffer.alloc(0);
+  await waitFor(() => {
+    if (recordingFiles().length !== 1) return false;
+    bytes = readFileSync(join(dir, recordingFiles()[0]!));
+    const head = decodeHeader(bytes);
+    return head !== undefined && decodeRecords(bytes, head.recordsAt).records.some((r) => r.kind === RecordKind.End);
+  }, 'a complete recording');
+  return bytes;
+}
+
 describe('a recorded session', () => {
   it('writes the ServerInit, the screen as the browser got it, the viewer settings, and its end', async () => {
     const g = await recordingGateway(true);
@@ -82,14 +94,7 @@ describe('a recorded session', () => {
     session.ws.send(Buffer.concat([pixelFormat, encodings]));
     const seen = await readScreen(session);
     session.ws.close();
-    await waitFor(() => recordingFiles().length === 1, 'the file');
-    const file = join(dir, recordingFiles()[0]!);
-    await waitFor(() => {
-      const bytes = readFileSync(file);
-      const head = decodeHeader(bytes);
-      return head !== undefined && decodeRecords(bytes, head.recordsAt).records.some((r) => r.kind === RecordKind.End);
-    }, 'the end record');
-    const bytes = readFileSync(file);
+    const bytes = await completeRecording();
     const { header, recordsAt } = decodeHeader(bytes)!;
     expect(header).toMatchObject({ format: 1, desktop: 'rec', user: 'anonymous', width: 1024, height: 768, name: expect.any(String), input: false });
     const serverInit = Buffer.from(header.serverInit, 'base64');
@@ -116,11 +121,7 @@ describe('a recorded session', () => {
     session.ws.send(key);
     await readScreen(session);
     session.ws.close();
-    await waitFor(() => {
-      const bytes = readFileSync(join(dir, recordingFiles()[0]!));
-      return decodeRecords(bytes, decodeHeader(bytes)!.recordsAt).records.some((r) => r.kind === RecordKind.End);
-    }, 'the end record');
-    const bytes = readFileSync(join(dir, recordingFiles()[0]!));
+    const bytes = await completeRecording();
     const inputs = decodeRecords(bytes, decodeHeader(bytes)!.recordsAt).records.filter((r) => r.kind === RecordKind.Input);
     expect(inputs.map((r) => r.payload)).toContainEqual(key);
   });
@@ -130,11 +131,7 @@ describe('a recorded session', () => {
     const session = await openDesktop(g.wsUrl('rec'));
     await readScreen(session, 20_000);
     session.ws.close();
-    await waitFor(() => {
-      const b = readFileSync(join(dir, recordingFiles()[0]!));
-      return decodeRecords(b, decodeHeader(b)!.recordsAt).records.some((r) => r.kind === RecordKind.End);
-    }, 'the end record');
-    const whole = readFileSync(join(dir, recordingFiles()[0]!));
+    const whole = await completeRecording();
     const { recordsAt } = decodeHeader(whole)!;
     const all = decodeRecords(whole, recordsAt).records;
     for (let i = 0; i < 50; i += 1) {

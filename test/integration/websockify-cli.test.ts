@@ -5,7 +5,7 @@
  * vnc.html does, over TCP, TLS and Unix-socket targets.
  */
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createTcpServer, connect as tcpConnect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,7 +170,6 @@ describe('deskgate websockify: its command line', () => {
     [['--libserver'], '--libserver', 'not needed'],
     [['--prefer-ipv6'], '--prefer-ipv6', '[::]:6080'],
     [['-6'], '-6 (--prefer-ipv6)', '[::]:6080'],
-    [['--record', 'session.log'], '--record', 'not yet available'],
   ])('refuses %j, naming %s and its replacement', async (args, named, instead) => {
     const cli = await runDeskgate(['websockify', ...args, '127.0.0.1:6080', 'localhost:5900']);
     expect(cli.code).toBe(2);
@@ -189,6 +188,7 @@ describe('deskgate websockify: its command line', () => {
     [['--token-plugin', 'TokenFile', '127.0.0.1:6080'], '--token-plugin TokenFile needs --token-source'],
     [['--token-source', 'tokens', '127.0.0.1:6080'], '--token-source needs --token-plugin'],
     [['--ssl-target', '--token-plugin', 'TokenFile', '--token-source', 'tokens', '127.0.0.1:6080'], 'vnc: { tls: tls-first }'],
+    [['--record', 'rec', '--token-plugin', 'TokenFile', '--token-source', 'tokens', '127.0.0.1:6080'], 'each with record: true'],
     [['--ssl-only', '127.0.0.1:6080', 'localhost:5900'], '--ssl-only needs --cert FILE'],
     [['--key', 'key.pem', '127.0.0.1:6080', 'localhost:5900'], '--key needs --cert FILE'],
     [['--listen', '127.0.0.1:7000', '127.0.0.1:6080', 'localhost:5900'], 'the source 127.0.0.1:6080 and --listen set the same thing'],
@@ -358,6 +358,22 @@ describe('deskgate websockify: a gateway', () => {
     await passThrough(createTcpServer(toDemo), (s) => s.listen(socket));
     const gateway = await websockify(['--unix-target', socket], []);
     expect(await greeting(gateway.ws('/websockify'))).toBe(RFB_VERSION);
+  });
+
+  it("--record FILE records each session of the target in FILE's directory, one file per session", async () => {
+    const recordings = join(dir, 'recordings');
+    mkdirSync(recordings, { recursive: true });
+    const gateway = await websockify(['--record', join(recordings, 'session')], [`127.0.0.1:${demo.port}`]);
+    const session = await openDesktop(gateway.ws('/websockify'));
+    session.ws.send(encodeUpdateRequest({ x: 0, y: 0, width: 8, height: 8 }, false));
+    await session.nextMessage();
+    session.ws.close();
+    await waitFor(() => readdirSync(recordings).some((f) => f.endsWith('.dgrec')), 'the recording');
+    expect(
+      readFileSync(join(recordings, readdirSync(recordings)[0] as string))
+        .subarray(0, 5)
+        .toString(),
+    ).toBe('DGREC');
   });
 
   it('--web DIR serves the directory beside the gateway, as noVNC vnc.html is served', async () => {
