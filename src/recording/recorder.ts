@@ -38,7 +38,8 @@ export class Recorder {
   #queuedBytes = 0;
   #writtenBytes = 0;
   #handle: Promise<FileHandle> | undefined;
-  #writing = false;
+  /** The writer at work, if one is. */
+  #draining: Promise<void> | undefined;
   /** Set once it no longer records: why. */
   #stopped: string | undefined;
   #session: StageSession | undefined;
@@ -75,7 +76,8 @@ export class Recorder {
     this.#finished ??= (async () => {
       if (this.#stopped === undefined) this.#enqueue(encodeJsonRecord(RecordKind.End, this.#now(), { durationMs: Math.round(this.#now()) }));
       this.#stopped ??= 'the session ended';
-      await this.#drain();
+      if (this.#queue.length > 0) this.#drainSoon(); // a Stopped mark queued by the writer that failed
+      while (this.#draining) await this.#draining;
       await (await this.#handle?.catch(() => undefined))?.close().catch(() => undefined);
     })();
     return this.#finished;
@@ -100,30 +102,32 @@ export class Recorder {
     }
     this.#queue.push(record);
     this.#queuedBytes += record.length;
-    if (!this.#writing) {
-      this.#writing = true;
-      setImmediate(() => void this.#drain());
-    }
+    this.#drainSoon();
   }
 
-  /** Write what is queued, turn after turn, until the queue is empty. */
-  async #drain(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue;
-        this.#queue = [];
-        this.#handle ??= open(this.file, 'wx', 0o600);
-        const handle = await this.#handle;
-        const { bytesWritten } = await handle.writev(batch);
-        this.#queuedBytes -= batch.reduce((sum, b) => sum + b.length, 0);
-        this.#writtenBytes += bytesWritten;
+  /**
+   * Write what is queued, turn after turn, until the queue is empty: one writer at a time, so
+   * records reach the file in order. The loop's last check and its end run in one go, so a
+   * record queued while it writes is never left behind.
+   */
+  #drainSoon(): void {
+    this.#draining ??= (async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      try {
+        while (this.#queue.length > 0) {
+          const batch = this.#queue;
+          this.#queue = [];
+          this.#handle ??= open(this.file, 'wx', 0o600);
+          const { bytesWritten } = await (await this.#handle).writev(batch);
+          this.#queuedBytes -= batch.reduce((sum, b) => sum + b.length, 0);
+          this.#writtenBytes += bytesWritten;
+        }
+      } catch (err) {
+        this.#fail(`the recording cannot be written: ${(err as Error).message}`, err);
+      } finally {
+        this.#draining = undefined;
       }
-    } catch (err) {
-      this.#fail(`the recording cannot be written: ${(err as Error).message}`, err);
-    } finally {
-      this.#writing = false;
-    }
+    })();
   }
 
   /** Stop recording, by the desktop's policy. */
@@ -138,8 +142,8 @@ export class Recorder {
       return;
     }
     // Marked, if the file still takes it: a player then says why the recording stops there.
-    const note = encodeJsonRecord(RecordKind.Stopped, this.#now(), { stopped: problem });
-    void this.#handle?.then((handle) => handle.write(note)).catch(() => undefined);
+    this.#queue.push(encodeJsonRecord(RecordKind.Stopped, this.#now(), { stopped: problem }));
+    this.#drainSoon();
   }
 
   /** The viewer's SetPixelFormat and SetEncodings, from its first messages (noVNC sends them at once): one Settings record. */
