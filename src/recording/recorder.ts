@@ -33,6 +33,7 @@ export class Recorder {
   readonly id: string;
   readonly file: string;
   readonly #options: RecorderOptions;
+  readonly #header: Buffer;
   readonly #startedAt = performance.now();
   #queue: Buffer[] = [];
   #queuedBytes = 0;
@@ -63,7 +64,8 @@ export class Recorder {
     this.#options = options;
     this.id = options.header.id;
     this.file = join(options.dir, `${this.id}.dgrec`);
-    this.#enqueue(encodeHeader(options.header));
+    this.#header = encodeHeader(options.header);
+    this.#enqueue(this.#header);
   }
 
   /** Whether it still records. */
@@ -134,8 +136,9 @@ export class Recorder {
   #fail(problem: string, err?: unknown): void {
     if (this.#stopped !== undefined) return;
     this.#stopped = problem;
-    this.#queue = [];
-    this.#queuedBytes = 0;
+    // The header stays, if it waits still: a file without one could not be read at all.
+    this.#queue = this.#queue[0] === this.#header ? [this.#header] : [];
+    this.#queuedBytes = this.#queue.length > 0 ? this.#header.length : 0;
     this.#options.onProblem(problem, err);
     if (this.#options.onFailure === 'end') {
       this.#session?.close(errors.recordingFailed());
