@@ -25,7 +25,8 @@ export const ERRORS = {
   DG_ERR_FORBIDDEN: { status: 403, closeCode: 4403, summary: 'desktop or target outside the policy (e.g. ad-hoc targets disabled, or not in the allow rules)' },
   DG_ERR_UNKNOWN_DESKTOP: { status: 404, closeCode: 4404, summary: 'unknown desktop or token' },
   DG_ERR_UNKNOWN_SESSION: { status: 404, closeCode: 4404, summary: 'the admin API named a session that is not live on any node' },
-  DG_ERR_NOT_ENABLED: { status: 404, closeCode: 4404, summary: 'a feature this gateway does not have configured (the ticket API)' },
+  DG_ERR_UNKNOWN_RECORDING: { status: 404, closeCode: 4404, summary: 'no recording has this id, or it is not one this user may see' },
+  DG_ERR_NOT_ENABLED: { status: 404, closeCode: 4404, summary: 'a feature this gateway does not have configured (the ticket API, recordings)' },
   DG_ERR_IDLE_TIMEOUT: { status: 408, closeCode: 4408, summary: 'no traffic for `session.idleTimeoutMs`' },
   DG_ERR_NO_PONG: { status: 408, closeCode: 4408, summary: 'the browser answered no WebSocket ping for `session.keepaliveMs` (it or the path to it is gone)' },
   DG_ERR_VIEWER_TIMEOUT: { status: 408, closeCode: 4408, summary: 'the viewer did not answer in time during the RFB handshake' },
@@ -131,6 +132,8 @@ export const errors = {
   malformedViewKey: make('DG_ERR_BAD_REQUEST', () => 'Malformed view key: expected 22 to 128 letters, digits, "-" and "_"'),
   ticketForOneDesktop: make('DG_ERR_BAD_REQUEST', () => 'A ticket opens one desktop: ?desktop=NAME&ticket=TICKET'),
   unknownDesktop: make('DG_ERR_UNKNOWN_DESKTOP', (name: string) => `There is no desktop named '${name}'`),
+  malformedRecordingId: make('DG_ERR_BAD_REQUEST', () => 'Malformed recording id: expected a UUID in lower-case hex'),
+  unknownRecording: make('DG_ERR_UNKNOWN_RECORDING', (id: string) => `There is no recording '${id}'`),
 
   // Who is asking
   logInFirst: make('DG_ERR_UNAUTHENTICATED', () => 'Log in first'),
@@ -165,6 +168,7 @@ export const errors = {
   targetsNotEnabled: make('DG_ERR_FORBIDDEN', () => 'Ad-hoc targets are not enabled on this gateway'),
   targetNotAllowed: make('DG_ERR_FORBIDDEN', (target: string) => `Target ${target} is not allowed by this gateway's rules`),
   ticketApiNotEnabled: make('DG_ERR_NOT_ENABLED', () => 'This gateway does not issue tickets (configure tickets and tickets.apiKeys)'),
+  recordingsNotEnabled: make('DG_ERR_NOT_ENABLED', () => "This gateway does not record sessions (configure recordings.dir and a desktop's record)"),
 
   // Sharing
   inUse: make('DG_ERR_CONFLICT', (desktop: string, user: string, since: string) => `Desktop '${desktop}' is in use by ${user} since ${since}`),

@@ -29,6 +29,7 @@ import { createRequestHandler, isGatewayRequest } from './http/routes.js';
 import { createUpgradeHandler, isWebSocketUpgrade, type WebSocketPaths } from './http/upgrade.js';
 import { createLogger, logEvents, type Logger } from './observe/log.js';
 import { createMetrics } from './observe/metrics.js';
+import { RecordingLibrary } from './recording/library.js';
 import { buildConnector } from './relay/connector.js';
 import { PresenceHub } from './sessions/presence.js';
 import { keepLifetime } from './sessions/lifetime.js';
@@ -127,6 +128,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   coordinator.bind(sessions);
   const presence = new PresenceHub(coordinator, config.session.keepaliveMs);
   const admission = new Admission(auth, directory);
+  const recordings = new RecordingLibrary({
+    dirs: () => [config.recordings.dir, ...directory.list().map((d) => d.record?.dir)],
+    retentionDays: config.recordings.retentionDays,
+    onProblem: (file, problem) => logger.warn({ file }, `recording ${problem}`),
+  });
   /** Serving: listening on its own server, or mounted in a host's (the host calls handleRequest or handleUpgrade). */
   let state: 'idle' | 'serving' | 'closing' = 'idle';
   /** False once `lifetime.acceptForMs` has passed: sessions still open run on, no new one starts. */
@@ -143,6 +149,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     admission,
     coordinator,
     sessions,
+    recordings,
     lookAgain,
     ready: () => state === 'serving' && accepting,
   });
@@ -168,6 +175,17 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   // Started last: nothing after it can fail and leave it running.
   const demo = config.demo ? await startDemoDesktop({ host: '127.0.0.1', port: 0 }) : undefined;
   if (demo) directory.add({ name: DEMO_DESKTOP, host: demo.host, port: demo.port, description: 'Built-in demo desktop' });
+  // Recordings past recordings.retentionDays go now and every hour.
+  const sweepRecordings = (): void => {
+    recordings.sweep().then(
+      (removed) => {
+        if (removed.length > 0) logger.info({ removed: removed.length, retentionDays: config.recordings.retentionDays }, 'old recordings removed');
+      },
+      (err: unknown) => logger.error({ err }, 'recordings could not be swept'),
+    );
+  };
+  const sweeper = setInterval(sweepRecordings, 3_600_000).unref();
+  sweepRecordings();
 
   let closed: Promise<void> | undefined;
   let markStopped = (): void => {};
@@ -182,6 +200,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   async function shutDown(graceMs: number): Promise<void> {
     state = 'closing';
     stopLifetime();
+    clearInterval(sweeper);
     tokens?.close();
     server.close();
     server.closeIdleConnections();

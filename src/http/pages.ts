@@ -12,6 +12,8 @@
  * goes through escapeHtml, because desktop names and descriptions come from operators'
  * config and must never become markup.
  */
+import type { RecordingInfo } from '../recording/library.js';
+import { clockTime } from './player-page.js';
 
 export interface DesktopCard {
   name: string;
@@ -53,11 +55,18 @@ export interface PageInfo {
   user?: string | undefined;
   /** Whether the user is an administrator: the dashboard links the sessions page. */
   admin?: boolean | undefined;
+  /** Whether the user may list recordings (recording is configured): the dashboard links the recordings page. */
+  recordings?: boolean | undefined;
 }
 
 export function renderDashboard(desktops: readonly DesktopCard[], info: PageInfo): string {
+  const links = [
+    info.admin && `<a class="nav" href="${info.root}sessions">Live sessions</a>`,
+    info.recordings && `<a class="nav" href="${info.root}recordings">Recordings</a>`,
+  ];
+  const nav = links.some(Boolean) ? `\n  <nav class="nav" aria-label="Pages">${links.filter(Boolean).join(' ')}</nav>` : '';
   const body = `<header class="site-header">
-  <h1>deskgate</h1>${info.admin ? `\n  <a class="nav" href="${info.root}sessions">Live sessions</a>` : ''}${info.user ? renderLogout(info.root, info.user) : ''}
+  <h1>deskgate</h1>${nav}${info.user ? renderLogout(info.root, info.user) : ''}
 </header>
 <main id="main">
   <h2 id="desktops-heading">Desktops</h2>
@@ -87,6 +96,50 @@ export function renderSessions(info: PageInfo): string {
   <p>deskgate <span class="version">${escapeHtml(info.version)}</span></p>
 </footer>`;
   return renderDocument({ title: 'Live sessions — deskgate', stylesheet: `${info.root}static/dashboard.css`, script: `${info.root}static/sessions.js`, body });
+}
+
+/** The recordings this user may play, newest first: each links its player and its file. */
+export function renderRecordings(recordings: readonly RecordingInfo[], info: PageInfo): string {
+  const list =
+    recordings.length === 0
+      ? '<p class="empty" id="empty-state">There are no recordings you can play.</p>'
+      : `<table class="sessions recordings" aria-labelledby="recordings-heading">
+    <thead><tr><th scope="col">Desktop</th><th scope="col">User</th><th scope="col">Start</th><th scope="col">Duration</th><th scope="col">Size</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+    <tbody>
+${recordings.map((r) => renderRecordingRow(r, info.root)).join('\n')}
+    </tbody>
+  </table>`;
+  const body = `<header class="site-header">
+  <h1>deskgate</h1>
+  <a class="nav" href="${info.root}">Desktops</a>${info.user ? renderLogout(info.root, info.user) : ''}
+</header>
+<main id="main" class="wide">
+  <h2 id="recordings-heading">Recordings</h2>
+  ${list}
+</main>
+<footer class="site-footer"><p>deskgate <span class="version">${escapeHtml(info.version)}</span></p></footer>`;
+  return renderDocument({ title: 'Recordings — deskgate', stylesheet: `${info.root}static/dashboard.css`, body });
+}
+
+function renderRecordingRow(recording: RecordingInfo, root: string): string {
+  const id = encodeURIComponent(recording.id);
+  // An incomplete recording says so; one that stopped early says why, as a tooltip.
+  const why = recording.stopped ? ` title="${escapeHtml(`Stopped: ${recording.stopped}`)}"` : '';
+  const incomplete = recording.complete ? '' : ` <span class="tag"${why}>incomplete</span>`;
+  const start = escapeHtml(recording.start);
+  return `      <tr data-recording="${escapeHtml(recording.id)}">
+        <td>${escapeHtml(recording.desktop)}</td><td>${escapeHtml(recording.user)}</td>
+        <td><time datetime="${start}">${escapeHtml(recording.start.replace('T', ' ').replace(/(\.\d+)?Z$/, ' UTC'))}</time></td>
+        <td>${clockTime(recording.durationMs)}${incomplete}</td><td>${formatSize(recording.size)}</td>
+        <td class="session-actions"><a href="${root}play/${id}">Play</a> <a href="${root}recordings/${id}.dgrec?download=1">Download</a></td>
+      </tr>`;
+}
+
+/** 512 B, 3.4 KiB, 12.0 MiB, 1.5 GiB. */
+function formatSize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  const power = Math.min(units.length - 1, Math.floor(Math.log2(Math.max(1, bytes)) / 10));
+  return power === 0 ? `${bytes} B` : `${(bytes / 1024 ** power).toFixed(1)} ${units[power]}`;
 }
 
 function renderEmptyState(): string {
@@ -276,7 +329,7 @@ interface DocumentParts {
 }
 
 /** Every page names its icon (beside its stylesheet, in static/): browsers then never ask for /favicon.ico. */
-function renderDocument(parts: DocumentParts): string {
+export function renderDocument(parts: DocumentParts): string {
   // A module script is deferred by nature, so loading it in <head> does not block parsing.
   const script = parts.script ? `\n<script type="module" src="${parts.script}"></script>` : '';
   return `<!doctype html>

@@ -17,10 +17,12 @@ import type { DesktopStatus } from '../desktops/status.js';
 import { errors, GatewayError } from '../errors.js';
 import { events } from '../observe/events.js';
 import { NOVNC_ROOT, STATIC_ROOT, VERSION } from '../package.js';
+import type { RecordingLibrary } from '../recording/library.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import type { Admission } from './admission.js';
 import { handleLogin, handleLogout } from './login.js';
 import { renderDashboard, renderLogin, renderNotice, renderSessions, renderViewer, safeNext } from './pages.js';
+import { createRecordingsRoute, isRecordingsRoute, mayListRecordings } from './recordings-routes.js';
 import { type Headers, json, problem, redirect, send, text } from './respond.js';
 import { parseViewerRequest } from './session-request.js';
 import { serveDirectory, type ServeFile } from './static-files.js';
@@ -37,6 +39,8 @@ export interface RoutesContext {
   admission: Admission;
   coordinator: Coordinator;
   sessions: SessionManager;
+  /** The recordings on disk, for the recordings routes. */
+  recordings: RecordingLibrary;
   /** Read the desktop sources again that may hold a name not found (token files, written a moment ago). */
   lookAgain(): Promise<void>;
   /** Ready to take sessions: listening and not shutting down. */
@@ -97,6 +101,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     'X-Content-Type-Options': 'nosniff',
     'Cache-Control': 'no-store',
   };
+  const recordings = createRecordingsRoute(ctx, pageHeaders);
 
   /** `notFound`: a 404, or the host application's `next`. */
   async function route(x: Exchange, path: string, notFound: () => void): Promise<void> {
@@ -117,6 +122,7 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
     if (path === '/readyz') return readiness(res);
     if (path === '/api/sessions') return handleSessionsRequest(x, ctx, undefined);
     if (path === '/sessions') return sessionsPage(x);
+    if (isRecordingsRoute(path)) return recordings(x, path, askToLogIn);
     if (path.startsWith('/static/') && (await serveStatic(req, res, path.slice('/static/'.length)))) return;
     // For what asks anyway (a JSON page, a bookmark): the same icon.
     if (path === '/favicon.ico' && (await serveStatic(req, res, 'favicon.svg'))) return;
@@ -176,7 +182,8 @@ export function createRequestHandler(ctx: RoutesContext): RequestHandler {
       }),
     );
     const user = identity.via === 'password' ? identity.user : undefined;
-    x.page(200, renderDashboard(cards, { root: x.root, version: VERSION, user, admin: ctx.coordinator.isAdmin(identity) }));
+    const links = { admin: ctx.coordinator.isAdmin(identity), recordings: mayListRecordings(ctx, identity) };
+    x.page(200, renderDashboard(cards, { root: x.root, version: VERSION, user, ...links }));
   }
 
   /** The viewer, for whoever the WebSocket would admit; a ticket link opens it without a login, and is used up by the WebSocket, not here. */
@@ -270,7 +277,8 @@ export function isGatewayRequest(url: string, basePath: string, passwordMode: bo
   if (passwordMode && (path === '/login' || path === '/logout')) return true;
   return (
     ['/', '/healthz', '/readyz', '/favicon.ico', '/api/tickets', '/api/sessions', '/sessions'].includes(path) ||
-    /^\/(static|view|api\/sessions)\/|^\/novnc\/(core|vendor)\//.test(path)
+    /^\/(static|view|api\/sessions)\/|^\/novnc\/(core|vendor)\//.test(path) ||
+    isRecordingsRoute(path)
   );
 }
 

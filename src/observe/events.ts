@@ -108,6 +108,19 @@ export interface AdminAction extends From {
   readonly of: string;
 }
 
+/** A recording's player page or file was served. */
+export interface RecordingServed extends From {
+  readonly user: string;
+  readonly recording: string;
+  readonly desktop: string;
+  /** Whose session it was. */
+  readonly of: string;
+  /** `player`: the player page; `file`: the file (the player reads it so); `download`: the file as an attachment. */
+  readonly as: 'player' | 'file' | 'download';
+  /** The bytes sent of a range request, `first-last/size`. */
+  readonly range?: string | undefined;
+}
+
 /** Something went wrong that should not have: a bug. */
 export interface Failed {
   readonly gateway: object;
@@ -154,5 +167,7 @@ export const events = {
   ticketIssued: new LifecycleEvent<TicketIssued>('deskgate:ticket:issued'),
   adminAction: new LifecycleEvent<AdminAction>('deskgate:admin'),
   recordingStopped: new LifecycleEvent<RecordingStopped>('deskgate:recording:stopped'),
+  /** Someone played or downloaded a recording. */
+  recordingServed: new LifecycleEvent<RecordingServed>('deskgate:recording:served'),
   failed: new LifecycleEvent<Failed>('deskgate:failed'),
 };

@@ -66,6 +66,7 @@ export function logEvents(gateway: object, logger: Logger): () => void {
     events.loggedIn.subscribe(mine((m) => logger.info(m, 'login'))),
     events.ticketIssued.subscribe(mine((m) => logger.info(m, 'ticket issued'))),
     events.recordingStopped.subscribe(mine((m) => logger.error(m, `recording stopped: ${m.problem}; ${m.then}`))),
+    events.recordingServed.subscribe(mine((m) => logger.info(m, 'recording served'))),
     events.failed.subscribe(mine(({ what, ...m }) => logger.error(m, `unexpected error ${what}`))),
   ];
   return () => {

@@ -400,11 +400,11 @@ const terminatedPlain = (): Scenario => ({
 });
 
 const SUCCESSES: [string, () => Scenario, HandshakeResult][] = [
-  ['followed, security None', followedNone, { followed: true, security: 'None', desktop: DESKTOP }],
-  ['followed, VNC authentication', followedVncAuth, { followed: true, security: 'VNC authentication', desktop: DESKTOP }],
-  ['terminated, VNC authentication', terminatedVncAuth, { followed: true, security: 'VNC authentication', desktop: DESKTOP }],
-  ['terminated, VeNCrypt X509Vnc', terminatedX509Vnc, { followed: true, security: 'VeNCrypt X509Vnc', desktop: DESKTOP }],
-  ['terminated, VeNCrypt Plain', terminatedPlain, { followed: true, security: 'VeNCrypt Plain', desktop: DESKTOP }],
+  ['followed, security None', followedNone, { followed: true, security: 'None', desktop: DESKTOP, serverInit: SERVER_INIT }],
+  ['followed, VNC authentication', followedVncAuth, { followed: true, security: 'VNC authentication', desktop: DESKTOP, serverInit: SERVER_INIT }],
+  ['terminated, VNC authentication', terminatedVncAuth, { followed: true, security: 'VNC authentication', desktop: DESKTOP, serverInit: SERVER_INIT }],
+  ['terminated, VeNCrypt X509Vnc', terminatedX509Vnc, { followed: true, security: 'VeNCrypt X509Vnc', desktop: DESKTOP, serverInit: SERVER_INIT }],
+  ['terminated, VeNCrypt Plain', terminatedPlain, { followed: true, security: 'VeNCrypt Plain', desktop: DESKTOP, serverInit: SERVER_INIT }],
 ];
 
 describe.each<Delivery>(['chunked', 'bytewise', 'coalesced'])('a whole handshake, each peer sending %s', (delivery) => {
@@ -420,7 +420,7 @@ describe.each<Delivery>(['chunked', 'bytewise', 'coalesced'])('a whole handshake
 describe('followed handshake (no VNC credentials)', () => {
   it('forwards a 3.8 server offering None, and replaces the shared flag of ClientInit with the desktop’s', async () => {
     const { server, viewer, result } = await succeeds(followedNone());
-    expect(result).toEqual({ followed: true, security: 'None', desktop: DESKTOP });
+    expect(result).toEqual({ followed: true, security: 'None', desktop: DESKTOP, serverInit: SERVER_INIT });
     expect(server.writes.at(-1)).toEqual(Buffer.from([1])); // the viewer sent 0
     expect(viewer.writes.at(-1)).toEqual(SERVER_INIT); // ServerInit whole, name included
     expect(server.tlsCalls).toEqual([]);
@@ -489,7 +489,7 @@ describe('followed handshake (no VNC credentials)', () => {
       server: [send(V37), expectBytes(V37), send([1, 1]), expectBytes([1]), expectBytes([1]), send(SERVER_INIT)],
       viewer: [expectBytes(V37), send(V37), expectBytes([1, 1]), send([1]), send([0]), expectBytes(SERVER_INIT)],
     });
-    expect(result.result).toEqual({ followed: true, security: 'None', desktop: DESKTOP });
+    expect(result.result).toEqual({ followed: true, security: 'None', desktop: DESKTOP, serverInit: SERVER_INIT });
   });
 
   it('follows a 3.8 server and a viewer that answers 3.7: no SecurityResult after None', async () => {
@@ -506,7 +506,7 @@ describe('followed handshake (no VNC credentials)', () => {
       server: [send(V33), expectBytes(V33), send(u32(1)), expectBytes([1]), send(SERVER_INIT)],
       viewer: [expectBytes(V33), send(V33), expectBytes(u32(1)), send([0]), expectBytes(SERVER_INIT)],
     });
-    expect(result).toEqual({ followed: true, security: 'None', desktop: DESKTOP });
+    expect(result).toEqual({ followed: true, security: 'None', desktop: DESKTOP, serverInit: SERVER_INIT });
   });
 
   it('follows a 3.3 server that chooses VNC authentication', async () => {
@@ -524,7 +524,7 @@ describe('followed handshake (no VNC credentials)', () => {
         expectBytes(SERVER_INIT),
       ],
     });
-    expect(result).toEqual({ followed: true, security: 'VNC authentication', desktop: DESKTOP });
+    expect(result).toEqual({ followed: true, security: 'VNC authentication', desktop: DESKTOP, serverInit: SERVER_INIT });
   });
 
   it('forwards a failed 3.3 VNC authentication without a reason (3.3 has none)', async () => {
@@ -564,7 +564,7 @@ describe('followed handshake (no VNC credentials)', () => {
         server: [send(V38), expectBytes(V38), send([3, VENCRYPT, 2, 1]), expectBytes([1]), send(OK), expectBytes([1]), send(SERVER_INIT)],
         viewer: [expectBytes(V38), send(V38), expectBytes([2, 2, 1]), send([1]), expectBytes(OK), send([0]), expectBytes(SERVER_INIT)],
       });
-      expect(result).toEqual({ followed: true, security: 'None', desktop: DESKTOP });
+      expect(result).toEqual({ followed: true, security: 'None', desktop: DESKTOP, serverInit: SERVER_INIT });
     });
 
     it('refuses a server that offers only VeNCrypt: DG_ERR_FORBIDDEN, gateway-held credentials needed', async () => {
@@ -647,7 +647,7 @@ describe('followed handshake (no VNC credentials)', () => {
 describe('terminated handshake (gateway-held credentials)', () => {
   it('answers the challenge itself with the password’s DES response; the viewer is offered None only', async () => {
     const { server, viewer, result } = await succeeds(terminatedVncAuth());
-    expect(result).toEqual({ followed: true, security: 'VNC authentication', desktop: DESKTOP });
+    expect(result).toEqual({ followed: true, security: 'VNC authentication', desktop: DESKTOP, serverInit: SERVER_INIT });
     expect(server.writes).toContainEqual(vncAuthResponse(PASSWORD, CHALLENGE));
     // The viewer never sees the challenge, nor any 16-byte message.
     expect(viewer.written.includes(CHALLENGE)).toBe(false);
@@ -700,7 +700,7 @@ describe('terminated handshake (gateway-held credentials)', () => {
       ],
       viewer: TERMINATED_VIEWER,
     });
-    expect(result).toEqual({ followed: true, security: 'VNC authentication', desktop: DESKTOP });
+    expect(result).toEqual({ followed: true, security: 'VNC authentication', desktop: DESKTOP, serverInit: SERVER_INIT });
   });
 
   it('reads no reason after a 3.3 server’s failed result', async () => {
@@ -1058,7 +1058,7 @@ describe.each(MODES)('hostile or broken peers (%s)', (mode, vnc) => {
     // Right after ServerInit, in 16 KiB pieces, before the gateway has read ServerInit's name.
     scenario.server.push(...Array.from({ length: 64 }, (_, i) => send(updates.subarray(i * 16 * 1024, (i + 1) * 16 * 1024))));
     const { server, viewer, promise } = start(scenario);
-    await expect(promise).resolves.toEqual({ followed: true, security: followed ? 'None' : 'VNC authentication', desktop: DESKTOP });
+    await expect(promise).resolves.toEqual({ followed: true, security: followed ? 'None' : 'VNC authentication', desktop: DESKTOP, serverInit: SERVER_INIT });
     expect(viewer.writes.at(-1)).toEqual(SERVER_INIT); // not a byte of the updates
     expect(server.pauses).toBe(1);
     const rest = server.reader.rest();
@@ -1076,7 +1076,12 @@ describe.each(MODES)('hostile or broken peers (%s)', (mode, vnc) => {
     scenario.server.splice(-1, 1, ...pieces);
     scenario.viewer.splice(-1, 1, expectBytes(init));
     const { server, promise } = start(scenario, 'chunked', 64);
-    await expect(promise).resolves.toEqual({ followed: true, security: followed ? 'None' : 'VNC authentication', desktop: { width: 640, height: 480, name } });
+    await expect(promise).resolves.toEqual({
+      followed: true,
+      security: followed ? 'None' : 'VNC authentication',
+      desktop: { width: 640, height: 480, name },
+      serverInit: expect.any(Buffer),
+    });
     expect(server.pauses).toBeGreaterThanOrEqual(1);
     expect(server.resumes).toBeGreaterThanOrEqual(1);
   });
