@@ -62,7 +62,7 @@ export function renderPlayer(options: { root: string; recording: RecordingSummar
 ${renderControls(duration, recording.durationMs)}
 <section class="overlay" id="overlay" aria-labelledby="error-message" hidden>
   <div class="overlay-box">
-    <p class="status-message" id="error-message"></p>
+    <p class="status-message" id="error-message" role="alert"></p>
     <p class="status-detail" id="error-detail"></p>
     <div class="overlay-actions"><a href="${root}recordings">Back to all recordings</a></div>
   </div>
