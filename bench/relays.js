@@ -7,9 +7,11 @@
  * CPU the scenarios measure. A target with a password is a peer that requires VNC
  * authentication: deskgate holds the password (the desktop's `vnc.passwordFile`, so the
  * gateway terminates the handshake and the client sees security None); through websockify and
- * directly the client answers the challenge itself.
+ * directly the client answers the challenge itself. A target with `record` is a recorded desktop
+ * in deskgate (the desktop's `record`, the files in the relay's `recordings` directory); the
+ * others relay it as any target.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,24 +34,38 @@ const WATCHER = 'watcher';
  * plain and the view-only sessions alike. Every benchmark client comes from 127.0.0.1 as one
  * user, so the per-address and per-user session limits (100 and 20 by default) would refuse
  * most of the concurrency scenario: the limits are raised far above what any scenario opens.
- * A target with a password gets `vnc.passwordFile`. Everything else keeps its default.
+ * A target with a password gets `vnc.passwordFile`, one with `record` the desktop's `record`, and
+ * then the config `recordings.dir` (RECORDINGS_DIR in `dir`, created here). Everything else keeps
+ * its default.
  * @param {Record<string, Target>} targets
- * @param {string} passwordDir where the password files go
+ * @param {string} dir where the password files and the recordings go
+ * @param {Record<string, unknown>} recordingSettings the rest of `recordings`
  */
-function deskgateConfig(targets, passwordDir) {
+function deskgateConfig(targets, dir, recordingSettings) {
   const desktops = Object.entries(targets).map(([name, target]) => {
-    const { port, password } = typeof target === 'number' ? { port: target, password: undefined } : target;
+    const { port, password, record } = typeof target === 'number' ? { port: target, password: undefined, record: undefined } : target;
     /** @type {Record<string, unknown>} */
     const desktop = { name, host: '127.0.0.1', port, viewOnly: { users: [WATCHER] } };
     if (password !== undefined) {
-      const passwordFile = join(passwordDir, `${name}.vnc-password`);
+      const passwordFile = join(dir, `${name}.vnc-password`);
       writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
       desktop.vnc = { passwordFile };
     }
+    if (record !== undefined) desktop.record = record;
     return desktop;
   });
-  return `${JSON.stringify({ ...BENCH_ACCESS, desktops }, null, 2)}\n`; // JSON is YAML
+  const recordings = Object.values(targets).some(records) ? join(dir, RECORDINGS_DIR) : undefined;
+  if (recordings) mkdirSync(recordings);
+  return `${JSON.stringify({ ...BENCH_ACCESS, ...(recordings && { recordings: { ...recordingSettings, dir: recordings } }), desktops }, null, 2)}\n`; // JSON is YAML
 }
+
+/** @param {Target} target */
+function records(target) {
+  return typeof target !== 'number' && target.record !== undefined;
+}
+
+/** deskgate's recordings directory, inside the process's temporary directory. */
+const RECORDINGS_DIR = 'recordings';
 
 /** Who every benchmark client is (see deskgateConfig): header auth from 127.0.0.1, limits far above any scenario. */
 export const BENCH_ACCESS = {
@@ -63,7 +79,11 @@ const POLL_INTERVAL_MS = 2;
 const START_TIMEOUT_MS = 10_000;
 
 /** @typedef {'deskgate' | 'websockify' | 'direct'} RelayName */
-/** @typedef {number | { port: number, password?: string }} Target a peer's port; with a password it requires VNC authentication */
+/**
+ * A peer's port; with a password it requires VNC authentication; with `record` deskgate records
+ * its sessions (the desktop's `record` setting: `true` or `{ onFailure, ... }`).
+ * @typedef {number | { port: number, password?: string, record?: true | Record<string, unknown> }} Target
+ */
 /**
  * How the client reaches a target: `headers` go with the WebSocket request, `password` is
  * what the client answers a VNC authentication challenge with.
@@ -71,6 +91,11 @@ const START_TIMEOUT_MS = 10_000;
  *   | { kind: 'tcp', port: number, password?: string }} Endpoint
  */
 /** @typedef {{ viewOnly?: boolean }} EndpointOptions viewOnly: a view-only session (deskgate only) */
+/**
+ * How a relay is started: `nodeArgs` are deskgate's node flags (e.g. --cpu-prof), `recordings`
+ * its config's `recordings` settings besides `dir` (used when a target records).
+ * @typedef {{ nodeArgs?: string[], recordings?: Record<string, unknown> }} RelayOptions
+ */
 
 /**
  * @typedef {object} Relay
@@ -78,6 +103,7 @@ const START_TIMEOUT_MS = 10_000;
  * @property {(target: string, options?: EndpointOptions) => Endpoint} endpoint
  * @property {(target: string) => number | undefined} pid the process relaying that target; none for direct
  * @property {number} startupMs spawn to ready, for the last process started
+ * @property {string} [recordings] deskgate's recordings directory, when a target records
  * @property {() => Promise<void>} stop
  */
 
@@ -99,11 +125,11 @@ function noViewOnly(relay, target, options) {
 /**
  * @param {RelayName} name
  * @param {Record<string, Target>} targets
- * @param {{ nodeArgs?: string[] }} [options]
+ * @param {RelayOptions} [options]
  * @returns {Promise<Relay>}
  */
 export function startRelay(name, targets, options = {}) {
-  if (name === 'deskgate') return startDeskgate(targets, options.nodeArgs ?? []);
+  if (name === 'deskgate') return startDeskgate(targets, options);
   if (name === 'websockify') return startWebsockify(targets);
   return Promise.resolve(direct(targets));
 }
@@ -111,14 +137,16 @@ export function startRelay(name, targets, options = {}) {
 /**
  * One deskgate process serving every target as a desktop of the same name (see deskgateConfig).
  * @param {Record<string, Target>} targets
- * @param {string[]} nodeArgs e.g. --cpu-prof
+ * @param {RelayOptions} options
  * @returns {Promise<Relay>}
  */
-async function startDeskgate(targets, nodeArgs) {
-  const { port, proc, stop, startupMs } = await startDeskgateProcess('deskgate', (dir) => deskgateConfig(targets, dir), nodeArgs, '/healthz');
+async function startDeskgate(targets, { nodeArgs = [], recordings = {} }) {
+  const config = (/** @type {string} */ configDir) => deskgateConfig(targets, configDir, recordings);
+  const { port, proc, stop, startupMs, dir } = await startDeskgateProcess('deskgate', config, nodeArgs, '/healthz');
   return {
     name: 'deskgate',
     startupMs,
+    recordings: Object.values(targets).some(records) ? join(dir, RECORDINGS_DIR) : undefined,
     // No password: the gateway holds it and offers the client security None.
     endpoint: (target, options = {}) => ({
       kind: 'ws',
@@ -193,7 +221,8 @@ function direct(targets) {
 
 /**
  * Start `node dist/cli.js` with the config `configText(dir)` writes (its files go in `dir`), on a
- * free port, logging at warn, and wait until `readyPath` answers 200; stop() also removes `dir`.
+ * free port, logging at warn, and wait until `readyPath` answers 200; stop() also removes `dir`
+ * (returned as `dir`).
  * @param {string} label the process's name in the run's output
  * @param {(dir: string) => string} configText
  * @param {string[]} nodeArgs e.g. --cpu-prof
@@ -217,7 +246,7 @@ export async function startDeskgateProcess(label, configText, nodeArgs, readyPat
     await stop();
     throw err;
   }
-  return { port, proc, stop, startupMs: Number(process.hrtime.bigint() - started) / 1e6 };
+  return { port, proc, stop, dir: configDir, startupMs: Number(process.hrtime.bigint() - started) / 1e6 };
 }
 
 /**
@@ -277,7 +306,7 @@ export function freePort() {
  * @template T
  * @param {RelayName[]} names
  * @param {Record<string, Target>} targets
- * @param {{ nodeArgs?: string[], signal?: AbortSignal }} options
+ * @param {RelayOptions & { signal?: AbortSignal }} options
  * @param {(relays: Relay[]) => Promise<T>} use
  * @returns {Promise<T>}
  */
@@ -315,6 +344,8 @@ export async function alternate(rounds, relays, measure, signal) {
 
 /** A target's twin that requires VNC authentication (same kind and size) is named `${target}${AUTH_TWIN}`. */
 export const AUTH_TWIN = '-auth';
+/** A target's twin that deskgate records (`record: true`, same peer) is named `${target}${RECORD_TWIN}`. */
+export const RECORD_TWIN = '-rec';
 
 /**
  * One column of a report: a relay, reached one way.
@@ -331,9 +362,11 @@ export const AUTH_TWIN = '-auth';
  * - view-only: a session of the user whom the desktop's `viewOnly` names (the gateway filters
  *   browser -> VNC messages);
  * - gateway-auth: the target's AUTH_TWIN, a peer requiring VNC authentication whose password
- *   deskgate holds (the gateway terminates the handshake); the scenario must create the twin.
+ *   deskgate holds (the gateway terminates the handshake); the scenario must create the twin;
+ * - recorded: the target's RECORD_TWIN, a desktop with `record: true` (the files go to the
+ *   relay's `recordings` directory); the scenario must create the twin and remove the files.
  * @param {Relay[]} relays
- * @param {('view-only' | 'gateway-auth')[]} variants
+ * @param {('view-only' | 'gateway-auth' | 'recorded')[]} variants
  * @returns {Way[]}
  */
 export function ways(relays, variants) {
@@ -349,13 +382,14 @@ export function ways(relays, variants) {
         pid: (target) => relay.pid(target),
       });
     }
-    if (variants.includes('gateway-auth')) {
-      all.push({
-        column: 'deskgate-gateway-auth',
-        relay,
-        endpoint: (target) => relay.endpoint(`${target}${AUTH_TWIN}`),
-        pid: (target) => relay.pid(`${target}${AUTH_TWIN}`),
-      });
+    /** @type {[typeof variants[number], import('./report.js').Column, string][]} */
+    const twins = [
+      ['gateway-auth', 'deskgate-gateway-auth', AUTH_TWIN],
+      ['recorded', 'deskgate-recorded', RECORD_TWIN],
+    ];
+    for (const [variant, column, twin] of twins) {
+      if (!variants.includes(variant)) continue;
+      all.push({ column, relay, endpoint: (target) => relay.endpoint(`${target}${twin}`), pid: (target) => relay.pid(`${target}${twin}`) });
     }
     return all;
   });

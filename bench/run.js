@@ -3,7 +3,7 @@
  * by scenario, rounds alternating between them; prints medians and ratios. The VNC side
  * speaks RFB 3.8 and the client does the viewer's handshake over every transport before it
  * measures; some scenarios add deskgate variants (a view-only session, a gateway-held VNC
- * password) as columns of their own.
+ * password, a recorded desktop) as columns of their own.
  *
  *   npm run bench [-- --quick] [--json FILE] [--markdown FILE] [--only ID,ID] [--cpu-prof DIR]
  *
@@ -26,6 +26,7 @@ import * as slowBrowser from './scenarios/slow-browser.js';
 import * as startup from './scenarios/startup.js';
 import * as setup from './scenarios/setup.js';
 import * as cluster from './scenarios/cluster.js';
+import * as recordingSlowDisk from './scenarios/recording-slow-disk.js';
 
 /**
  * What every scenario gets.
@@ -50,6 +51,7 @@ const SCENARIOS = [
   { id: 'startup', module: startup, minutes: [1, 2] },
   { id: 'setup', module: setup, minutes: [1, 3] },
   { id: 'cluster', module: cluster, minutes: [2, 8] },
+  { id: 'recording-slow-disk', module: recordingSlowDisk, minutes: [1, 4] },
 ];
 
 const SESSIONS = { quick: 1_000, full: 10_000 };
