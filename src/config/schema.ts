@@ -331,7 +331,7 @@ export const configSchema = z
         /** Who may list and play a recording besides administrators: `own` (its user) or `admins` (no one else). */
         access: z.enum(['own', 'admins'], { error: 'expected own or admins' }).default('own'),
         /** A session's recording waits in memory up to this much for the disk; beyond it the disk cannot keep up. */
-        maxQueuedBytes: bytes(64 * 1024, 256 * 1024 * 1024, 8 * 1024 * 1024),
+        maxQueuedBytes: bytes(64 * 1024, 256 * 1024 * 1024, 4 * 1024 * 1024),
       })
       .prefault({}),
     /** For a gateway started on demand: exit when unused (websockify's --idle-timeout and --timeout). */

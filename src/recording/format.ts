@@ -61,11 +61,16 @@ export function encodeHeader(header: RecordingHeader): Buffer {
 /** One record: its head and a copy of `payload`, in one buffer. */
 export function encodeRecord(kind: RecordKindValue, atMs: number, payload: Uint8Array): Buffer {
   const record = Buffer.allocUnsafe(RECORD_HEAD_BYTES + payload.length);
-  record[0] = kind;
-  record.writeUInt32BE(Math.min(Math.max(0, Math.round(atMs)), 0xffffffff), 1);
-  record.writeUInt32BE(payload.length, 5);
-  record.set(payload, RECORD_HEAD_BYTES);
+  writeRecord(record, 0, kind, atMs, payload);
   return record;
+}
+
+/** Write a record (RECORD_HEAD_BYTES + payload.length bytes) into `target` at `offset`. */
+export function writeRecord(target: Buffer, offset: number, kind: RecordKindValue, atMs: number, payload: Uint8Array): void {
+  target[offset] = kind;
+  target.writeUInt32BE(Math.min(Math.max(0, Math.round(atMs)), 0xffffffff), offset + 1);
+  target.writeUInt32BE(payload.length, offset + 5);
+  target.set(payload, offset + RECORD_HEAD_BYTES);
 }
 
 export function encodeJsonRecord(kind: RecordKindValue, atMs: number, value: unknown): Buffer {
