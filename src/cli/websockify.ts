@@ -11,7 +11,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { flagsOf, OPTIONS } from '../config/options.js';
 import { ConfigError, MAX_TIMER_MS, type Config } from '../config/schema.js';
 import { loadConfig, parseFlags, type FlagValues } from '../config/sources.js';
-import { isValidHost, parseHostPort } from '../net/host-port.js';
+import { parseHostPort, parseWebsockifyHostPort } from '../net/host-port.js';
 import { VERSION } from '../package.js';
 import { EXIT } from './exit.js';
 
@@ -334,12 +334,9 @@ function parseSource(text: string): { address: string; port: number; bare: boole
 
 /** websockify's `target_addr:target_port`. */
 function parseTarget(text: string): { host: string; port: number } {
-  const { host, port } = splitHostPort(text);
-  const number = Number(port);
-  if (!text.includes(':') || !isValidHost(host) || !/^\d{1,5}$/.test(port) || number < 1 || number > 65535) {
-    throw new ConfigError(`the target ${JSON.stringify(text)}: expected target_addr:target_port, a port from 1 to 65535, e.g. localhost:5900`);
-  }
-  return { host, port: number };
+  const target = parseWebsockifyHostPort(text);
+  if (!target) throw new ConfigError(`the target ${JSON.stringify(text)}: expected target_addr:target_port, a port from 1 to 65535, e.g. localhost:5900`);
+  return target;
 }
 
 /** Split at the last colon, as websockify does, and take the brackets off an IPv6 address. */

@@ -18,7 +18,7 @@ import { basename, dirname, join } from 'node:path';
 import { TOKEN } from '../config/names.js';
 import { ConfigError, type Config } from '../config/schema.js';
 import { parseAddress, UNIX_PREFIX, type VncAddress } from '../net/address.js';
-import { parseHostPort } from '../net/host-port.js';
+import { parseWebsockifyHostPort } from '../net/host-port.js';
 import type { Desktop, DesktopDirectory } from './directory.js';
 
 /** A line or file the reader could not use: reported, skipped, never fatal. */
@@ -213,10 +213,8 @@ function tokenLines(text: string): { token: string; target: string; line: number
   });
 }
 
-/** host:port, [IPv6]:port, websockify's unbracketed IPv6 (the last colon splits), or a Unix socket in either spelling. */
+/** websockify's host:port (IPv6 with brackets or without), or a Unix socket in either spelling. */
 function parseTarget(target: string): VncAddress | undefined {
-  const address = parseAddress(target.replace(/^unix_socket:/, UNIX_PREFIX));
-  if (address) return address;
-  const colon = target.lastIndexOf(':');
-  return colon > 0 ? parseHostPort(`[${target.slice(0, colon)}]${target.slice(colon)}`) : undefined;
+  const socket = /^unix(?:_socket)?:/.test(target);
+  return socket ? parseAddress(target.replace(/^unix_socket:/, UNIX_PREFIX)) : parseWebsockifyHostPort(target);
 }

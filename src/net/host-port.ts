@@ -35,6 +35,17 @@ export function parseHostPort(text: string, options: { allowPortZero?: boolean }
   return { host, port };
 }
 
+/**
+ * websockify's `host:port`, as its token files and command line take it: split at the last
+ * colon, so an IPv6 address may come with brackets or without. Undefined for anything else.
+ */
+export function parseWebsockifyHostPort(text: string): HostPort | undefined {
+  const colon = text.lastIndexOf(':');
+  if (colon <= 0) return undefined;
+  const host = text.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  return parseHostPort(`${isIP(host) === 6 ? `[${host}]` : host}${text.slice(colon)}`);
+}
+
 const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|::1)$/i;
 
 /** Whether a listen host only takes connections from this machine. */

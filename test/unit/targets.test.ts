@@ -6,7 +6,7 @@ import { DesktopDirectory } from '../../src/desktops/directory.js';
 import { TargetPolicy } from '../../src/desktops/targets.js';
 import { GatewayError } from '../../src/errors.js';
 import { parseAddress, type VncAddress } from '../../src/net/address.js';
-import { isValidHost, parseHostPort } from '../../src/net/host-port.js';
+import { isValidHost, parseHostPort, parseWebsockifyHostPort } from '../../src/net/host-port.js';
 import { normalizeAddress } from '../../src/net/cidr.js';
 
 const GATEWAY_PORT = 6080;
@@ -224,5 +224,14 @@ describe('resolving unix: targets on disk', () => {
       code: 'DG_ERR_CONNECT_FAILED',
       message: `Target unix:${allowed}/gone.sock is not reachable (no such socket)`,
     });
+  });
+});
+
+describe('parseWebsockifyHostPort', () => {
+  it("splits at the last colon, as websockify's token files and command line do", () => {
+    expect(parseWebsockifyHostPort('localhost:5901')).toEqual({ host: 'localhost', port: 5901 });
+    expect(parseWebsockifyHostPort('[fd00::7]:5900')).toEqual({ host: 'fd00::7', port: 5900 });
+    expect(parseWebsockifyHostPort('fd00::7:5900')).toEqual({ host: 'fd00::7', port: 5900 });
+    for (const bad of ['5900', ':5900', 'host:', 'host:0', 'host:65536', '2130706433:5900', 'a b:1']) expect(parseWebsockifyHostPort(bad), bad).toBeUndefined();
   });
 });
