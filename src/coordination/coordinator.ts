@@ -15,7 +15,16 @@ import type { Desktop } from '../desktops/directory.js';
 import { errors, GatewayError } from '../errors.js';
 import { events } from '../observe/events.js';
 import type { Grant } from '../sessions/session-manager.js';
-import { type CoordinationStore, type Holder, type Role, type SessionRecord, type Sharing, type StoreMessage, StoreUnavailable } from './store.js';
+import {
+  type Acquired,
+  type CoordinationStore,
+  type Holder,
+  type Role,
+  type SessionRecord,
+  type Sharing,
+  type StoreMessage,
+  StoreUnavailable,
+} from './store.js';
 
 /** A session's place on its desktop, decided before the 101. */
 export interface Seat {
@@ -139,13 +148,15 @@ export class Coordinator {
     };
     // Mode none has one user, everyone: only the per-address limit tells people apart there.
     const maxPerUser = identity.via === 'none' ? Number.MAX_SAFE_INTEGER : this.#options.config.limits.maxSessionsPerUser;
+    // An exclusive desktop is held by whoever is on it; a controlled one only by who may control it.
+    const claim = sharing === 'exclusive' ? { role: seat.role } : sharing === 'controlled' && mayControl ? { role: 'control' as const } : undefined;
     try {
-      if (!(await this.store.register(this.#record(seat), maxPerUser))) throw errors.tooManyForUser(identity.user, maxPerUser);
+      const registered = await this.store.register(this.#record(seat), maxPerUser, claim);
+      if (!registered.ok) throw errors.tooManyForUser(identity.user, maxPerUser);
       seat.registered = true;
-      if (sharing !== 'shared') await this.#claim(seat, grant, mayTakeOver);
-      if (seat.role === 'control' && sharing === 'controlled') await this.store.refresh([this.#record(seat)]); // registered as a viewer
+      if (registered.lease) await this.#claimed(seat, registered.lease, mayTakeOver);
     } catch (err) {
-      if (seat.registered) await this.store.unregister(this.#record(seat)).catch(() => {});
+      if (seat.registered) await this.store.unregister(this.#record(seat), seat.token).catch(() => {});
       if (!(err instanceof StoreUnavailable)) throw err;
       if (sharing !== 'shared') throw errors.storeUnavailable().causedBy(err);
       seat.registered = false; // listed once the store is back
@@ -155,16 +166,18 @@ export class Coordinator {
     return seat;
   }
 
-  /** The desktop's lease for an exclusive session, or control of a controlled desktop if it is free. */
-  async #claim(seat: Seat, grant: Grant, mayTakeOver: boolean): Promise<void> {
-    const claimant = { session: seat.record.id, user: grant.identity.user, node: this.store.node };
-    const got = await this.store.acquire(seat.record.desktop, claimant);
+  /**
+   * What registering got of the desktop's lease: an exclusive session holds it, or takes it over
+   * from the same person's other window; on a controlled desktop, control if it was free.
+   */
+  async #claimed(seat: Seat, got: Acquired, mayTakeOver: boolean): Promise<void> {
     if (got.ok) {
       seat.token = got.token;
       if (seat.record.sharing === 'controlled') seat.role = 'control';
       return;
     }
     if (seat.record.sharing === 'controlled') return; // a viewer, until control is given or taken
+    const claimant = { session: seat.record.id, user: seat.record.user, node: this.store.node };
     const holder = got.holder;
     // The same person in another window may take the desktop over when the rules let them.
     if (holder.user !== claimant.user || !mayTakeOver) throw errors.inUse(seat.record.desktop, holder.user, clock(holder.since));
@@ -195,12 +208,8 @@ export class Coordinator {
   }
 
   async #leave(seat: Seat): Promise<void> {
-    const tasks: Promise<unknown>[] = [];
-    if (seat.token !== undefined) tasks.push(this.store.release(seat.record.desktop, seat.record.id, seat.token));
-    if (seat.registered) tasks.push(this.store.unregister(this.#record(seat)));
-    if (seat.record.sharing === 'controlled') tasks.push(this.store.takeRequest(seat.record.desktop, seat.record.id));
-    // A store that is away forgets them by itself: leases and records expire.
-    await Promise.allSettled(tasks);
+    // Its record, lease and control request in one step; a store that is away forgets them by itself, as they expire.
+    await this.store.unregister(this.#record(seat), seat.token).catch(() => {});
     // A controller leaving frees control: that is news at once, not at the end of a window.
     if (seat.token !== undefined) await this.#changed(seat.record.desktop);
     else this.#membershipChanged(seat.record.desktop);

@@ -9,11 +9,13 @@ import { LoginThrottle } from '../auth/throttle.js';
 import type {
   AcquireOptions,
   Acquired,
+  Claim,
   Claimant,
   ControlRequest,
   CoordinationStore,
   Holder,
   LoginFailurePolicy,
+  Registered,
   SessionRecord,
   StoreMessage,
 } from './store.js';
@@ -53,6 +55,10 @@ export class MemoryStore implements CoordinationStore {
   }
 
   async acquire(desktop: string, claimant: Claimant, options: AcquireOptions = {}): Promise<Acquired> {
+    return this.#acquire(desktop, claimant, options);
+  }
+
+  #acquire(desktop: string, claimant: Claimant, options: AcquireOptions = {}): Acquired {
     const current = this.#holder(desktop);
     const mine = current?.session === claimant.session;
     const mayTake = options.force === true && (options.from === undefined || options.from === current?.session);
@@ -88,13 +94,14 @@ export class MemoryStore implements CoordinationStore {
     return undefined;
   }
 
-  async register(record: SessionRecord, maxPerUser: number): Promise<boolean> {
+  async register(record: SessionRecord, maxPerUser: number, claim?: Claim): Promise<Registered> {
     const ids = this.#byUser.get(record.user);
     // Expired records are weeded out only when they could make a difference: counting costs nothing below the limit.
     if (ids && ids.size >= maxPerUser) for (const id of ids) this.#live(id);
-    if ((this.#byUser.get(record.user)?.size ?? 0) >= maxPerUser) return false;
-    this.#put(record, this.#now() + this.leaseTtlMs);
-    return true;
+    if ((this.#byUser.get(record.user)?.size ?? 0) >= maxPerUser) return { ok: false };
+    const lease = claim && this.#acquire(record.desktop, { session: record.id, user: record.user, node: record.node });
+    this.#put(lease?.ok && claim ? { ...record, role: claim.role } : record, this.#now() + this.leaseTtlMs);
+    return { ok: true, lease };
   }
 
   async refresh(records: readonly SessionRecord[]): Promise<void> {
@@ -102,8 +109,10 @@ export class MemoryStore implements CoordinationStore {
     for (const record of records) this.#put(record, expiresAt);
   }
 
-  async unregister(record: SessionRecord): Promise<void> {
+  async unregister(record: SessionRecord, token?: number): Promise<void> {
     this.#forget(record);
+    if (this.#requests.get(record.desktop)?.session === record.id) this.#requests.delete(record.desktop);
+    if (token !== undefined) await this.release(record.desktop, record.id, token);
   }
 
   async sessions(desktop?: string): Promise<SessionRecord[]> {

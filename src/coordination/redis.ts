@@ -20,11 +20,13 @@ import type { OneTimeStore } from '../auth/one-time.js';
 import {
   type AcquireOptions,
   type Acquired,
+  type Claim,
   type Claimant,
   type ControlRequest,
   type CoordinationStore,
   type Holder,
   type LoginFailurePolicy,
+  type Registered,
   REQUEST_GRACE_MS,
   type SessionRecord,
   type StoreMessage,
@@ -72,39 +74,59 @@ class Script {
   }
 }
 
+/** Lua functions of the lease, put before each script that uses them. */
+const LEASE_LUA = `
+  -- The holder's JSON and its table if it is held; with session and token, whether they hold it.
+  local function holderOf(key)
+    local current = redis.call('GET', key)
+    return current, current and cjson.decode(current)
+  end
+  local function holds(holder, session, token)
+    return holder and holder.session == session and holder.token == tonumber(token)
+  end
+  -- {1, token, previous JSON or ''} or {0, holder JSON}: see acquire below.
+  local function acquire(holderKey, tokenKey, session, user, node, force, from, now, ttl)
+    local current, holder = holderOf(holderKey)
+    local mine = holder and holder.session == session
+    if holder and not mine and not (force and (from == '' or from == holder.session)) then
+      return {0, current}
+    end
+    -- At least the time: a Redis restarted empty still hands out tokens greater than before.
+    local token = math.max((tonumber(redis.call('GET', tokenKey)) or 0) + 1, now)
+    redis.call('SET', tokenKey, token)
+    local since = mine and holder.since or now
+    redis.call('SET', holderKey, cjson.encode({session = session, user = user, node = node, since = since, token = token}), 'PX', ttl)
+    return {1, token, (not mine and current) or ''}
+  end`;
+
 // Replies avoid Lua's false: RESP2 and RESP3 connections get it in different shapes.
 const scripts = {
   /** KEYS holder, token; ARGV session, user, node, force, from ('' = any), now, ttl. Replies {1, token, previous JSON or ''} or {0, holder JSON}. */
-  acquire: new Script(`
-    local current = redis.call('GET', KEYS[1])
-    local holder = current and cjson.decode(current)
-    local mine = holder and holder.session == ARGV[1]
-    if holder and not mine and not (ARGV[4] == '1' and (ARGV[5] == '' or ARGV[5] == holder.session)) then
-      return {0, current}
-    end
-    local now = tonumber(ARGV[6])
-    -- At least the time: a Redis restarted empty still hands out tokens greater than before.
-    local token = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, now)
-    redis.call('SET', KEYS[2], token)
-    local since = mine and holder.since or now
-    redis.call('SET', KEYS[1], cjson.encode({session = ARGV[1], user = ARGV[2], node = ARGV[3], since = since, token = token}), 'PX', ARGV[7])
-    return {1, token, (not mine and current) or ''}`),
+  acquire: new Script(`${LEASE_LUA}
+    return acquire(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1', ARGV[5], tonumber(ARGV[6]), ARGV[7])`),
   /** KEYS holder; ARGV session, token, ttl ('' = release). Replies 1 if this token held it. */
-  renewOrRelease: new Script(`
-    local current = redis.call('GET', KEYS[1])
-    if not current then return 0 end
-    local holder = cjson.decode(current)
-    if holder.session ~= ARGV[1] or holder.token ~= tonumber(ARGV[2]) then return 0 end
+  renewOrRelease: new Script(`${LEASE_LUA}
+    local _, holder = holderOf(KEYS[1])
+    if not holds(holder, ARGV[1], ARGV[2]) then return 0 end
     if ARGV[3] == '' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
     return 1`),
-  /** KEYS s, exp, d, u, vk; ARGV id, JSON, expiresAt, now, maxPerUser, viewKey (''). Replies 1 if added. */
-  register: new Script(`
+  /**
+   * KEYS s, exp, d, u, vk, holder, token; ARGV id, JSON, expiresAt, now, maxPerUser, viewKey (''),
+   * then to claim the lease (else ''): the JSON with the holder's role, user, node, ttl.
+   * Replies {0} over the limit, {1} added, or {1, then acquire's reply} added having claimed.
+   */
+  register: new Script(`${LEASE_LUA}
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[4])
-    if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[5]) then return 0 end
-    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+    if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[5]) then return {0} end
+    local json, lease = ARGV[2], {}
+    if ARGV[7] ~= '' then
+      lease = acquire(KEYS[6], KEYS[7], ARGV[1], ARGV[8], ARGV[9], false, '', tonumber(ARGV[4]), ARGV[10])
+      if lease[1] == 1 then json = ARGV[7] end
+    end
+    redis.call('HSET', KEYS[1], ARGV[1], json)
     for i = 2, 4 do redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) end
     if ARGV[6] ~= '' then redis.call('HSET', KEYS[5], ARGV[6], ARGV[1]) end
-    return 1`),
+    return {1, unpack(lease)}`),
   /** KEYS s, exp, vk, then d and u of each record; ARGV expiresAt, then id, JSON, viewKey ('') of each. */
   refresh: new Script(`
     for i = 0, (#ARGV - 1) / 3 - 1 do
@@ -116,11 +138,17 @@ const scripts = {
       if viewKey ~= '' then redis.call('HSET', KEYS[3], viewKey, id) end
     end
     return 1`),
-  /** KEYS s, exp, d, u, vk; ARGV id, viewKey (''). */
-  unregister: new Script(`
+  /** KEYS s, exp, d, u, vk, holder, request; ARGV id, viewKey (''), token ('': no lease to let go). */
+  unregister: new Script(`${LEASE_LUA}
     redis.call('HDEL', KEYS[1], ARGV[1])
     for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
     if ARGV[2] ~= '' and redis.call('HGET', KEYS[5], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[5], ARGV[2]) end
+    local request = redis.call('GET', KEYS[7])
+    if request and cjson.decode(request).session == ARGV[1] then redis.call('DEL', KEYS[7]) end
+    if ARGV[3] ~= '' then
+      local _, holder = holderOf(KEYS[6])
+      if holds(holder, ARGV[1], ARGV[3]) then redis.call('DEL', KEYS[6]) end
+    end
     return 1`),
   /** KEYS a zset of ids (exp or d), s; ARGV now. Replies the JSON of the live records. */
   live: new Script(`
@@ -416,9 +444,7 @@ export class RedisStore implements CoordinationStore {
   async acquire(desktop: string, claimant: Claimant, options: AcquireOptions = {}): Promise<Acquired> {
     const keys = [this.#key('h:', desktop), this.#key('f:', desktop)];
     const args = [claimant.session, claimant.user, claimant.node, options.force ? '1' : '0', options.from ?? '', Date.now(), this.leaseTtlMs];
-    const reply = (await this.#call((redis) => scripts.acquire.run(redis, keys, args))) as [0, string] | [1, number, string];
-    if (reply[0] === 0) return { ok: false, holder: JSON.parse(reply[1]) as Holder };
-    return { ok: true, token: reply[1], previous: reply[2] ? (JSON.parse(reply[2]) as Holder) : undefined };
+    return acquired((await this.#call((redis) => scripts.acquire.run(redis, keys, args))) as AcquireReply);
   }
 
   async renew(desktop: string, session: string, token: number): Promise<boolean> {
@@ -439,10 +465,15 @@ export class RedisStore implements CoordinationStore {
     return [this.#key('s'), this.#key('exp'), this.#key('d:', record.desktop), this.#key('u:', record.user), this.#key('vk')];
   }
 
-  async register(record: SessionRecord, maxPerUser: number): Promise<boolean> {
+  async register(record: SessionRecord, maxPerUser: number, claim?: Claim): Promise<Registered> {
     const now = Date.now();
+    const keys = [...this.#recordKeys(record), this.#key('h:', record.desktop), this.#key('f:', record.desktop)];
     const args = [record.id, JSON.stringify(record), now + this.leaseTtlMs, now, maxPerUser, record.viewKey ?? ''];
-    return (await this.#call((redis) => scripts.register.run(redis, this.#recordKeys(record), args))) === 1;
+    if (claim) args.push(JSON.stringify({ ...record, role: claim.role }), record.user, record.node, this.leaseTtlMs);
+    else args.push('');
+    const reply = (await this.#call((redis) => scripts.register.run(redis, keys, args))) as [0] | [1] | [1, ...AcquireReply];
+    if (reply[0] === 0) return { ok: false };
+    return { ok: true, lease: reply.length > 1 ? acquired(reply.slice(1) as AcquireReply) : undefined };
   }
 
   async refresh(records: readonly SessionRecord[]): Promise<void> {
@@ -463,8 +494,9 @@ export class RedisStore implements CoordinationStore {
     );
   }
 
-  async unregister(record: SessionRecord): Promise<void> {
-    await this.#call((redis) => scripts.unregister.run(redis, this.#recordKeys(record), [record.id, record.viewKey ?? '']));
+  async unregister(record: SessionRecord, token?: number): Promise<void> {
+    const keys = [...this.#recordKeys(record), this.#key('h:', record.desktop), this.#key('r:', record.desktop)];
+    await this.#call((redis) => scripts.unregister.run(redis, keys, [record.id, record.viewKey ?? '', token ?? '']));
   }
 
   async sessions(desktop?: string): Promise<SessionRecord[]> {
@@ -546,6 +578,14 @@ export class RedisStore implements CoordinationStore {
     this.#availabilityListeners.clear();
     await Promise.all([hangUp(this.#redis), hangUp(this.#subscriber)]);
   }
+}
+
+/** The acquire function's reply (LEASE_LUA). */
+type AcquireReply = [0, string] | [1, number, string];
+
+function acquired(reply: AcquireReply): Acquired {
+  if (reply[0] === 0) return { ok: false, holder: JSON.parse(reply[1]) as Holder };
+  return { ok: true, token: reply[1], previous: reply[2] ? (JSON.parse(reply[2]) as Holder) : undefined };
 }
 
 /** QUIT lets the replies in flight arrive; a connection that is down is only kept from reconnecting. */

@@ -72,6 +72,14 @@ export interface AcquireOptions {
   readonly from?: string | undefined;
 }
 
+/** What a new session claims as it registers: its desktop's lease, and its role once it holds it. */
+export interface Claim {
+  readonly role: Role;
+}
+
+/** Refused for the user's limit, or registered: with the lease's answer when it claimed one. */
+export type Registered = { readonly ok: false } | { readonly ok: true; readonly lease?: Acquired | undefined };
+
 export interface ControlRequest {
   readonly session: string;
   readonly user: string;
@@ -115,11 +123,19 @@ export interface CoordinationStore {
   release(desktop: string, session: string, token: number): Promise<void>;
   holder(desktop: string): Promise<Holder | undefined>;
 
-  /** Add a session; false (nothing added) when its user already has `maxPerUser` live sessions. */
-  register(record: SessionRecord, maxPerUser: number): Promise<boolean>;
+  /**
+   * Add a session, refused (nothing added) when its user already has `maxPerUser` live
+   * sessions. With `claim`, in the same step, it also asks for its desktop's lease as
+   * `acquire` without force does; the record is stored with `claim.role` if it gets it.
+   */
+  register(record: SessionRecord, maxPerUser: number, claim?: Claim): Promise<Registered>;
   /** Write this node's sessions again: new roles and traffic, and another lease on their records. */
   refresh(records: readonly SessionRecord[]): Promise<void>;
-  unregister(record: SessionRecord): Promise<void>;
+  /**
+   * Remove a session, in one step with what it leaves behind: its control request, if one is
+   * pending, and with `token`, its desktop's lease if that token still holds it.
+   */
+  unregister(record: SessionRecord, token?: number): Promise<void>;
   /** The live sessions, of one desktop or of all. */
   sessions(desktop?: string): Promise<SessionRecord[]>;
   session(id: string): Promise<SessionRecord | undefined>;

@@ -100,9 +100,9 @@ export function storeContract(fixture: StoreFixture): void {
     const r1 = record(a, { desktop: name, viewKey: `vk-${randomUUID()}` });
     const r2 = record(b, { desktop: name, user: 'bob', role: 'view' });
     const other = record(b, { desktop: desktop() });
-    expect(await a.register(r1, 10)).toBe(true);
-    expect(await b.register(r2, 10)).toBe(true);
-    expect(await b.register(other, 10)).toBe(true);
+    expect(await a.register(r1, 10)).toEqual({ ok: true });
+    expect(await b.register(r2, 10)).toEqual({ ok: true });
+    expect(await b.register(other, 10)).toEqual({ ok: true });
     expect((await a.sessions(name)).map((s) => s.id).sort()).toEqual([r1.id, r2.id].sort());
     expect((await a.sessions()).map((s) => s.id)).toEqual(expect.arrayContaining([r1.id, r2.id, other.id]));
     expect(await b.session(r1.id)).toEqual(r1);
@@ -124,12 +124,51 @@ export function storeContract(fixture: StoreFixture): void {
 
   it('refuses a session over the per-user limit, counting every node', async () => {
     const user = `u-${randomUUID()}`;
-    expect(await a.register(record(a, { user }), 2)).toBe(true);
-    expect(await b.register(record(b, { user }), 2)).toBe(true);
-    const third = record(a, { user });
-    expect(await a.register(third, 2)).toBe(false);
+    expect(await a.register(record(a, { user }), 2)).toMatchObject({ ok: true });
+    expect(await b.register(record(b, { user }), 2)).toMatchObject({ ok: true });
+    const third = record(a, { user, desktop: desktop() });
+    expect(await a.register(third, 2, { role: 'control' })).toEqual({ ok: false });
     expect(await a.session(third.id)).toBeUndefined();
-    expect(await a.register(record(a, { user: `${user}-other` }), 2)).toBe(true);
+    expect(await a.holder(third.desktop)).toBeUndefined(); // refused before it could claim
+    expect(await a.register(record(a, { user: `${user}-other` }), 2)).toMatchObject({ ok: true });
+  });
+
+  it('claims the lease as it registers: the first gets it, with its role in its record; the next is told who holds it', async () => {
+    const name = desktop();
+    const first = record(a, { desktop: name, role: 'view' });
+    const second = record(b, { desktop: name, user: 'bob', role: 'view' });
+    const got = await a.register(first, 10, { role: 'control' });
+    expect(got).toMatchObject({ ok: true, lease: { ok: true, token: expect.any(Number), previous: undefined } });
+    expect(await b.session(first.id)).toMatchObject({ role: 'control' });
+    expect(await b.holder(name)).toMatchObject({ session: first.id, user: 'alice', node: a.node });
+    const refused = await b.register(second, 10, { role: 'control' });
+    expect(refused).toMatchObject({ ok: true, lease: { ok: false, holder: { session: first.id, user: 'alice' } } });
+    expect(await a.session(second.id)).toMatchObject({ role: 'view' });
+  });
+
+  it('unregisters a session with its lease and its control request, and nothing of anyone else', async () => {
+    const name = desktop();
+    const holder = record(a, { desktop: name, role: 'view' });
+    const asker = record(b, { desktop: name, user: 'bob', role: 'view' });
+    const got = await a.register(holder, 10, { role: 'control' });
+    if (!got.ok || !got.lease?.ok) throw new Error('expected the lease');
+    await b.register(asker, 10);
+    const request = { session: asker.id, user: 'bob', node: b.node, expiresAt: Date.now() + TTL };
+    expect(await b.requestControl(name, request)).toBe(true);
+
+    await a.unregister({ ...holder, role: 'control' }, got.lease.token - 1); // not its token: the lease stays
+    expect(await b.holder(name)).toMatchObject({ session: holder.id });
+    expect(await b.pendingRequest(name)).toEqual(request); // not its request
+    await a.register(holder, 10);
+    await a.unregister(holder, got.lease.token);
+    expect(await b.holder(name)).toBeUndefined();
+    expect(await b.session(holder.id)).toBeUndefined();
+    expect(await b.pendingRequest(name)).toEqual(request);
+
+    await b.unregister(asker);
+    expect(await a.pendingRequest(name)).toBeUndefined();
+    expect(await a.takeRequest(name, asker.id)).toBeUndefined(); // gone, not merely lapsed
+    expect(await a.sessions(name)).toEqual([]);
   });
 
   it('keeps one control request per desktop until it is taken or lapses', async () => {

@@ -95,6 +95,7 @@ describe('when Redis goes away', () => {
     const calls = [
       store.acquire('lab', { session: 's1', user: 'alice', node: store.node }),
       store.register(record(store), 3),
+      store.unregister(record(store), 1),
       store.sessions(),
       store.send('*', { type: 'changed', desktop: 'lab' }),
       store.oneTime.claim(`ticket:${randomUUID()}`, Date.now() + 60_000),
@@ -187,7 +188,7 @@ describe('upkeep', () => {
     const changed: string[] = [];
     b.onMessage((message) => message.type === 'changed' && changed.push(message.desktop));
     const gone = record(a, { viewKey: `vk-${randomUUID()}` });
-    expect(await a.register(gone, 3)).toBe(true);
+    expect(await a.register(gone, 3)).toEqual({ ok: true });
     await waitFor(() => changed.includes(gone.desktop), 'a change of the swept record’s desktop');
     expect(await b.sessions(gone.desktop)).toEqual([]);
     expect(await b.sessionByViewKey(gone.viewKey as string)).toBeUndefined();

@@ -120,6 +120,17 @@ describe('a controlled desktop', () => {
     expect(snapshotOf(bob)).toMatchObject({ viewOnly: true, sharing: 'controlled' });
   });
 
+  it('leaves a free desktop free when a view-only user arrives first: they watch, their input is dropped', async () => {
+    const guest = await viewer('class', 'guest');
+    const seen = await guest.presence.until((p) => p.people.length === 1, 'the guest in the presence');
+    expect(seen).toMatchObject({ controller: null, you: { user: 'guest', role: 'view', mayControl: false } });
+    guest.rfb.ws.send(CLICK);
+    await waitFor(() => snapshotOf(guest)?.droppedMessages === 1, "the guest's click to be dropped");
+    expect(snapshotOf(guest)).toMatchObject({ viewOnly: true });
+    const alice = await viewer('class', 'alice');
+    await alice.presence.until((p) => p.you.role === 'control', 'alice, next, to have control');
+  });
+
   it('asks the controller: a no keeps control, a yes hands it over', async () => {
     const alice = await viewer('class', 'alice');
     const bob = await viewer('class', 'bob');

@@ -13,8 +13,8 @@ import type { Grant } from '../../src/sessions/session-manager.js';
 
 const alice: Identity = { user: 'alice', groups: [], via: 'header' };
 
-function grant(desktop: string): Grant {
-  return { address: '127.0.0.1', identity: alice, viewOnly: false, target: { kind: 'desktop', name: desktop, host: '127.0.0.1', port: 5900 } };
+function grant(desktop: string, viewOnly = false): Grant {
+  return { address: '127.0.0.1', identity: alice, viewOnly, target: { kind: 'desktop', name: desktop, host: '127.0.0.1', port: 5900 } };
 }
 
 function setUp() {
@@ -34,6 +34,21 @@ function setUp() {
 const intruder = { session: 'elsewhere', user: 'mallory', node: 'b' };
 
 describe('the coordinator', () => {
+  it('gives free control of a controlled desktop only to someone who may control it', async () => {
+    const { store, coordinator } = setUp();
+    const desktop = { name: 'class', host: '127.0.0.1', port: 5900, sharing: 'controlled' as const };
+    const watcher = await coordinator.seat(grant('class', true), desktop, undefined);
+    expect(watcher).toMatchObject({ role: 'view', token: undefined });
+    expect(await store.holder('class')).toBeUndefined();
+    const controller = await coordinator.seat(grant('class'), desktop, undefined);
+    expect(controller).toMatchObject({ role: 'control', token: expect.any(Number) });
+    expect(await store.session(controller.record.id)).toMatchObject({ role: 'control' });
+    expect(await store.session(watcher.record.id)).toMatchObject({ role: 'view' });
+    await coordinator.leave(controller);
+    expect(await store.holder('class')).toBeUndefined();
+    await coordinator.close();
+  });
+
   it('makes a controller whose lease was taken behind its back a viewer at the next refresh', async () => {
     const { store, coordinator, calls } = setUp();
     const seat = await coordinator.seat(grant('class'), { name: 'class', host: '127.0.0.1', port: 5900, sharing: 'controlled' }, undefined);
