@@ -238,7 +238,7 @@ async function admission(ctx, cluster, perNode) {
     notes: [
       "Each session registers its record (and presence key) in Redis, claims the desktop's lease (the first gets control, the rest view), announces the change to every node, and undoes all three when it closes.",
       `Alone: one node admits while the other stays in the cluster, subscribed to every change; the admitting node, its client process, its echo peers and redis-server share this machine's ${availableParallelism()} cores. ` +
-        'At once: both nodes admit together, and two of everything share the same cores. The goal is read from the first: it is what a node admits with a machine of its own share; the second is what this one machine admits in all.',
+        'At once: both nodes admit together, and two of everything share the same cores. The goal is read from the first, which gives the admitting node about the core it would have on a machine of its own; the second is what this one machine admits in all.',
       "CPU per session: the process's user + system seconds over the round, the sessions' ends included, ÷ the sessions it admitted (redis-server: ÷ all, both nodes at once). " +
         'A node that needs n ms of CPU per session cannot admit more than 1,000 ÷ n sessions per second on a core of its own.',
       ...(failures.size ? [`Failures: ${reasons([...failures])}.`] : []),
