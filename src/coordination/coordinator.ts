@@ -33,6 +33,10 @@ export interface Seat {
   role: Role;
   /** The fencing token of the desktop's lease, while this session holds it. */
   token: number | undefined;
+  /** When the lease was last asked for or renewed with success (ms since the epoch): it runs at least leaseTtlMs from then. */
+  leasedAt: number;
+  /** Control paused because the lease could not be renewed in time (see #fenceLapsed); given back once it is renewed. */
+  fenced: boolean;
   /** False while its record could not be written (the store was away): the next refresh writes it. */
   registered: boolean;
 }
@@ -57,6 +61,9 @@ export interface CoordinatorOptions {
   gateway: object;
   config: Pick<Config, 'limits' | 'session' | 'admins'>;
 }
+
+/** What a lease handed over in a message may already have run when it arrives: counted as gone by. */
+const MESSAGE_DELAY_MS = 1_000;
 
 /** How often at most a desktop's joins and leaves are announced to every node. */
 const MEMBERSHIP_WINDOW_MS = 50;
@@ -144,6 +151,8 @@ export class Coordinator {
       // On a controlled desktop, a viewer until it holds the lease (below).
       role: mayControl && sharing !== 'controlled' ? 'control' : 'view',
       token: undefined,
+      leasedAt: 0,
+      fenced: false,
       registered: false,
     };
     // Mode none has one user, everyone: only the per-address limit tells people apart there.
@@ -151,6 +160,7 @@ export class Coordinator {
     // An exclusive desktop is held by whoever is on it; a controlled one only by who may control it.
     const claim = sharing === 'exclusive' ? { role: seat.role } : sharing === 'controlled' && mayControl ? { role: 'control' as const } : undefined;
     try {
+      seat.leasedAt = Date.now();
       const registered = await this.store.register(this.#record(seat), maxPerUser, claim);
       if (!registered.ok) throw errors.tooManyForUser(identity.user, maxPerUser);
       seat.registered = true;
@@ -181,9 +191,11 @@ export class Coordinator {
     const holder = got.holder;
     // The same person in another window may take the desktop over when the rules let them.
     if (holder.user !== claimant.user || !mayTakeOver) throw errors.inUse(seat.record.desktop, holder.user, clock(holder.since));
+    const asked = Date.now();
     const taken = await this.store.acquire(seat.record.desktop, claimant, { force: true, from: holder.session });
     if (!taken.ok) throw errors.inUse(seat.record.desktop, taken.holder.user, clock(taken.holder.since));
     seat.token = taken.token;
+    seat.leasedAt = asked;
     await this.#deliver(holder.node, { type: 'end', session: holder.session, reason: 'DG_ERR_TAKEN_OVER', by: claimant.user });
   }
 
@@ -231,7 +243,8 @@ export class Coordinator {
   }
 
   async #refresh(): Promise<void> {
-    if (!this.store.available || this.#seats.size === 0) return;
+    if (this.#seats.size === 0) return;
+    if (!this.store.available) return this.#fenceLapsed();
     const seats = [...this.#seats.values()];
     try {
       await this.store.refresh(seats.map((seat) => this.#record(seat)));
@@ -243,21 +256,49 @@ export class Coordinator {
     } catch (err) {
       if (!(err instanceof StoreUnavailable))
         events.failed.publish(() => ({ gateway: this.#options.gateway, what: 'while refreshing the cluster store', err }));
+      this.#fenceLapsed();
     }
   }
 
   async #renew(seat: Seat): Promise<void> {
     const token = seat.token as number;
-    if (await this.store.renew(seat.record.desktop, seat.record.id, token)) return;
+    const asked = Date.now();
+    if (await this.store.renew(seat.record.desktop, seat.record.id, token)) return this.#leased(seat, asked);
     if (seat.token !== token || !this.#seats.has(seat.record.id)) return; // changed meanwhile
     const again = await this.store.acquire(seat.record.desktop, { session: seat.record.id, user: seat.record.user, node: this.store.node });
     if (again.ok) {
       seat.token = again.token;
-      return;
+      return this.#leased(seat, asked);
     }
     seat.token = undefined;
+    seat.fenced = false;
     if (seat.record.sharing === 'exclusive') this.#sessions?.end(seat.record.id, errors.leaseLost(seat.record.desktop));
     else await this.#applyRole(seat, 'view', `Control passed to ${again.holder.user}`);
+  }
+
+  /** The lease is this seat's again from `asked` on: control paused by #fenceLapsed comes back. */
+  async #leased(seat: Seat, asked: number): Promise<void> {
+    seat.leasedAt = asked;
+    if (!seat.fenced) return;
+    seat.fenced = false;
+    await this.#applyRole(seat, 'control', 'The cluster store (Redis) is back: you have control again');
+  }
+
+  /**
+   * Fencing on this side of the wire: a lease this node could not renew may lapse in the store
+   * and go to someone on another node, so its holder stops acting on it first. Checked every
+   * third of the lease, it stops once two thirds have gone by unrenewed: before the store could
+   * give it away. A controller becomes a viewer until the lease is renewed; an exclusive
+   * session, which cannot change its role, ends with 4503.
+   */
+  #fenceLapsed(): void {
+    const lapsing = Date.now() - (this.store.leaseTtlMs * 2) / 3;
+    for (const seat of this.#seats.values()) {
+      if (seat.token === undefined || seat.fenced || seat.leasedAt > lapsing) continue;
+      seat.fenced = true;
+      if (seat.record.sharing === 'exclusive') this.#sessions?.end(seat.record.id, errors.holdLapsed(seat.record.desktop));
+      else void this.#applyRole(seat, 'view', 'The cluster store (Redis) is out of reach: your input is paused until it is back');
+    }
   }
 
   // Control of a controlled desktop. Each action names the session it acts for; the presence
@@ -396,8 +437,10 @@ export class Coordinator {
         if (message.role === 'control' && seat.record.sharing === 'controlled') {
           if (message.token === undefined) return; // control of a controlled desktop comes with its lease
           seat.token = message.token;
+          seat.leasedAt = Date.now() - MESSAGE_DELAY_MS;
         }
         if (message.role === 'view' && seat.record.sharing === 'controlled') seat.token = undefined;
+        seat.fenced = false;
         await this.#applyRole(seat, message.role, message.reason);
       }
     }
@@ -411,15 +454,20 @@ export class Coordinator {
     await this.#changed(seat.record.desktop);
   }
 
-  /** Tell a session's viewer something; its presence channel may be on any node. */
+  /** Tell a session's viewer something; its presence channel may be on any node (on this one only while the store is away). */
   async #notice(session: string, text: string): Promise<void> {
-    if (this.store.shared) await this.store.send('*', { type: 'notice', session, text }).catch(() => {});
+    if (this.#broadcasts()) await this.store.send('*', { type: 'notice', session, text }).catch(() => {});
     else for (const listener of this.#noticeListeners) listener(session, text);
   }
 
   async #changed(desktop: string): Promise<void> {
-    if (this.store.shared) await this.store.send('*', { type: 'changed', desktop }).catch(() => {});
+    if (this.#broadcasts()) await this.store.send('*', { type: 'changed', desktop }).catch(() => {});
     else for (const listener of this.#changeListeners) listener(desktop);
+  }
+
+  /** Whether news goes to every node through the store (which brings it back here too), or stays on this node. */
+  #broadcasts(): boolean {
+    return this.store.shared && this.store.available;
   }
 
   /**

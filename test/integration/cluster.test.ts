@@ -192,6 +192,7 @@ describe('when Redis goes away', () => {
   it('keeps open sessions, refuses coordinated ones with 503, admits shared ones, and recovers by itself', async () => {
     const alice = await viewer(nodes.a, 'class', 'alice');
     const open = await viewer(nodes.b, 'open', 'bob');
+    const kiosk = await viewer(nodes.a, 'ex', 'dave');
     await redis.stop();
     await waitFor(async () => (await nodes.a.request('/readyz')).status === 503, 'node a to report not ready');
     expect(JSON.parse((await nodes.b.request('/readyz')).body)).toEqual({ status: 'not ready', reason: 'the cluster store (Redis) cannot be reached' });
@@ -208,12 +209,26 @@ describe('when Redis goes away', () => {
     }
     expect((await tryUpgrade(wsUrl(nodes.b, 'open'), as('carol'))).status).toBe(101);
 
+    // Before their leases could lapse in Redis and go to someone else, node a stops acting on
+    // them: the controller's input stops at the gateway, the exclusive session ends with 4503.
+    expect(await alice.presence.notice(/paused/)).toBe('The cluster store (Redis) is out of reach: your input is paused until it is back');
+    expect(await kiosk.rfb.closed).toEqual({ code: 4503, reason: "The cluster store (Redis) is out of reach: this session's hold on 'ex' lapsed" });
+    await moveTo(alice.rfb, 95, 96);
+    await moveTo(open.rfb, 97, 98); // after alice's: once it arrives, hers would have too
+    await waitFor(() => pointer().x === 97, 'bob’s move to reach Xvnc');
+    expect(pointer()).toEqual({ x: 97, y: 98 });
+    await moveTo(alice.rfb, 99, 100);
+    expect(pointer()).toEqual({ x: 97, y: 98 });
+
     await redis.restart();
     await waitFor(async () => (await nodes.a.request('/readyz')).status === 200 && (await nodes.b.request('/readyz')).status === 200, 'both nodes ready again');
     // The empty Redis learns the live sessions and leases again from the nodes that hold them.
     await waitFor(async () => (await sessionsOf(nodes.b)).length === 3, 'all three sessions listed again');
+    expect(await alice.presence.notice(/is back:/)).toBe('The cluster store (Redis) is back: you have control again');
     const bob = await viewer(nodes.b, 'class', 'bob');
     await bob.presence.until((p) => p.controller?.user === 'alice' && p.you.role === 'view', 'alice in control again, bob watching');
+    await moveTo(alice.rfb, 101, 102);
+    await waitFor(() => pointer().x === 101, 'alice’s move to reach Xvnc again');
   }, 60_000);
 });
 
