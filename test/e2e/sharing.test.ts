@@ -98,6 +98,14 @@ describe('a controlled desktop in the browser', () => {
     await waitFor(async () => (await text(bob, '#presence-notice')) === 'Control was taken by tom', 'bob to be told');
     await bob.waitForSelector('body[data-role="view"]');
     expect(await bob.locator('body').getAttribute('data-state')).toBe('connected');
+
+    // The controller leaves: control is free, and the page offers it to anyone who may control.
+    expect(await bob.locator('#take-control').isHidden()).toBe(true);
+    await tom.close();
+    await bob.waitForSelector('#take-control:not([hidden])');
+    await bob.click('#take-control');
+    await bob.waitForSelector('body[data-role="control"]');
+    await alice.waitForSelector('#take-control[hidden]', { state: 'attached' });
   });
 
   it('lists live sessions for an administrator, who ends one from the page', async () => {

@@ -8,6 +8,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../../src/auth/auth.js';
 import { startDemoDesktop, type DemoDesktop } from '../../src/demo/server.js';
+import { encodeUpdateRequest } from '../../src/rfb/protocol.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { send } from '../helpers/http-client.js';
 import { captureLogs } from '../helpers/log-capture.js';
@@ -49,6 +50,8 @@ beforeAll(async () => {
       trustProxy: ['127.0.0.1/32'],
       admins: { users: ['root'] },
       session: { controlRequestTimeoutMs: 1_000 },
+      // Records (and the admin list's traffic figures) are written every third of the lease.
+      cluster: { leaseTtlMs: 3_000 },
       tickets: { secret: 'x'.repeat(32), apiKeys: [hashApiKey(API_KEY)] },
       desktops: [
         { name: 'ex', ...desktop, sharing: 'exclusive', takeover: { users: ['carol'] } },
@@ -257,6 +260,13 @@ describe('the admin API', () => {
       expect.objectContaining({ desktop: 'class', user: 'bob', role: 'control', sharing: 'controlled' }),
     ]);
     const id = sessions[0]?.id as string;
+    // Traffic both ways after the handshake, as of the last refresh of the records.
+    alice.rfb.ws.send(encodeUpdateRequest({ x: 0, y: 0, width: 16, height: 16 }, false));
+    await alice.rfb.nextMessage();
+    await waitFor(async () => {
+      const [first] = (JSON.parse((await send(api(), as('root'))).body) as { sessions: { bytesToUpstream: number; bytesToBrowser: number }[] }).sessions;
+      return (first?.bytesToUpstream ?? 0) > 0 && (first?.bytesToBrowser ?? 0) > 0;
+    }, "alice's traffic in the list");
     expect((await send(api(`/${id}`), { method: 'DELETE', ...as('alice') })).status).toBe(403);
     expect((await send(api(`/${id}`), { method: 'DELETE', ...as('root') })).status).toBe(202);
     expect(await alice.rfb.closed).toEqual({ code: 4409, reason: 'Ended by an administrator (root)' });
@@ -277,6 +287,8 @@ describe('the admin API', () => {
     await bob.presence.until((p) => p.you.role === 'control', 'bob to have control');
     expect(await alice.presence.notice(/taken/)).toBe('Control was taken by root');
     expect(await bob.presence.notice(/gave you control/)).toBe('root gave you control');
+    expect(logs.lines).toContainEqual(expect.objectContaining({ msg: 'admin action', user: 'root', action: 'role control', session: bobId, of: 'bob' }));
+    expect((await patch(bobId, 'control', 'alice')).status).toBe(403);
     const openId = (await open.presence.until(() => true, 'a presence')).you.session;
     const fixed = await patch(openId, 'view');
     expect(fixed.status).toBe(409);
