@@ -174,6 +174,10 @@ export const errors = {
   inUse: make('DG_ERR_CONFLICT', (desktop: string, user: string, since: string) => `Desktop '${desktop}' is in use by ${user} since ${since}`),
   takenOver: make('DG_ERR_TAKEN_OVER', (user: string) => `Taken over by ${user} from another window`),
   leaseLost: make('DG_ERR_TAKEN_OVER', (desktop: string) => `This session lost its hold on desktop '${desktop}' to another session`),
+  storeRecovering: make(
+    'DG_ERR_STORE_UNAVAILABLE',
+    () => 'The cluster store (Redis) has just restarted and is learning who holds which desktop: try again in a few seconds',
+  ),
   holdLapsed: make('DG_ERR_STORE_UNAVAILABLE', (desktop: string) => `The cluster store (Redis) is out of reach: this session's hold on '${desktop}' lapsed`),
   endedByAdmin: make('DG_ERR_ENDED_BY_ADMIN', (admin: string) => `Ended by an administrator (${admin})`),
   storeUnavailable: make(

@@ -160,6 +160,7 @@ export class Coordinator {
     // An exclusive desktop is held by whoever is on it; a controlled one only by who may control it.
     const claim = sharing === 'exclusive' ? { role: seat.role } : sharing === 'controlled' && mayControl ? { role: 'control' as const } : undefined;
     try {
+      if (claim && this.store.recovering) throw errors.storeRecovering();
       seat.leasedAt = Date.now();
       const registered = await this.store.register(this.#record(seat), maxPerUser, claim);
       if (!registered.ok) throw errors.tooManyForUser(identity.user, maxPerUser);
@@ -203,6 +204,7 @@ export class Coordinator {
   async refusal(grant: Grant, desktop: Desktop | undefined): Promise<GatewayError | undefined> {
     if (desktop?.sharing === undefined || desktop.sharing === 'shared') return undefined;
     if (!this.store.available) return errors.storeUnavailable();
+    if (this.store.recovering && (desktop.sharing === 'exclusive' || !grant.viewOnly)) return errors.storeRecovering(); // as seat claims
     if (desktop.sharing !== 'exclusive') return undefined;
     const holder = await this.store.holder(desktop.name);
     if (!holder) return undefined;
@@ -351,6 +353,8 @@ export class Coordinator {
     if (record.sharing !== 'controlled' || !record.mayControl) return;
     const claimant = { session: record.id, user: record.user, node: record.node };
     const force = record.mayTakeOver || by !== undefined;
+    // Free control may only look free: its holder may not have written its lease back yet.
+    if (!force && this.store.recovering) return this.#notice(record.id, errors.storeRecovering().message);
     const got = await this.store.acquire(record.desktop, claimant, { force });
     if (!got.ok) return this.#notice(record.id, `${got.holder.user} has control: ask for it instead`);
     await this.store.takeRequest(record.desktop, record.id);

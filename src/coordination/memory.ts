@@ -34,6 +34,7 @@ interface Expiring<T> {
 export class MemoryStore implements CoordinationStore {
   readonly shared = false;
   readonly available = true;
+  readonly recovering = false;
   readonly node: string;
   readonly leaseTtlMs: number;
   readonly oneTime = new MemoryOneTimeStore();

@@ -272,6 +272,8 @@ export class RedisStore implements CoordinationStore {
   /** Whether it was ever available: only a store that was there can be lost, and come back. */
   #wasAvailable = false;
   #listening = false;
+  /** Until when a Redis this node saw restart empty is recovering (ms since the epoch). */
+  #recoveringUntil = 0;
   #lastError: Error | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   /** Told when both connections are up, while connect() waits for that. */
@@ -355,6 +357,10 @@ export class RedisStore implements CoordinationStore {
     return this.#available;
   }
 
+  get recovering(): boolean {
+    return Date.now() < this.#recoveringUntil;
+  }
+
   get oneTime(): OneTimeStore {
     return this.#oneTime;
   }
@@ -371,7 +377,9 @@ export class RedisStore implements CoordinationStore {
       .then(() => this.#redis.get(since))
       .then((value) => {
         if (this.#redis.status !== 'ready') return; // lost meanwhile: the next 'ready' tries again
-        this.#oneTime.since = Number(value);
+        const since = Number(value);
+        if (this.#oneTime.since !== 0 && since !== this.#oneTime.since) this.#recoveringUntil = since + this.leaseTtlMs;
+        this.#oneTime.since = since;
         this.#setAvailable(true);
         this.#checkUp();
       })

@@ -112,6 +112,13 @@ export interface CoordinationStore {
   readonly shared: boolean;
   /** Whether the store can be reached right now. */
   readonly available: boolean;
+  /**
+   * Whether the store lost its memory (a Redis restarted empty) less than a lease ago, as this
+   * node saw it happen. Holders from before write their leases back as their nodes reconnect,
+   * or stop acting on them within a lease (fencing): until then a new session must not claim a
+   * desktop that only looks free. Never for a store that was new when this node first reached it.
+   */
+  readonly recovering: boolean;
   readonly leaseTtlMs: number;
   readonly oneTime: OneTimeStore;
 

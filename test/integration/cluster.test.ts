@@ -76,6 +76,11 @@ async function sessionsOf(node: CliGateway): Promise<{ id: string; user: string;
   return (JSON.parse(reply.body) as { sessions: { id: string; user: string; desktop: string; node: string; role: string }[] }).sessions;
 }
 
+/** Wait out a restarted Redis's recovery on a node: the viewer page of a coordinated desktop is no longer refused with 503. */
+async function recovered(node: CliGateway, desktop: string, user: string): Promise<void> {
+  await waitFor(async () => (await node.request(`/view/${desktop}`, as(user))).status !== 503, 'the cluster store to have recovered');
+}
+
 beforeAll(async () => {
   requireCommand('xdotool', 'xdotool');
   [redis, xvnc] = await Promise.all([startRedis(), startXvnc()]);
@@ -225,11 +230,24 @@ describe('when Redis goes away', () => {
     // The empty Redis learns the live sessions and leases again from the nodes that hold them.
     await waitFor(async () => (await sessionsOf(nodes.b)).length === 3, 'all three sessions listed again');
     expect(await alice.presence.notice(/is back:/)).toBe('The cluster store (Redis) is back: you have control again');
+    await recovered(nodes.b, 'class', 'bob');
     const bob = await viewer(nodes.b, 'class', 'bob');
     await bob.presence.until((p) => p.controller?.user === 'alice' && p.you.role === 'view', 'alice in control again, bob watching');
     await moveTo(alice.rfb, 101, 102);
     await waitFor(() => pointer().x === 101, 'alice’s move to reach Xvnc again');
   }, 60_000);
+  it('lets no one claim a desktop that only looks free after Redis restarts empty, until its holder wrote it back', async () => {
+    const dave = await viewer(nodes.a, 'ex', 'dave');
+    await redis.stop();
+    await redis.restart(); // well within two thirds of the lease: dave's node has not fenced him
+    await waitFor(async () => (await nodes.b.request('/readyz')).status === 200, 'node b ready again');
+    const early = await tryUpgrade(wsUrl(nodes.b, 'ex'), as('carol'));
+    expect(early).toMatchObject({ status: 503, body: expect.stringContaining('has just restarted and is learning who holds which desktop') });
+    await recovered(nodes.b, 'ex', 'dave');
+    const later = await tryUpgrade(wsUrl(nodes.b, 'ex'), as('carol'));
+    expect(later).toMatchObject({ status: 409, body: expect.stringContaining('in use by dave') });
+    expect(dave.rfb.ws.readyState).toBe(dave.rfb.ws.OPEN);
+  }, 30_000);
 });
 
 describe('a node that dies', () => {
