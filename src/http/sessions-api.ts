@@ -26,6 +26,7 @@ function describe(record: SessionRecord): Record<string, unknown> {
     user: record.user,
     role: record.role,
     sharing: record.sharing,
+    switchable: record.switchable,
     node: record.node,
     remoteAddress: record.remoteAddress,
     since: new Date(record.since).toISOString(),

@@ -111,12 +111,22 @@ describe('a controlled desktop in the browser', () => {
   it('lists live sessions for an administrator, who ends one from the page', async () => {
     const alice = await person('alice');
     await open(alice, 'class');
+    const dave = await person('dave');
+    await open(dave, 'kiosk');
     const root = await person('root');
     await root.goto(`${gw.httpUrl}/`);
     await root.click('a.nav');
-    await root.waitForSelector('#sessions-body tr');
+    await root.waitForSelector('#sessions-body tr >> nth=1');
     const row = root.locator('#sessions-body tr', { hasText: 'alice' });
     expect(await row.locator('td').allInnerTexts()).toEqual(expect.arrayContaining(['class', 'alice', 'control', '127.0.0.1']));
+    // An exclusive session opened with control relays its input unparsed: it can only end.
+    expect(await root.locator('#sessions-body tr', { hasText: 'dave' }).getByRole('button').allInnerTexts()).toEqual(['End']);
+    await dave.close();
+
+    await row.getByRole('button', { name: 'Make view-only' }).click();
+    await alice.waitForSelector('body[data-role="view"]');
+    await waitFor(async () => (await text(alice, '#presence-notice')) === 'root took control from you', 'alice to be told');
+    await waitFor(async () => (await row.locator('td').allInnerTexts()).includes('view only'), 'the list to show the new role');
     await row.getByRole('button', { name: 'End' }).click();
     await alice.waitForSelector('body[data-state="disconnected"]');
     expect(await text(alice, '#status-message')).toBe('Ended by an administrator (root)');

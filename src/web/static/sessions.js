@@ -22,6 +22,7 @@ const REFRESH_MS = 3000;
  * @property {string} desktop
  * @property {string} user
  * @property {'control' | 'view'} role
+ * @property {boolean} switchable whether its role can change
  * @property {'shared' | 'exclusive' | 'controlled'} sharing
  * @property {string} node
  * @property {string} remoteAddress
@@ -71,10 +72,11 @@ function row(session) {
   const actions = document.createElement('td');
   actions.className = 'session-actions';
   const role = session.role === 'control' ? 'view' : 'control';
-  actions.append(
-    button(role === 'view' ? 'Make view-only' : 'Give control', `${role}-${session.id}`, () => void act(session, 'PATCH', { role })),
-    button('End', `end-${session.id}`, () => void act(session, 'DELETE')),
-  );
+  // A session that relays its input unparsed cannot change role: the gateway would refuse (409).
+  if (session.switchable) {
+    actions.append(button(role === 'view' ? 'Make view-only' : 'Give control', `${role}-${session.id}`, () => void act(session, 'PATCH', { role })));
+  }
+  actions.append(button('End', `end-${session.id}`, () => void act(session, 'DELETE')));
   tr.append(actions);
   return tr;
 }
