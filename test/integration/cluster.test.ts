@@ -10,10 +10,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../../src/auth/auth.js';
 import { encodePointerEvent, encodeUpdateRequest } from '../../src/rfb/protocol.js';
 import { loggedIn, logIn, usersYaml } from '../helpers/auth.js';
-import { startCli, type CliGateway } from '../helpers/cli-process.js';
+import { runDeskgate, startCli, type CliGateway } from '../helpers/cli-process.js';
 import { openViewer, type Viewer } from '../helpers/presence.js';
-import { requireCommand, waitFor } from '../helpers/processes.js';
+import { freePort, requireCommand, waitFor } from '../helpers/processes.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { makeCertificate } from '../helpers/tls.js';
 import { closeOpenedSockets, openDesktop, tryUpgrade, type TestClient } from '../helpers/ws-client.js';
 import { startXvnc, type Xvnc } from '../helpers/xvnc.js';
 
@@ -174,6 +175,21 @@ describe('across nodes', () => {
     await waitFor(() => /"user":"root","action":"end"[^\n]*"msg":"admin action"/.test(nodes.b.output()), 'the admin action in node b’s log');
   });
 
+  it('lets an admin on one node change the role of a session on the other: its input stops reaching Xvnc', async () => {
+    const carol = await viewer(nodes.a, 'class', 'carol');
+    await carol.presence.until((p) => p.you.role === 'control', 'carol to have control');
+    const id = (await sessionsOf(nodes.b)).find((s) => s.user === 'carol')?.id as string;
+    const patch = { method: 'PATCH', body: JSON.stringify({ role: 'view' }), headers: { ...as('root').headers, 'content-type': 'application/json' } };
+    expect((await nodes.b.request(`/api/sessions/${id}`, patch)).status).toBe(202);
+    expect(await carol.presence.notice(/took control/)).toBe('root took control from you');
+    const bob = await viewer(nodes.b, 'open', 'bob');
+    await moveTo(bob.rfb, 43, 44);
+    await waitFor(() => pointer().x === 43, 'bob’s move to reach Xvnc');
+    await moveTo(carol.rfb, 41, 42); // answered once Xvnc has had everything before it: the move too, had it passed
+    expect(pointer()).toEqual({ x: 43, y: 44 });
+    expect((await sessionsOf(nodes.a)).find((s) => s.id === id)?.role).toBe('view');
+  });
+
   it('uses a ticket once across nodes, and counts a user’s sessions on every node', async () => {
     const minted = await nodes.a.request('/api/tickets', {
       method: 'POST',
@@ -309,6 +325,40 @@ describe('logins across nodes (password mode)', () => {
       const blocked = await logIn(node.origin, 'alice', USERS.alice.password, from);
       expect(blocked.status).toBe(429);
       expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('starting a node', () => {
+  it('stops with exit code 2 when Redis cannot be reached, naming it and why', async () => {
+    const port = await freePort();
+    const run = await runDeskgate(['--listen', '127.0.0.1:0', '--redis', `redis://:hunter2@127.0.0.1:${port}`]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`cannot reach Redis at redis://127.0.0.1:${port}`);
+    expect(run.stderr).toContain('ECONNREFUSED');
+    expect(run.stdout + run.stderr).not.toContain('hunter2');
+  });
+
+  it('reads the password from its file and trusts the CA file for rediss://; a wrong password stops it', async () => {
+    const certificate = makeCertificate('ec');
+    const secure = await startRedis({ password: 'right-password', tls: certificate });
+    try {
+      const files = { 'redis-ca.pem': certificate.cert.toString(), 'right.txt': 'right-password\n', 'wrong.txt': 'wrong-password\n' };
+      const config = (passwordFile: string) => ({ desktops: [], cluster: { redis: secure.url, redisCa: 'redis-ca.pem', redisPasswordFile: passwordFile } });
+      const node = await startCli(config('right.txt'), { files });
+      try {
+        expect((await node.request('/readyz')).status).toBe(200);
+      } finally {
+        await node.stop();
+      }
+      const refused = await startCli(config('wrong.txt'), { files }).then(
+        async (unexpected) => (await unexpected.stop(), 'started'),
+        (err: unknown) => String(err),
+      );
+      expect(refused).toContain('WRONGPASS');
+      expect(refused).not.toContain('wrong-password');
+    } finally {
+      await secure.stop();
     }
   });
 });
