@@ -199,3 +199,45 @@ async function handOver(handshake, destroy, connection, where) {
     throw err;
   }
 }
+
+/** The message openEchoed exchanges: 16 bytes, as small as an RFB event. */
+const ECHO_MESSAGE = Buffer.alloc(16, 0x43);
+/** Opening a session and its echo, when many open at once. */
+const ECHO_TIMEOUT_MS = 15_000;
+
+/**
+ * Open a session to an echo target and exchange one 16-byte message: the session works end to
+ * end. Resolves with the open connection; `onClose` hears of its end, whenever that comes.
+ * @param {import('./relays.js').Endpoint} endpoint
+ * @param {(why: string) => void} [onClose]
+ * @returns {Promise<Connection>}
+ */
+export async function openEchoed(endpoint, onClose = () => {}) {
+  /** @type {Connection | undefined} */
+  let conn;
+  try {
+    return await withTimeout(
+      new Promise((resolve, reject) => {
+        let echoed = 0;
+        connect(endpoint, {
+          onData(chunk) {
+            echoed += chunk.length;
+            if (echoed === ECHO_MESSAGE.length) resolve(/** @type {Connection} */ (conn));
+          },
+          onClose(why) {
+            onClose(why);
+            reject(new Error(why));
+          },
+        }).then((opened) => {
+          conn = opened;
+          conn.write(ECHO_MESSAGE);
+        }, reject);
+      }),
+      ECHO_TIMEOUT_MS,
+      'session open + echo',
+    );
+  } catch (err) {
+    conn?.destroy();
+    throw err;
+  }
+}

@@ -21,7 +21,7 @@ import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect } from './client.js';
+import { connect, openEchoed } from './client.js';
 import { startProcess } from './processes.js';
 import { BENCH_ACCESS, freePort, pollUntil, startDeskgateProcess } from './relays.js';
 import { withTimeout } from './timeout.js';
@@ -35,8 +35,6 @@ const REDIS_TIMEOUT_MS = 2_000;
 /** An IPC request's deadline: this much, plus a little per session it opens. */
 const REQUEST_TIMEOUT_MS = 30_000;
 const REQUEST_MS_PER_SESSION = 10;
-const MESSAGE = Buffer.alloc(16, 0x43);
-const SESSION_TIMEOUT_MS = 15_000;
 /** Distinct problems a node's log keeps, with a count each. */
 const MAX_PROBLEMS = 20;
 
@@ -368,40 +366,17 @@ async function admitOne(endpoint) {
 }
 
 /**
- * Open one session, exchange one message, and keep it among the held ones.
+ * Open one session, exchange one message, and keep it among the held ones; one that closes by
+ * itself while held is counted lost.
  * @param {WsEndpoint} endpoint
  */
 async function holdOne(endpoint) {
   /** @type {import('./client.js').Connection | undefined} */
   let conn;
-  let open = false;
-  try {
-    await withTimeout(
-      new Promise((resolve, reject) => {
-        let echoed = 0;
-        connect(endpoint, {
-          onData(chunk) {
-            echoed += chunk.length;
-            if (echoed === MESSAGE.length) resolve(undefined);
-          },
-          onClose(why) {
-            if (open && conn && !released.has(conn)) lost++;
-            reject(new Error(why));
-          },
-        }).then((opened) => {
-          conn = opened;
-          conn.write(MESSAGE);
-        }, reject);
-      }),
-      SESSION_TIMEOUT_MS,
-      'session open + echo',
-    );
-    open = true;
-    held.push(/** @type {import('./client.js').Connection} */ (conn));
-  } catch (err) {
-    conn?.destroy();
-    throw err;
-  }
+  conn = await openEchoed(endpoint, () => {
+    if (conn && !released.has(conn)) lost++;
+  });
+  held.push(conn);
 }
 
 /** @typedef {{ id: number, cmd: 'admit' | 'hold', endpoint: WsEndpoint, count: number, inFlight: number } | { id: number, cmd: 'count' | 'release' }} Request */

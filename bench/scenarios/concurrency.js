@@ -4,13 +4,12 @@
  * has been read at the plateau. Failures are counted, never thrown.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect } from '../client.js';
+import { openEchoed } from '../client.js';
 import { withPeers } from '../peers-control.js';
 import { fdCount, treePssBytes, treeRssBytes, waitForNoChildren } from '../processes.js';
 import { alternate, withRelays } from '../relays.js';
 import { goal, summarize } from '../report.js';
 import { MiB } from '../stats.js';
-import { withTimeout } from '../timeout.js';
 
 const GOAL_SESSIONS = 10_000;
 /**
@@ -24,40 +23,7 @@ const WEBSOCKIFY_SESSIONS = { quick: 100, full: 200 };
  * below the relays' accept backlogs (websockify listens with 100, Node with 511).
  */
 const IN_FLIGHT = 100;
-const MESSAGE = Buffer.alloc(16, 0x43);
-const SESSION_TIMEOUT_MS = 15_000;
 const IDLE_TIMEOUT_MS = 60_000;
-
-/**
- * Open one session and exchange one message. Resolves with the open connection.
- * @param {import('../relays.js').Endpoint} endpoint
- */
-async function openSession(endpoint) {
-  /** @type {import('../client.js').Connection | undefined} */
-  let conn;
-  try {
-    return await withTimeout(
-      new Promise((resolve, reject) => {
-        let echoed = 0;
-        connect(endpoint, {
-          onData(chunk) {
-            echoed += chunk.length;
-            if (echoed === MESSAGE.length) resolve(conn);
-          },
-          onClose: (why) => reject(new Error(why)),
-        }).then((opened) => {
-          conn = opened;
-          conn.write(MESSAGE);
-        }, reject);
-      }),
-      SESSION_TIMEOUT_MS,
-      'session open + echo',
-    );
-  } catch (err) {
-    conn?.destroy();
-    throw err;
-  }
-}
 
 /**
  * Open `count` sessions, IN_FLIGHT at a time.
@@ -74,7 +40,7 @@ async function openMany(endpoint, count) {
     while (next < count) {
       next++;
       try {
-        open.push(await openSession(endpoint));
+        open.push(await openEchoed(endpoint));
       } catch (err) {
         const message = /** @type {Error} */ (err).message;
         errors.set(message, (errors.get(message) ?? 0) + 1);
