@@ -17,6 +17,7 @@ import { events } from '../observe/events.js';
 import type { Grant } from '../sessions/session-manager.js';
 import {
   type Acquired,
+  type Claim,
   type CoordinationStore,
   type Holder,
   type Role,
@@ -41,6 +42,12 @@ export interface Seat {
   registered: boolean;
 }
 
+/** A lease handed to a session: its fencing token, and when it was asked for (its time runs from then). */
+interface Lease {
+  readonly token: number;
+  readonly leasedAt: number;
+}
+
 /** What the coordinator needs of this node's live sessions. */
 export interface LocalSessions {
   /** Switch a session between control and view-only; false if it cannot. */
@@ -62,9 +69,6 @@ export interface CoordinatorOptions {
   config: Pick<Config, 'limits' | 'session' | 'admins'>;
 }
 
-/** What a lease handed over in a message may already have run when it arrives: counted as gone by. */
-const MESSAGE_DELAY_MS = 1_000;
-
 /** How often at most a desktop's joins and leaves are announced to every node. */
 const MEMBERSHIP_WINDOW_MS = 50;
 
@@ -81,6 +85,7 @@ export class Coordinator {
   readonly #changeListeners = new Set<(desktop: string) => void>();
   #sessions: LocalSessions | undefined;
   readonly #timer: NodeJS.Timeout;
+  readonly #fenceTimer: NodeJS.Timeout;
   readonly #stopListening: () => void;
   #refreshing: Promise<void> | undefined;
   /** Membership announcements waiting for their desktop's window, and when each desktop's last went. */
@@ -101,6 +106,9 @@ export class Coordinator {
     };
     this.#timer = setInterval(() => void this.refresh(), Math.max(100, Math.floor(this.store.leaseTtlMs / 3)));
     this.#timer.unref();
+    // Apart from the refresh, which a store that does not answer can hold up for seconds.
+    this.#fenceTimer = setInterval(() => this.#fenceLapsed(), Math.max(50, Math.floor(this.store.leaseTtlMs / 6)));
+    this.#fenceTimer.unref();
   }
 
   /** The live sessions of this node; set once, after both are built. */
@@ -157,17 +165,16 @@ export class Coordinator {
     };
     // Mode none has one user, everyone: only the per-address limit tells people apart there.
     const maxPerUser = identity.via === 'none' ? Number.MAX_SAFE_INTEGER : this.#options.config.limits.maxSessionsPerUser;
-    // An exclusive desktop is held by whoever is on it; a controlled one only by who may control it.
-    const claim = sharing === 'exclusive' ? { role: seat.role } : sharing === 'controlled' && mayControl ? { role: 'control' as const } : undefined;
+    const claim = this.#claim(sharing, mayControl, seat.role);
     try {
-      if (claim && this.store.recovering) throw errors.storeRecovering();
       seat.leasedAt = Date.now();
       const registered = await this.store.register(this.#record(seat), maxPerUser, claim);
       if (!registered.ok) throw errors.tooManyForUser(identity.user, maxPerUser);
       seat.registered = true;
       if (registered.lease) await this.#claimed(seat, registered.lease, mayTakeOver);
     } catch (err) {
-      if (seat.registered) await this.store.unregister(this.#record(seat), seat.token).catch(() => {});
+      // A call that timed out may still have run: what it may have claimed goes too.
+      if (seat.registered || claim) await this.store.unregister(this.#record(seat)).catch(() => {});
       if (!(err instanceof StoreUnavailable)) throw err;
       if (sharing !== 'shared') throw errors.storeUnavailable().causedBy(err);
       seat.registered = false; // listed once the store is back
@@ -175,6 +182,20 @@ export class Coordinator {
     this.#seats.set(seat.record.id, seat);
     this.#membershipChanged(seat.record.desktop);
     return seat;
+  }
+
+  /**
+   * Whether a new session claims its desktop's lease, and with which role: an exclusive desktop is
+   * held by whoever is on it, a controlled one only by who may control it. While the store
+   * recovers (see CoordinationStore.recovering) a free desktop may only look free: an exclusive
+   * session is refused, a controlled one joins watching.
+   */
+  #claim(sharing: Sharing, mayControl: boolean, role: Role): Claim | undefined {
+    if (sharing === 'exclusive') {
+      if (this.store.recovering) throw errors.storeRecovering();
+      return { role };
+    }
+    return sharing === 'controlled' && mayControl && !this.store.recovering ? { role: 'control' } : undefined;
   }
 
   /**
@@ -204,8 +225,8 @@ export class Coordinator {
   async refusal(grant: Grant, desktop: Desktop | undefined): Promise<GatewayError | undefined> {
     if (desktop?.sharing === undefined || desktop.sharing === 'shared') return undefined;
     if (!this.store.available) return errors.storeUnavailable();
-    if (this.store.recovering && (desktop.sharing === 'exclusive' || !grant.viewOnly)) return errors.storeRecovering(); // as seat claims
     if (desktop.sharing !== 'exclusive') return undefined;
+    if (this.store.recovering) return errors.storeRecovering();
     const holder = await this.store.holder(desktop.name);
     if (!holder) return undefined;
     const mayTakeOver = desktop.takeover !== undefined && isNamedIn(desktop.takeover, grant.identity);
@@ -223,7 +244,7 @@ export class Coordinator {
 
   async #leave(seat: Seat): Promise<void> {
     // Its record, lease and control request in one step; a store that is away forgets them by itself, as they expire.
-    await this.store.unregister(this.#record(seat), seat.token).catch(() => {});
+    await this.store.unregister(this.#record(seat)).catch(() => {});
     // A controller leaving frees control: that is news at once, not at the end of a window.
     if (seat.token !== undefined) await this.#changed(seat.record.desktop);
     else this.#membershipChanged(seat.record.desktop);
@@ -245,8 +266,7 @@ export class Coordinator {
   }
 
   async #refresh(): Promise<void> {
-    if (this.#seats.size === 0) return;
-    if (!this.store.available) return this.#fenceLapsed();
+    if (!this.store.available || this.#seats.size === 0) return;
     const seats = [...this.#seats.values()];
     try {
       await this.store.refresh(seats.map((seat) => this.#record(seat)));
@@ -258,7 +278,6 @@ export class Coordinator {
     } catch (err) {
       if (!(err instanceof StoreUnavailable))
         events.failed.publish(() => ({ gateway: this.#options.gateway, what: 'while refreshing the cluster store', err }));
-      this.#fenceLapsed();
     }
   }
 
@@ -268,6 +287,7 @@ export class Coordinator {
     if (await this.store.renew(seat.record.desktop, seat.record.id, token)) return this.#leased(seat, asked);
     if (seat.token !== token || !this.#seats.has(seat.record.id)) return; // changed meanwhile
     const again = await this.store.acquire(seat.record.desktop, { session: seat.record.id, user: seat.record.user, node: this.store.node });
+    if (again.ok && !this.#seats.has(seat.record.id)) return this.store.release(seat.record.desktop, seat.record.id, again.token); // left meanwhile
     if (again.ok) {
       seat.token = again.token;
       return this.#leased(seat, asked);
@@ -278,10 +298,10 @@ export class Coordinator {
     else await this.#applyRole(seat, 'view', `Control passed to ${again.holder.user}`);
   }
 
-  /** The lease is this seat's again from `asked` on: control paused by #fenceLapsed comes back. */
+  /** The lease is this seat's again from `asked` on: a controller paused by #fenceLapsed gets control back (an exclusive session it fenced is ending). */
   async #leased(seat: Seat, asked: number): Promise<void> {
     seat.leasedAt = asked;
-    if (!seat.fenced) return;
+    if (!seat.fenced || seat.record.sharing !== 'controlled') return;
     seat.fenced = false;
     await this.#applyRole(seat, 'control', 'The cluster store (Redis) is back: you have control again');
   }
@@ -289,9 +309,10 @@ export class Coordinator {
   /**
    * Fencing on this side of the wire: a lease this node could not renew may lapse in the store
    * and go to someone on another node, so its holder stops acting on it first. Checked every
-   * third of the lease, it stops once two thirds have gone by unrenewed: before the store could
-   * give it away. A controller becomes a viewer until the lease is renewed; an exclusive
-   * session, which cannot change its role, ends with 4503.
+   * sixth of the lease, on a timer of its own, it stops between two thirds and five sixths of
+   * the lease after the last renewal was asked for: before the store could give it away. A
+   * controller becomes a viewer until the lease is renewed; an exclusive session, which cannot
+   * change its role, ends with 4503.
    */
   #fenceLapsed(): void {
     const lapsing = Date.now() - (this.store.leaseTtlMs * 2) / 3;
@@ -343,9 +364,10 @@ export class Coordinator {
     }
     const to = await this.store.session(request.session);
     if (!to) return this.#changed(controller.desktop);
+    const asked = Date.now();
     const given = await this.store.acquire(controller.desktop, { session: to.id, user: to.user, node: to.node }, { force: true, from: controller.id });
     if (!given.ok) return;
-    await this.#handOver(to, given.token, given.previous, `${controller.user} gave you control`, `You gave control to ${to.user}`);
+    await this.#handOver(to, { token: given.token, leasedAt: asked }, given.previous, `${controller.user} gave you control`, `You gave control to ${to.user}`);
   }
 
   /** Take control now: free control for anyone who may control, held control for the `takeover` rule's people. */
@@ -355,11 +377,18 @@ export class Coordinator {
     const force = record.mayTakeOver || by !== undefined;
     // Free control may only look free: its holder may not have written its lease back yet.
     if (!force && this.store.recovering) return this.#notice(record.id, errors.storeRecovering().message);
+    const asked = Date.now();
     const got = await this.store.acquire(record.desktop, claimant, { force });
     if (!got.ok) return this.#notice(record.id, `${got.holder.user} has control: ask for it instead`);
     await this.store.takeRequest(record.desktop, record.id);
     const taker = by ?? record.user;
-    await this.#handOver(record, got.token, got.previous, by ? `${by} gave you control` : 'You have control', `Control was taken by ${taker}`);
+    await this.#handOver(
+      record,
+      { token: got.token, leasedAt: asked },
+      got.previous,
+      by ? `${by} gave you control` : 'You have control',
+      `Control was taken by ${taker}`,
+    );
   }
 
   /** The controller gives control up; the desktop has none until someone takes it. */
@@ -370,12 +399,12 @@ export class Coordinator {
     await this.#deliver(record.node, { type: 'role', session: record.id, role: 'view', reason: by ? `${by} took control from you` : 'You gave up control' });
   }
 
-  async #handOver(to: SessionRecord, token: number, previous: Holder | undefined, toNew: string, toOld: string): Promise<void> {
+  async #handOver(to: SessionRecord, lease: Lease, previous: Holder | undefined, toNew: string, toOld: string): Promise<void> {
     // The old controller first: its input must stop before the new one's flows.
     if (previous && previous.session !== to.id) {
       await this.#deliver(previous.node, { type: 'role', session: previous.session, role: 'view', reason: toOld });
     }
-    await this.#deliver(to.node, { type: 'role', session: to.id, role: 'control', reason: toNew, token });
+    await this.#deliver(to.node, { type: 'role', session: to.id, role: 'control', reason: toNew, ...lease });
   }
 
   #mayAsk(record: SessionRecord): boolean {
@@ -441,10 +470,10 @@ export class Coordinator {
         if (message.role === 'control' && seat.record.sharing === 'controlled') {
           if (message.token === undefined) return; // control of a controlled desktop comes with its lease
           seat.token = message.token;
-          seat.leasedAt = Date.now() - MESSAGE_DELAY_MS;
+          seat.leasedAt = message.leasedAt ?? 0;
         }
         if (message.role === 'view' && seat.record.sharing === 'controlled') seat.token = undefined;
-        seat.fenced = false;
+        if (seat.record.sharing === 'controlled') seat.fenced = false; // a fenced exclusive session is ending
         await this.#applyRole(seat, message.role, message.reason);
       }
     }
@@ -493,6 +522,7 @@ export class Coordinator {
 
   async close(): Promise<void> {
     clearInterval(this.#timer);
+    clearInterval(this.#fenceTimer);
     await Promise.allSettled(this.#leaving);
     for (const timer of this.#coalescing.values()) clearTimeout(timer);
     this.#stopListening();

@@ -110,10 +110,10 @@ export class MemoryStore implements CoordinationStore {
     for (const record of records) this.#put(record, expiresAt);
   }
 
-  async unregister(record: SessionRecord, token?: number): Promise<void> {
+  async unregister(record: SessionRecord): Promise<void> {
     this.#forget(record);
     if (this.#requests.get(record.desktop)?.session === record.id) this.#requests.delete(record.desktop);
-    if (token !== undefined) await this.release(record.desktop, record.id, token);
+    if (this.#holders.get(record.desktop)?.value.session === record.id) this.#holders.delete(record.desktop);
   }
 
   async sessions(desktop?: string): Promise<SessionRecord[]> {

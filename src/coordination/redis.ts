@@ -138,17 +138,15 @@ const scripts = {
       if viewKey ~= '' then redis.call('HSET', KEYS[3], viewKey, id) end
     end
     return 1`),
-  /** KEYS s, exp, d, u, vk, holder, request; ARGV id, viewKey (''), token ('': no lease to let go). */
+  /** KEYS s, exp, d, u, vk, holder, request; ARGV id, viewKey (''). */
   unregister: new Script(`${LEASE_LUA}
     redis.call('HDEL', KEYS[1], ARGV[1])
     for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
     if ARGV[2] ~= '' and redis.call('HGET', KEYS[5], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[5], ARGV[2]) end
     local request = redis.call('GET', KEYS[7])
     if request and cjson.decode(request).session == ARGV[1] then redis.call('DEL', KEYS[7]) end
-    if ARGV[3] ~= '' then
-      local _, holder = holderOf(KEYS[6])
-      if holds(holder, ARGV[1], ARGV[3]) then redis.call('DEL', KEYS[6]) end
-    end
+    local _, holder = holderOf(KEYS[6])
+    if holder and holder.session == ARGV[1] then redis.call('DEL', KEYS[6]) end
     return 1`),
   /** KEYS a zset of ids (exp or d), s; ARGV now. Replies the JSON of the live records. */
   live: new Script(`
@@ -502,9 +500,9 @@ export class RedisStore implements CoordinationStore {
     );
   }
 
-  async unregister(record: SessionRecord, token?: number): Promise<void> {
+  async unregister(record: SessionRecord): Promise<void> {
     const keys = [...this.#recordKeys(record), this.#key('h:', record.desktop), this.#key('r:', record.desktop)];
-    await this.#call((redis) => scripts.unregister.run(redis, keys, [record.id, record.viewKey ?? '', token ?? '']));
+    await this.#call((redis) => scripts.unregister.run(redis, keys, [record.id, record.viewKey ?? '']));
   }
 
   async sessions(desktop?: string): Promise<SessionRecord[]> {

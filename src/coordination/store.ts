@@ -92,8 +92,15 @@ export interface ControlRequest {
 export type StoreMessage =
   /** `reason`: the catalogue code to end it with (DG_ERR_TAKEN_OVER, DG_ERR_ENDED_BY_ADMIN); `by`: who. */
   | { readonly type: 'end'; readonly session: string; readonly reason: string; readonly by?: string | undefined }
-  /** `token`: the lease a session given control now holds. */
-  | { readonly type: 'role'; readonly session: string; readonly role: Role; readonly reason: string; readonly token?: number | undefined }
+  /** `token`: the lease a session given control now holds, asked for at `leasedAt` (ms since the epoch; the nodes share a clock). */
+  | {
+      readonly type: 'role';
+      readonly session: string;
+      readonly role: Role;
+      readonly reason: string;
+      readonly token?: number | undefined;
+      readonly leasedAt?: number | undefined;
+    }
   | { readonly type: 'notice'; readonly session: string; readonly text: string }
   /** A login was logged out: its sessions end, on every node. */
   | { readonly type: 'logout'; readonly login: string }
@@ -140,9 +147,9 @@ export interface CoordinationStore {
   refresh(records: readonly SessionRecord[]): Promise<void>;
   /**
    * Remove a session, in one step with what it leaves behind: its control request, if one is
-   * pending, and with `token`, its desktop's lease if that token still holds it.
+   * pending, and its desktop's lease, if it holds it (with any token: session ids are unique).
    */
-  unregister(record: SessionRecord, token?: number): Promise<void>;
+  unregister(record: SessionRecord): Promise<void>;
   /** The live sessions, of one desktop or of all. */
   sessions(desktop?: string): Promise<SessionRecord[]>;
   session(id: string): Promise<SessionRecord | undefined>;

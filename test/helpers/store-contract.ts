@@ -156,18 +156,16 @@ export function storeContract(fixture: StoreFixture): void {
     const request = { session: asker.id, user: 'bob', node: b.node, expiresAt: Date.now() + TTL };
     expect(await b.requestControl(name, request)).toBe(true);
 
-    await a.unregister({ ...holder, role: 'control' }, got.lease.token - 1); // not its token: the lease stays
-    expect(await b.holder(name)).toMatchObject({ session: holder.id });
-    expect(await b.pendingRequest(name)).toEqual(request); // not its request
-    await a.register(holder, 10);
-    await a.unregister(holder, got.lease.token);
-    expect(await b.holder(name)).toBeUndefined();
-    expect(await b.session(holder.id)).toBeUndefined();
-    expect(await b.pendingRequest(name)).toEqual(request);
-
-    await b.unregister(asker);
+    await b.unregister(asker); // its request goes, the lease (not its) stays
     expect(await a.pendingRequest(name)).toBeUndefined();
     expect(await a.takeRequest(name, asker.id)).toBeUndefined(); // gone, not merely lapsed
+    expect(await a.holder(name)).toMatchObject({ session: holder.id, token: got.lease.token });
+    expect(await b.requestControl(name, { ...request, session: 'someone-else' })).toBe(true);
+
+    await a.unregister({ ...holder, role: 'control' }); // its lease goes, someone else's request stays
+    expect(await b.holder(name)).toBeUndefined();
+    expect(await b.session(holder.id)).toBeUndefined();
+    expect(await b.pendingRequest(name)).toMatchObject({ session: 'someone-else' });
     expect(await a.sessions(name)).toEqual([]);
   });
 

@@ -95,7 +95,7 @@ describe('when Redis goes away', () => {
     const calls = [
       store.acquire('lab', { session: 's1', user: 'alice', node: store.node }),
       store.register(record(store), 3),
-      store.unregister(record(store), 1),
+      store.unregister(record(store)),
       store.sessions(),
       store.send('*', { type: 'changed', desktop: 'lab' }),
       store.oneTime.claim(`ticket:${randomUUID()}`, Date.now() + 60_000),

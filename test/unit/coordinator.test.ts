@@ -6,9 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Identity } from '../../src/auth/identity.js';
 import { parseConfig } from '../../src/config/schema.js';
-import { Coordinator, type LocalSessions } from '../../src/coordination/coordinator.js';
+import { Coordinator, type LocalSessions, type Seat } from '../../src/coordination/coordinator.js';
 import { MemoryStore } from '../../src/coordination/memory.js';
-import { StoreUnavailable } from '../../src/coordination/store.js';
+import { type SessionRecord, StoreUnavailable } from '../../src/coordination/store.js';
 import type { GatewayError } from '../../src/errors.js';
 import type { Grant } from '../../src/sessions/session-manager.js';
 
@@ -34,23 +34,31 @@ const REMOTE = new Set([
   'send',
 ]);
 
-/** A memory store that can be cut off, as Redis is from a node in a partition: its leases go on expiring meanwhile. */
-function cutOff(store: MemoryStore): { store: MemoryStore; reachable: (up: boolean) => void } {
-  let up = true;
+type Reach = 'up' | 'down' | 'hung';
+
+/**
+ * A memory store that can be cut off, as Redis is from a node in a partition: down, its calls
+ * fail at once; hung, they never answer (a cut without a reset). Its leases go on expiring.
+ */
+function cutOff(store: MemoryStore): { store: MemoryStore; reachable: (reach: Reach) => void; recovering: (value: boolean) => void } {
+  let reach: Reach = 'up';
+  let recovering = false;
   const proxy = new Proxy(store, {
     get(target, name) {
-      if (name === 'available') return up;
+      if (name === 'available') return reach !== 'down';
+      if (name === 'recovering') return recovering;
       const value: unknown = Reflect.get(target, name, target);
       if (typeof value !== 'function') return value;
-      if (!up && REMOTE.has(String(name))) return () => Promise.reject(new StoreUnavailable('cut off'));
+      if (reach === 'down' && REMOTE.has(String(name))) return () => Promise.reject(new StoreUnavailable('cut off'));
+      if (reach === 'hung' && REMOTE.has(String(name))) return () => new Promise(() => {});
       return (value as (...args: unknown[]) => unknown).bind(target);
     },
   });
-  return { store: proxy, reachable: (value) => (up = value) };
+  return { store: proxy, reachable: (value) => (reach = value), recovering: (value) => (recovering = value) };
 }
 
 function setUp(leaseTtlMs = 60_000) {
-  const { store, reachable } = cutOff(new MemoryStore({ node: 'a', leaseTtlMs }));
+  const { store, reachable, recovering } = cutOff(new MemoryStore({ node: 'a', leaseTtlMs }));
   const coordinator = new Coordinator({ store, gateway: {}, config: parseConfig({}) });
   const calls = { viewOnly: [] as [string, boolean][], ended: [] as [string, string][] };
   const sessions: LocalSessions = {
@@ -62,7 +70,7 @@ function setUp(leaseTtlMs = 60_000) {
   const notices: string[] = [];
   coordinator.onNotice((_session, text) => notices.push(text));
   coordinator.bind(sessions);
-  return { store, coordinator, calls, notices, reachable };
+  return { store, coordinator, calls, notices, reachable, recovering };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -118,23 +126,48 @@ describe('the coordinator', () => {
     await coordinator.close();
   });
 
+  it('claims no free desktop while the store recovers: an exclusive session is refused, a controlled one watches', async () => {
+    const { store, coordinator, notices, recovering } = setUp();
+    recovering(true);
+    const kiosk = { name: 'kiosk', host: '127.0.0.1', port: 5900, sharing: 'exclusive' as const };
+    await expect(coordinator.seat(grant('kiosk'), kiosk, undefined)).rejects.toMatchObject({ code: 'DG_ERR_STORE_UNAVAILABLE', status: 503 });
+    expect(await coordinator.refusal(grant('kiosk'), kiosk)).toMatchObject({ code: 'DG_ERR_STORE_UNAVAILABLE' });
+    const seat = await coordinator.seat(grant('class'), { name: 'class', host: '127.0.0.1', port: 5900, sharing: 'controlled' }, undefined);
+    expect(seat).toMatchObject({ role: 'view', token: undefined });
+    await coordinator.takeControl(await (store.session(seat.record.id) as Promise<SessionRecord>));
+    expect(await store.holder('class')).toBeUndefined();
+    expect(notices.at(-1)).toMatch(/has just restarted/);
+    recovering(false);
+    await coordinator.takeControl(await (store.session(seat.record.id) as Promise<SessionRecord>));
+    expect(await store.holder('class')).toMatchObject({ session: seat.record.id });
+    await coordinator.close();
+  });
+
   describe('cut off from its store', () => {
-    const TTL = 600;
+    const TTL = 1_200;
     const controlled = { name: 'class', host: '127.0.0.1', port: 5900, sharing: 'controlled' as const };
+
+    /** Wait for the seat to be fenced by the coordinator's own timer; it must come before its lease could lapse in the store. */
+    async function fencedInTime(seat: Seat): Promise<void> {
+      const deadline = seat.leasedAt + TTL;
+      while (!seat.fenced) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await sleep(10);
+      }
+      expect(Date.now()).toBeLessThan(deadline);
+      expect(Date.now()).toBeGreaterThanOrEqual(seat.leasedAt + (TTL * 2) / 3);
+    }
 
     it('pauses a controller before its lease could lapse, and gives control back once the lease is renewed', async () => {
       const { coordinator, calls, notices, reachable } = setUp(TTL);
       const seat = await coordinator.seat(grant('class'), controlled, undefined);
-      reachable(false);
-      await coordinator.refresh();
-      expect(calls.viewOnly).toEqual([]); // a third of the lease gone at most: nothing to fear yet
-      await sleep(TTL * 0.7);
-      await coordinator.refresh();
+      reachable('down');
+      await fencedInTime(seat);
       expect(calls.viewOnly).toEqual([[seat.record.id, true]]);
-      expect(seat).toMatchObject({ role: 'view', fenced: true });
+      expect(seat.role).toBe('view');
       expect(notices).toEqual(['The cluster store (Redis) is out of reach: your input is paused until it is back']);
-      await sleep(TTL * 0.5); // lapsed in the store by now; nobody took it
-      reachable(true);
+      await sleep(seat.leasedAt + TTL * 1.1 - Date.now()); // lapsed in the store by now; nobody took it
+      reachable('up');
       await coordinator.refresh();
       expect(calls.viewOnly).toEqual([
         [seat.record.id, true],
@@ -145,32 +178,43 @@ describe('the coordinator', () => {
       await coordinator.close();
     });
 
+    it('pauses a controller in time when the store takes calls and never answers', async () => {
+      const { coordinator, calls, reachable } = setUp(TTL);
+      const seat = await coordinator.seat(grant('class'), controlled, undefined);
+      reachable('hung');
+      await fencedInTime(seat);
+      expect(calls.viewOnly).toEqual([[seat.record.id, true]]);
+      reachable('up');
+      await coordinator.close();
+    });
+
     it('leaves a paused controller watching when someone else got control meanwhile', async () => {
       const { store, coordinator, calls, notices, reachable } = setUp(TTL);
       const seat = await coordinator.seat(grant('class'), controlled, undefined);
-      reachable(false);
-      await sleep(TTL * 0.7);
-      await coordinator.refresh();
-      expect(seat.fenced).toBe(true);
-      await sleep(TTL * 0.5);
-      reachable(true);
+      reachable('down');
+      await fencedInTime(seat);
+      await sleep(seat.leasedAt + TTL * 1.1 - Date.now());
+      reachable('up');
       expect((await store.acquire('class', intruder)).ok).toBe(true); // another node, after the lease lapsed
       await coordinator.refresh();
-      expect(calls.viewOnly.every(([id, viewOnly]) => id === seat.record.id && viewOnly)).toBe(true);
+      expect(calls.viewOnly).toEqual([
+        [seat.record.id, true],
+        [seat.record.id, true],
+      ]);
       expect(seat).toMatchObject({ role: 'view', fenced: false, token: undefined });
       expect(notices.at(-1)).toBe('Control passed to mallory');
       await coordinator.close();
     });
 
-    it('ends an exclusive session with 4503 before its lease could lapse', async () => {
+    it('ends an exclusive session with 4503 before its lease could lapse, and never gives it control back', async () => {
       const { coordinator, calls, reachable } = setUp(TTL);
-      const seat = await coordinator.seat(grant('kiosk'), { name: 'kiosk', host: '127.0.0.1', port: 5900, sharing: 'exclusive' }, undefined);
-      reachable(false);
-      await coordinator.refresh();
-      expect(calls.ended).toEqual([]);
-      await sleep(TTL * 0.7);
-      await coordinator.refresh();
+      const seat = await coordinator.seat(grant('kiosk', true), { name: 'kiosk', host: '127.0.0.1', port: 5900, sharing: 'exclusive' }, undefined);
+      reachable('down');
+      await fencedInTime(seat);
       expect(calls.ended).toEqual([[seat.record.id, "The cluster store (Redis) is out of reach: this session's hold on 'kiosk' lapsed"]]);
+      reachable('up'); // still renewable: the session is ending all the same
+      await coordinator.refresh();
+      expect(calls.viewOnly).toEqual([]);
       await coordinator.close();
     });
   });
