@@ -1,5 +1,5 @@
 /** Small helpers for tests that start real programs and real sockets on loopback. */
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
 
 /** Fail loudly, with the Debian package to install, when a component is missing. */
@@ -36,4 +36,24 @@ export function within<T>(ms: number, what: string, promise: Promise<T>): Promis
     timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
   });
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** The children takeAlong watches: killed when the test process exits. */
+const children = new Set<ChildProcess>();
+
+/**
+ * A test process that ends without stopping `child` (a crash, a timeout) takes it along. One
+ * exit listener serves every child, however many are alive at once.
+ */
+export function takeAlong(child: ChildProcess): void {
+  if (children.size === 0) process.once('exit', killChildren);
+  children.add(child);
+  child.once('exit', () => {
+    children.delete(child);
+    if (children.size === 0) process.removeListener('exit', killChildren);
+  });
+}
+
+function killChildren(): void {
+  for (const child of children) child.kill('SIGKILL');
 }

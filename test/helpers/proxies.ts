@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, requireCommand, waitFor } from './processes.js';
+import { freePort, requireCommand, takeAlong, waitFor } from './processes.js';
 
 const STOP_GRACE_MS = 5_000;
 
@@ -129,9 +129,7 @@ async function startProxy(name: string, configName: string, options: ProxyOption
   child.on('error', keep);
   const exited = once(child, 'close');
   const alive = (): boolean => child.exitCode === null && child.signalCode === null;
-  // A test process that ends without stopping it (a crash, a timeout) takes it along.
-  const killOnExit = (): void => void child.kill('SIGKILL');
-  process.once('exit', killOnExit);
+  takeAlong(child);
   const log = (): string => {
     let fromFile = '';
     try {
@@ -156,7 +154,6 @@ async function startProxy(name: string, configName: string, options: ProxyOption
           const killer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
           await exited.finally(() => clearTimeout(killer));
         }
-        process.removeListener('exit', killOnExit);
         running.delete(proxy);
         rmSync(dir, { recursive: true, force: true });
       })();

@@ -11,7 +11,7 @@ import { connect as connectTcp, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as connectTls } from 'node:tls';
-import { freePort, requireCommand, waitFor } from './processes.js';
+import { freePort, requireCommand, takeAlong, waitFor } from './processes.js';
 
 const STOP_GRACE_MS = 5_000;
 
@@ -96,9 +96,7 @@ async function launch(args: string[], port: number, tls: boolean): Promise<Child
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
   child.on('error', keep);
-  const killOnExit = (): void => void child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  child.once('exit', () => process.removeListener('exit', killOnExit));
+  takeAlong(child);
   try {
     await waitFor(async () => {
       if (child.exitCode !== null || child.signalCode !== null) {
