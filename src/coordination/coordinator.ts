@@ -404,7 +404,7 @@ export class Coordinator {
     if (previous && previous.session !== to.id) {
       await this.#deliver(previous.node, { type: 'role', session: previous.session, role: 'view', reason: toOld });
     }
-    await this.#deliver(to.node, { type: 'role', session: to.id, role: 'control', reason: toNew, ...lease });
+    await this.#deliver(to.node, { type: 'role', session: to.id, role: 'control', reason: toNew, desktop: to.desktop, ...lease });
   }
 
   #mayAsk(record: SessionRecord): boolean {
@@ -466,7 +466,12 @@ export class Coordinator {
       }
       case 'role': {
         const seat = this.#seats.get(message.session);
-        if (!seat) return;
+        if (!seat) {
+          // Given control as it left: the lease goes at once, not when it lapses.
+          if (message.token !== undefined && message.desktop !== undefined)
+            await this.store.release(message.desktop, message.session, message.token).catch(() => {});
+          return;
+        }
         if (message.role === 'control' && seat.record.sharing === 'controlled') {
           if (message.token === undefined) return; // control of a controlled desktop comes with its lease
           seat.token = message.token;

@@ -92,12 +92,13 @@ export interface ControlRequest {
 export type StoreMessage =
   /** `reason`: the catalogue code to end it with (DG_ERR_TAKEN_OVER, DG_ERR_ENDED_BY_ADMIN); `by`: who. */
   | { readonly type: 'end'; readonly session: string; readonly reason: string; readonly by?: string | undefined }
-  /** `token`: the lease a session given control now holds, asked for at `leasedAt` (ms since the epoch; the nodes share a clock). */
+  /** `token`: the lease on `desktop` a session given control now holds, asked for at `leasedAt` (ms since the epoch; the nodes share a clock). */
   | {
       readonly type: 'role';
       readonly session: string;
       readonly role: Role;
       readonly reason: string;
+      readonly desktop?: string | undefined;
       readonly token?: number | undefined;
       readonly leasedAt?: number | undefined;
     }

@@ -143,6 +143,23 @@ describe('the coordinator', () => {
     await coordinator.close();
   });
 
+  it('lets go at once of a lease handed to a session that has left', async () => {
+    const { store, coordinator } = setUp();
+    const got = await store.acquire('class', { session: 'gone', user: 'bob', node: 'a' }, { force: true });
+    if (!got.ok) throw new Error('expected the lease');
+    await store.send('a', {
+      type: 'role',
+      session: 'gone',
+      role: 'control',
+      reason: 'alice gave you control',
+      desktop: 'class',
+      token: got.token,
+      leasedAt: Date.now(),
+    });
+    await expect.poll(() => store.holder('class')).toBeUndefined();
+    await coordinator.close();
+  });
+
   describe('cut off from its store', () => {
     const TTL = 1_200;
     const controlled = { name: 'class', host: '127.0.0.1', port: 5900, sharing: 'controlled' as const };
