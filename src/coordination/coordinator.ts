@@ -19,7 +19,6 @@ import {
   type Acquired,
   type Claim,
   type CoordinationStore,
-  type Holder,
   type Role,
   type SessionRecord,
   type Sharing,
@@ -40,12 +39,6 @@ export interface Seat {
   fenced: boolean;
   /** False while its record could not be written (the store was away): the next refresh writes it. */
   registered: boolean;
-}
-
-/** A lease handed to a session: its fencing token, and when it was asked for (its time runs from then). */
-interface Lease {
-  readonly token: number;
-  readonly leasedAt: number;
 }
 
 /** What the coordinator needs of this node's live sessions. */
@@ -167,7 +160,6 @@ export class Coordinator {
     const maxPerUser = identity.via === 'none' ? Number.MAX_SAFE_INTEGER : this.#options.config.limits.maxSessionsPerUser;
     const claim = this.#claim(sharing, mayControl, seat.role);
     try {
-      seat.leasedAt = Date.now();
       const registered = await this.store.register(this.#record(seat), maxPerUser, claim);
       if (!registered.ok) throw errors.tooManyForUser(identity.user, maxPerUser);
       seat.registered = true;
@@ -205,6 +197,7 @@ export class Coordinator {
   async #claimed(seat: Seat, got: Acquired, mayTakeOver: boolean): Promise<void> {
     if (got.ok) {
       seat.token = got.token;
+      seat.leasedAt = got.leasedAt;
       if (seat.record.sharing === 'controlled') seat.role = 'control';
       return;
     }
@@ -213,11 +206,10 @@ export class Coordinator {
     const holder = got.holder;
     // The same person in another window may take the desktop over when the rules let them.
     if (holder.user !== claimant.user || !mayTakeOver) throw errors.inUse(seat.record.desktop, holder.user, clock(holder.since));
-    const asked = Date.now();
     const taken = await this.store.acquire(seat.record.desktop, claimant, { force: true, from: holder.session });
     if (!taken.ok) throw errors.inUse(seat.record.desktop, taken.holder.user, clock(taken.holder.since));
     seat.token = taken.token;
-    seat.leasedAt = asked;
+    seat.leasedAt = taken.leasedAt;
     await this.#deliver(holder.node, { type: 'end', session: holder.session, reason: 'DG_ERR_TAKEN_OVER', by: claimant.user });
   }
 
@@ -290,7 +282,7 @@ export class Coordinator {
     if (again.ok && !this.#seats.has(seat.record.id)) return this.store.release(seat.record.desktop, seat.record.id, again.token); // left meanwhile
     if (again.ok) {
       seat.token = again.token;
-      return this.#leased(seat, asked);
+      return this.#leased(seat, again.leasedAt);
     }
     seat.token = undefined;
     seat.fenced = false;
@@ -364,10 +356,9 @@ export class Coordinator {
     }
     const to = await this.store.session(request.session);
     if (!to) return this.#changed(controller.desktop);
-    const asked = Date.now();
     const given = await this.store.acquire(controller.desktop, { session: to.id, user: to.user, node: to.node }, { force: true, from: controller.id });
     if (!given.ok) return;
-    await this.#handOver(to, { token: given.token, leasedAt: asked }, given.previous, `${controller.user} gave you control`, `You gave control to ${to.user}`);
+    await this.#handOver(to, given, `${controller.user} gave you control`, `You gave control to ${to.user}`);
   }
 
   /** Take control now: free control for anyone who may control, held control for the `takeover` rule's people. */
@@ -377,18 +368,11 @@ export class Coordinator {
     const force = record.mayTakeOver || by !== undefined;
     // Free control may only look free: its holder may not have written its lease back yet.
     if (!force && this.store.recovering) return this.#notice(record.id, errors.storeRecovering().message);
-    const asked = Date.now();
     const got = await this.store.acquire(record.desktop, claimant, { force });
     if (!got.ok) return this.#notice(record.id, `${got.holder.user} has control: ask for it instead`);
     await this.store.takeRequest(record.desktop, record.id);
     const taker = by ?? record.user;
-    await this.#handOver(
-      record,
-      { token: got.token, leasedAt: asked },
-      got.previous,
-      by ? `${by} gave you control` : 'You have control',
-      `Control was taken by ${taker}`,
-    );
+    await this.#handOver(record, got, by ? `${by} gave you control` : 'You have control', `Control was taken by ${taker}`);
   }
 
   /** The controller gives control up; the desktop has none until someone takes it. */
@@ -399,12 +383,13 @@ export class Coordinator {
     await this.#deliver(record.node, { type: 'role', session: record.id, role: 'view', reason: by ? `${by} took control from you` : 'You gave up control' });
   }
 
-  async #handOver(to: SessionRecord, lease: Lease, previous: Holder | undefined, toNew: string, toOld: string): Promise<void> {
+  async #handOver(to: SessionRecord, lease: Acquired & { ok: true }, toNew: string, toOld: string): Promise<void> {
     // The old controller first: its input must stop before the new one's flows.
+    const { previous, token, leasedAt } = lease;
     if (previous && previous.session !== to.id) {
       await this.#deliver(previous.node, { type: 'role', session: previous.session, role: 'view', reason: toOld });
     }
-    await this.#deliver(to.node, { type: 'role', session: to.id, role: 'control', reason: toNew, desktop: to.desktop, ...lease });
+    await this.#deliver(to.node, { type: 'role', session: to.id, role: 'control', reason: toNew, desktop: to.desktop, token, leasedAt });
   }
 
   #mayAsk(record: SessionRecord): boolean {

@@ -69,7 +69,7 @@ export class MemoryStore implements CoordinationStore {
     const now = this.#now();
     const since = mine ? current.since : now;
     this.#holders.set(desktop, { value: { ...claimant, since, token }, expiresAt: now + this.leaseTtlMs });
-    return { ok: true, token, previous: mine ? undefined : current };
+    return { ok: true, token, leasedAt: now, previous: mine ? undefined : current };
   }
 
   async renew(desktop: string, session: string, token: number): Promise<boolean> {

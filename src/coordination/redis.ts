@@ -449,8 +449,9 @@ export class RedisStore implements CoordinationStore {
 
   async acquire(desktop: string, claimant: Claimant, options: AcquireOptions = {}): Promise<Acquired> {
     const keys = [this.#key('h:', desktop), this.#key('f:', desktop)];
-    const args = [claimant.session, claimant.user, claimant.node, options.force ? '1' : '0', options.from ?? '', Date.now(), this.leaseTtlMs];
-    return acquired((await this.#call((redis) => scripts.acquire.run(redis, keys, args))) as AcquireReply);
+    const now = Date.now();
+    const args = [claimant.session, claimant.user, claimant.node, options.force ? '1' : '0', options.from ?? '', now, this.leaseTtlMs];
+    return acquired((await this.#call((redis) => scripts.acquire.run(redis, keys, args))) as AcquireReply, now);
   }
 
   async renew(desktop: string, session: string, token: number): Promise<boolean> {
@@ -479,7 +480,7 @@ export class RedisStore implements CoordinationStore {
     else args.push('');
     const reply = (await this.#call((redis) => scripts.register.run(redis, keys, args))) as [0] | [1] | [1, ...AcquireReply];
     if (reply[0] === 0) return { ok: false };
-    return { ok: true, lease: reply.length > 1 ? acquired(reply.slice(1) as AcquireReply) : undefined };
+    return { ok: true, lease: reply.length > 1 ? acquired(reply.slice(1) as AcquireReply, now) : undefined };
   }
 
   async refresh(records: readonly SessionRecord[]): Promise<void> {
@@ -589,9 +590,10 @@ export class RedisStore implements CoordinationStore {
 /** The acquire function's reply (LEASE_LUA). */
 type AcquireReply = [0, string] | [1, number, string];
 
-function acquired(reply: AcquireReply): Acquired {
+/** The acquire function's reply, for a lease asked for at `now`. */
+function acquired(reply: AcquireReply, now: number): Acquired {
   if (reply[0] === 0) return { ok: false, holder: JSON.parse(reply[1]) as Holder };
-  return { ok: true, token: reply[1], previous: reply[2] ? (JSON.parse(reply[2]) as Holder) : undefined };
+  return { ok: true, token: reply[1], leasedAt: now, previous: reply[2] ? (JSON.parse(reply[2]) as Holder) : undefined };
 }
 
 /** QUIT lets the replies in flight arrive; a connection that is down is only kept from reconnecting. */

@@ -63,7 +63,13 @@ export interface Holder {
 
 export type Claimant = Pick<Holder, 'session' | 'user' | 'node'>;
 
-export type Acquired = { readonly ok: true; readonly token: number; readonly previous?: Holder | undefined } | { readonly ok: false; readonly holder: Holder };
+/**
+ * Got (`token`, and `leasedAt`: when it was asked for, in ms since the epoch: the lease runs at
+ * least `leaseTtlMs` from then), or refused naming the holder.
+ */
+export type Acquired =
+  | { readonly ok: true; readonly token: number; readonly leasedAt: number; readonly previous?: Holder | undefined }
+  | { readonly ok: false; readonly holder: Holder };
 
 export interface AcquireOptions {
   /** Take the desktop from its holder, if any; `previous` says whom it was taken from. */

@@ -51,8 +51,11 @@ export function storeContract(fixture: StoreFixture): void {
 
   it('gives a free desktop to the first claimant, and refuses the next one naming the holder', async () => {
     const name = desktop();
+    const asked = Date.now();
     const first = await a.acquire(name, { session: 's1', user: 'alice', node: a.node });
-    expect(first.ok).toBe(true);
+    expect(first).toMatchObject({ ok: true, leasedAt: expect.any(Number) });
+    expect(first.ok && first.leasedAt).toBeGreaterThanOrEqual(asked); // the lease's time runs from then
+    expect(first.ok && first.leasedAt).toBeLessThanOrEqual(Date.now());
     const second = await b.acquire(name, { session: 's2', user: 'bob', node: b.node });
     expect(second).toMatchObject({ ok: false, holder: { session: 's1', user: 'alice', node: a.node } });
     expect(await b.holder(name)).toMatchObject({ session: 's1', user: 'alice' });
